@@ -1,0 +1,65 @@
+# smoke-platform: every target installs what it needs into .venv first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.8
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_DISABLE_TELEMETRY := 1
+export BENTOML_DO_NOT_TRACK := true
+export UV_COMPILE_BYTECODE := 1
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup demo test lint format bench ui validate lock clean dagster-home
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "smoke-platform needs Python 3.11+, found " + sys.version' 
+	@command -v java >/dev/null || { echo "Java 17 is required (for Spark): install a JDK 17, e.g. 'apt-get install openjdk-17-jre-headless'"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python -r requirements/lock.txt
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	touch $@
+
+setup: $(STAMP)
+
+# SQLite-backed Dagster instance for the demo (dagster.yaml at the root is the PostgreSQL one).
+dagster-home:
+	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+
+demo: setup dagster-home
+	$(BIN)/smoke demo
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+validate: setup
+	$(BIN)/dagster definitions validate -m smoke_platform.definitions
+
+bench: setup dagster-home
+	$(BIN)/python -m bench
+
+bench-%: setup dagster-home
+	$(BIN)/python -m bench $*
+
+ui: setup dagster-home
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+# Re-resolve the pinned dependency set after editing pyproject.toml.
+lock: setup
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/lock.txt
+
+clean:
+	rm -rf $(VENV) .dagster_home data reports .pytest_cache .mypy_cache .ruff_cache

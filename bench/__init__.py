@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [area ...]` prints `BENCH <area>.<name>=<value> <unit>` lines."""

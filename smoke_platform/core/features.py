@@ -1,0 +1,49 @@
+"""The one feature function: training, the BentoML service and the stream worker call it.
+
+Features are per reading (no state), so a single reading can be scored. `ts`, `cnt`,
+row indices and session ids identify the recording session and are never features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smoke_platform.core.schema import MEASUREMENTS
+
+# Identify sessions or time, never the physics of smoke: never features (DATA.md).
+FORBIDDEN_FEATURES = frozenset({"ts", "utc", "cnt", "row_index", "session_id", "sensor_id", "index"})
+_SKEWED = ("tvoc_ppb", "pm1_0", "pm2_5", "nc0_5", "nc1_0", "nc2_5")
+FEATURE_COLUMNS: tuple[str, ...] = (
+    *MEASUREMENTS,
+    *(f"log_{c}" for c in _SKEWED),
+    "log_eco2_excess",
+    "pm_coarse_ratio",
+    "nc_fine_ratio",
+    "h2_ethanol_ratio",
+)
+
+
+def build_features(readings: pd.DataFrame) -> pd.DataFrame:
+    """Model features from a canonical readings frame (one row per reading, same order)."""
+    x = readings.loc[:, list(MEASUREMENTS)].astype("float64")
+    out = {c: x[c].to_numpy() for c in MEASUREMENTS}
+    for c in _SKEWED:
+        out[f"log_{c}"] = np.log1p(np.clip(x[c].to_numpy(), 0, None))
+    out["log_eco2_excess"] = np.log1p(np.clip(x["eco2_ppm"].to_numpy() - 400.0, 0, None))
+    # Dust is coarse (PM2.5 >> PM1.0); smoke is fine (many sub-0.5 µm particles).
+    out["pm_coarse_ratio"] = (x["pm2_5"].to_numpy() + 1.0) / (x["pm1_0"].to_numpy() + 1.0)
+    out["nc_fine_ratio"] = (x["nc0_5"].to_numpy() + 1.0) / (x["nc2_5"].to_numpy() + 1.0)
+    out["h2_ethanol_ratio"] = x["raw_h2"].to_numpy() / np.maximum(x["raw_ethanol"].to_numpy(), 1.0)
+    return pd.DataFrame(out, index=readings.index, columns=list(FEATURE_COLUMNS))
+
+
+def frame_from_readings(readings: Iterable[Any]) -> pd.DataFrame:
+    """Canonical frame from pydantic `Reading`s or plain mappings (service, worker)."""
+    rows = [r if isinstance(r, Mapping) else r.model_dump() for r in readings]
+    return pd.DataFrame.from_records(rows, columns=None if rows else list(MEASUREMENTS))
+
+

@@ -1,0 +1,84 @@
+"""Reading and converting Kaggle-format files into canonical readings frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from smoke_platform.core.schema import (
+    CANONICAL_TO_KAGGLE,
+    FIELDS,
+    KAGGLE_COLUMNS,
+    KAGGLE_TO_CANONICAL,
+    pandas_dtype,
+)
+
+DEFAULT_SENSOR_ID = "kaggle-0"
+
+
+class KaggleFormatError(ValueError):
+    """The file is not in the Kaggle smoke-detection format."""
+
+
+def read_kaggle_csv(path: str | Path) -> pd.DataFrame:
+    """Read a Kaggle-format CSV: unnamed row-index first column, bracketed headers."""
+    frame = pd.read_csv(path, index_col=0)
+    missing = [c for c in KAGGLE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise KaggleFormatError(
+            f"{path}: missing column(s) {missing}; found {list(frame.columns)}; "
+            f"expected the header ',{','.join(KAGGLE_COLUMNS)}'"
+        )
+    frame.index.name = "row_index"
+    return frame
+
+
+# A gap this much longer in `UTC` than in `CNT` means the recording stopped (new session).
+SESSION_GAP_SECONDS = 60
+
+
+def sessions_from_counter(cnt: pd.Series, utc: pd.Series) -> pd.Series:
+    """Session numbers: `CNT` restarts at every recording session (DATA.md); a clock jump
+    that the counter does not share also starts one (excerpts of the file)."""
+    d_cnt, d_utc = cnt.diff(), utc.diff()
+    new = d_cnt.isna() | (d_cnt <= 0) | ((d_utc - d_cnt) > SESSION_GAP_SECONDS)
+    return (new.cumsum() - 1).astype("int64")
+
+
+def to_canonical(frame: pd.DataFrame, sensor_id: str = DEFAULT_SENSOR_ID) -> pd.DataFrame:
+    """Rename Kaggle columns to canonical names and set canonical dtypes; values unchanged.
+
+    `UTC` (Unix seconds) becomes the UTC timestamp `ts`. Files without `session_id`
+    get one from the `CNT` restarts; files without `sensor_id` get `sensor_id`.
+    """
+    out = frame.rename(columns=KAGGLE_TO_CANONICAL)
+    if "row_index" not in out.columns:
+        out = out.reset_index(names="row_index") if out.index.name == "row_index" else out
+    if "session_id" not in out.columns:
+        session = sessions_from_counter(out["cnt"], out["ts"].astype("int64"))
+        out["session_id"] = "s" + session.astype(str).str.zfill(4)
+    if not pd.api.types.is_datetime64_any_dtype(out["ts"]):
+        out["ts"] = pd.to_datetime(out["ts"], unit="s", utc=True)
+    if "sensor_id" not in out.columns:
+        out["sensor_id"] = sensor_id
+    return _with_dtypes(out)
+
+
+def _with_dtypes(out: pd.DataFrame) -> pd.DataFrame:
+    for spec in FIELDS:
+        if spec.name not in out.columns:
+            continue
+        if spec.dtype == "str":
+            out[spec.name] = out[spec.name].astype("str")
+        elif spec.dtype != "datetime":
+            out[spec.name] = out[spec.name].astype(pandas_dtype(spec))
+    ordered = [f.name for f in FIELDS if f.name in out.columns]
+    return out[ordered + [c for c in out.columns if c not in ordered]].reset_index(drop=True)
+
+
+def to_kaggle(canonical: pd.DataFrame) -> pd.DataFrame:
+    """The inverse of `to_canonical` for the Kaggle columns (used to write Kaggle CSVs)."""
+    out = canonical.rename(columns=CANONICAL_TO_KAGGLE)
+    out["UTC"] = (out["UTC"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return out[list(KAGGLE_COLUMNS)]

@@ -1,0 +1,167 @@
+"""Pandera schemas for readings frames, built from the one field table in `schema`.
+
+Each named check is its own small `DataFrameSchema` so that Dagster can show (and
+block on) each property separately; `run_check` turns pandera's failure cases into
+a summary that names the column, the count and sample bad values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+
+from smoke_platform.core.schema import FIELDS, pandas_dtype
+
+# A continuously varying channel that repeats the exact same value this long is stuck.
+STUCK_RUN_SECONDS = 600
+STUCK_CHANNELS = ("temperature_c", "humidity_pct", "raw_h2", "raw_ethanol", "pressure_hpa")
+SESSION_KEYS = ["sensor_id", "session_id"]
+
+
+def _dtype_schema() -> pa.DataFrameSchema:
+    cols = {
+        f.name: pa.Column(pandas_dtype(f), nullable=True, required=f.required) for f in FIELDS
+    }
+    return pa.DataFrameSchema(cols, name="schema")
+
+
+def _null_schema() -> pa.DataFrameSchema:
+    cols = {f.name: pa.Column(nullable=False) for f in FIELDS if f.required}
+    return pa.DataFrameSchema(cols, name="no_nulls")
+
+
+def _range_schema() -> pa.DataFrameSchema:
+    cols = {}
+    for f in FIELDS:
+        if f.min is None and f.max is None:
+            continue
+        check = (
+            pa.Check.in_range(f.min, f.max)
+            if f.max is not None
+            else pa.Check.greater_than_or_equal_to(f.min)
+        )
+        cols[f.name] = pa.Column(checks=check, nullable=True, required=f.required)
+    return pa.DataFrameSchema(cols, name="physical_ranges")
+
+
+def _cell_mask(df: pd.DataFrame, ok: dict[str, pd.Series]) -> pd.DataFrame:
+    """Pandera wants a same-shape boolean frame: True everywhere but the checked cells."""
+    mask = pd.DataFrame(True, index=df.index, columns=df.columns)
+    for col, values in ok.items():
+        mask[col] = values.to_numpy()
+    return mask
+
+
+def _unique(df: pd.DataFrame) -> pd.DataFrame:
+    return _cell_mask(df, {"ts": ~df.duplicated(["sensor_id", "ts"], keep=False)})
+
+
+def _session_key(df: pd.DataFrame) -> pd.Series:
+    return df["sensor_id"].astype(str) + "\x1f" + df["session_id"].astype(str)
+
+
+def _time_ordered(df: pd.DataFrame) -> pd.DataFrame:
+    step = df.groupby(_session_key(df), sort=False)["ts"].diff()
+    return _cell_mask(df, {"ts": step.isna() | (step > pd.Timedelta(0))})
+
+
+def _not_stuck(df: pd.DataFrame) -> pd.DataFrame:
+    key = _session_key(df)
+    out = {}
+    for col in STUCK_CHANNELS:
+        values = df[col]
+        new_run = (values != values.shift()) | (key != key.shift())
+        run_id = new_run.cumsum()
+        run_len = run_id.map(run_id.value_counts())
+        out[col] = run_len < STUCK_RUN_SECONDS
+    return _cell_mask(df, out)
+
+
+def _frame_schema(name: str, fn: Callable[[pd.DataFrame], Any], error: str) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(checks=[pa.Check(fn, name=name, error=error)], name=name)
+
+
+def quality_schemas() -> dict[str, pa.DataFrameSchema]:
+    """Every data-quality property a readings frame must have, by check name."""
+    return {
+        "schema": _dtype_schema(),
+        "no_nulls": _null_schema(),
+        "physical_ranges": _range_schema(),
+        "unique_readings": _frame_schema(
+            "unique_readings", _unique, "duplicate reading: same sensor_id and ts"
+        ),
+        "time_ordered": _frame_schema(
+            "time_ordered", _time_ordered, "ts does not increase within the session"
+        ),
+        "no_stuck_sensors": _frame_schema(
+            "no_stuck_sensors",
+            _not_stuck,
+            f"value repeated for >= {STUCK_RUN_SECONDS} consecutive readings",
+        ),
+    }
+
+
+@dataclass
+class CheckOutcome:
+    """Result of one quality check on a frame."""
+
+    name: str
+    passed: bool
+    failure_count: int = 0
+    by_column: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.passed:
+            return f"{self.name}: passed"
+        parts = [
+            f"column {col!r}: {info['count']} bad rows ({info['check']}), e.g. {info['samples']}"
+            for col, info in self.by_column.items()
+        ]
+        return f"{self.name}: {self.failure_count} failures; " + "; ".join(parts)
+
+
+def _expand_frame_cases(cases: pd.DataFrame) -> pd.DataFrame:
+    """Frame-level checks report {column: value} dicts; give each its own column/value."""
+    is_cell = cases["failure_case"].map(lambda v: isinstance(v, dict))
+    if not is_cell.any():
+        return cases
+    cells = cases[is_cell]
+    cells = cells.assign(
+        column=cells["failure_case"].map(lambda d: next(iter(d))),
+        failure_case=cells["failure_case"].map(lambda d: next(iter(d.values()))),
+    )
+    if is_cell.all():
+        return cells.reset_index(drop=True)
+    return pd.concat([cases[~is_cell], cells], ignore_index=True)
+
+
+def _summarise(name: str, cases: pd.DataFrame) -> CheckOutcome:
+    cases = _expand_frame_cases(cases)
+    cases = cases.assign(column=cases["column"].fillna(cases["check"]).astype(str))
+    by_column: dict[str, dict[str, Any]] = {}
+    for col, grp in cases.groupby("column", sort=True):
+        samples = pd.unique(grp["failure_case"].astype(str))[:5].tolist()
+        by_column[str(col)] = {
+            "count": int(len(grp)),
+            "check": ", ".join(sorted(set(grp["check"].astype(str)))),
+            "samples": samples,
+        }
+    return CheckOutcome(name, False, int(len(cases)), by_column)
+
+
+def run_check(name: str, df: pd.DataFrame) -> CheckOutcome:
+    """Validate `df` against one named quality schema and summarise the failures."""
+    schema = quality_schemas()[name]
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        return _summarise(name, exc.failure_cases)
+    return CheckOutcome(name, True)
+
+
+def run_all_checks(df: pd.DataFrame) -> dict[str, CheckOutcome]:
+    return {name: run_check(name, df) for name in quality_schemas()}

@@ -1,0 +1,178 @@
+"""One table of fields drives the pydantic `Reading`, the pandera schema and the limits.
+
+Limits come from sensor physics and data-sheet output ranges (Sensirion SHT31,
+SGP30, SPS30; Bosch BMP388), widened where the real Kaggle file goes beyond the
+data sheet, so that real data is never rejected as invalid (see DATA.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pydantic
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One reading field: canonical name, Kaggle column, type, physical limits."""
+
+    name: str
+    kaggle: str | None
+    dtype: str  # "float" | "int" | "str" | "datetime"
+    unit: str
+    description: str
+    min: float | None = None
+    max: float | None = None
+    required: bool = True
+    measurement: bool = False
+
+    def allowed(self) -> str:
+        """Human-readable allowed range, used in every error message."""
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g} to {self.max:g} {self.unit}".rstrip()
+        if self.dtype == "datetime":
+            return "an ISO-8601 timestamp or Unix seconds"
+        return f"a {self.dtype}"
+
+
+def _m(name: str, kaggle: str, unit: str, lo: float, hi: float, desc: str) -> FieldSpec:
+    return FieldSpec(name, kaggle, "float", unit, desc, lo, hi, measurement=True)
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("sensor_id", None, "str", "", "device identifier (Kafka key)"),
+    FieldSpec("ts", "UTC", "datetime", "", "event time of the reading (UTC)"),
+    _m("temperature_c", "Temperature[C]", "°C", -40, 125, "air temperature (SHT31 range)"),
+    _m("humidity_pct", "Humidity[%]", "%", 0, 100, "relative humidity"),
+    _m("tvoc_ppb", "TVOC[ppb]", "ppb", 0, 60_000, "total VOCs (SGP30 range)"),
+    _m("eco2_ppm", "eCO2[ppm]", "ppm", 400, 60_000, "CO2 equivalent (SGP30 range)"),
+    _m("raw_h2", "Raw H2", "counts", 0, 65_535, "raw H2 signal (16-bit)"),
+    _m("raw_ethanol", "Raw Ethanol", "counts", 0, 65_535, "raw ethanol signal (16-bit)"),
+    _m("pressure_hpa", "Pressure[hPa]", "hPa", 300, 1_250, "air pressure (BMP388 range)"),
+    _m("pm1_0", "PM1.0", "µg/m³", 0, 100_000, "particulate mass < 1.0 µm"),
+    _m("pm2_5", "PM2.5", "µg/m³", 0, 100_000, "particulate mass < 2.5 µm"),
+    _m("nc0_5", "NC0.5", "#/cm³", 0, 100_000, "particle count < 0.5 µm"),
+    _m("nc1_0", "NC1.0", "#/cm³", 0, 100_000, "particle count < 1.0 µm"),
+    _m("nc2_5", "NC2.5", "#/cm³", 0, 100_000, "particle count < 2.5 µm"),
+    FieldSpec("cnt", "CNT", "int", "", "sample counter, restarts per session", 0, None, False),
+    FieldSpec("fire_alarm", "Fire Alarm", "int", "", "label: 1 = fire", 0, 1, False),
+    FieldSpec("session_id", None, "str", "", "recording session (never a feature)", required=False),
+    FieldSpec("scenario", None, "str", "", "simulated scenario name, if known", required=False),
+)
+
+FIELD_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
+MEASUREMENTS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.measurement)
+REQUIRED: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
+KAGGLE_TO_CANONICAL: dict[str, str] = {f.kaggle: f.name for f in FIELDS if f.kaggle}
+CANONICAL_TO_KAGGLE: dict[str, str] = {v: k for k, v in KAGGLE_TO_CANONICAL.items()}
+# The real file's columns in file order (after the unnamed row-index column).
+KAGGLE_COLUMNS: tuple[str, ...] = tuple(KAGGLE_TO_CANONICAL)
+LIMITS: dict[str, tuple[float | None, float | None]] = {f.name: (f.min, f.max) for f in FIELDS}
+
+_PY_TYPES: dict[str, Any] = {"float": float, "int": int, "str": str, "datetime": datetime}
+
+
+def _pydantic_field(spec: FieldSpec) -> tuple[Any, Any]:
+    py_type = _PY_TYPES[spec.dtype]
+    kwargs: dict[str, Any] = {"description": f"{spec.description} [{spec.unit}]".replace(" []", "")}
+    if spec.min is not None:
+        kwargs["ge"] = spec.min
+    if spec.max is not None:
+        kwargs["le"] = spec.max
+    if spec.dtype == "str":
+        kwargs.update(min_length=1, max_length=64)
+    if spec.required:
+        return py_type, pydantic.Field(..., **kwargs)
+    return py_type | None, pydantic.Field(None, **kwargs)
+
+
+class _ReadingBase(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @pydantic.field_validator("ts", check_fields=False)
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+# `Reading` is the Kafka message value and the BentoML input type.
+Reading: type[pydantic.BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
+    "Reading",
+    __base__=_ReadingBase,
+    __doc__="One 1 Hz sensor reading in canonical (snake_case) names.",
+    **{spec.name: _pydantic_field(spec) for spec in FIELDS},
+)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING = _Missing()
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """A validation problem a person can act on: which field, what value, what is allowed."""
+
+    field: str
+    value: Any
+    message: str
+    allowed: str
+
+    def __str__(self) -> str:
+        shown = repr(self.value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return f"{self.field}={shown}: {self.message} (allowed: {self.allowed})"
+
+
+class ReadingValidationError(ValueError):
+    """Raised by `parse_reading`; `errors` lists every bad field."""
+
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("invalid reading: " + "; ".join(str(e) for e in errors))
+
+
+def field_errors(exc: pydantic.ValidationError, payload: Any = None) -> list[FieldError]:
+    """Turn pydantic's errors into `FieldError`s naming field, value and allowed range."""
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        name = loc[-1] if loc else "<reading>"
+        spec = FIELD_BY_NAME.get(name)
+        if err.get("type") == "extra_forbidden":
+            allowed = "only the fields " + ", ".join(FIELD_BY_NAME)
+        else:
+            allowed = spec.allowed() if spec else "a JSON object of reading fields"
+        value = MISSING if err.get("type") == "missing" else err.get("input", payload)
+        out.append(FieldError(".".join(loc) or name, value, err.get("msg", "invalid"), allowed))
+    return out
+
+
+def parse_reading(data: Any) -> pydantic.BaseModel:
+    """Validate one reading (dict or JSON bytes/str) or raise `ReadingValidationError`."""
+    try:
+        if isinstance(data, (bytes, bytearray, str)):
+            return Reading.model_validate_json(data)
+        return Reading.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ReadingValidationError(field_errors(exc, data)) from exc
+
+
+# ---- batch (DataFrame) form of the same contract --------------------------------------
+
+PANDAS_DTYPES: dict[str, str] = {
+    "float": "float64",
+    "int": "Int64",
+    "str": "str",
+    "datetime": "datetime64[ns, UTC]",
+}
+
+
+def pandas_dtype(spec: FieldSpec) -> str:
+    """The pandas dtype of a field in a canonical readings frame."""
+    return PANDAS_DTYPES[spec.dtype]

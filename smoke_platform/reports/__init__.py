@@ -1,0 +1,1 @@
+"""Report files a person opens: Markdown with PNG plots (no dagster imports here)."""

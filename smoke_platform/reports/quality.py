@@ -1,0 +1,101 @@
+"""The data-quality report: per-column statistics, check outcomes and distribution plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smoke_platform.core.quality import CheckOutcome, run_all_checks
+from smoke_platform.core.schema import FIELD_BY_NAME, MEASUREMENTS
+from smoke_platform.reports.markdown import MarkdownReport, pyplot
+
+_SKEWED = {"tvoc_ppb", "eco2_ppm", "pm1_0", "pm2_5", "nc0_5", "nc1_0", "nc2_5"}
+
+
+def column_profile(df: pd.DataFrame) -> pd.DataFrame:
+    """Nulls, out-of-range count, min / median / p99 / max per measurement."""
+    rows = []
+    for col in MEASUREMENTS:
+        spec, values = FIELD_BY_NAME[col], pd.to_numeric(df[col], errors="coerce")
+        out_of_range = ((values < spec.min) | (values > spec.max)).sum()
+        rows.append(
+            {
+                "column": col,
+                "unit": spec.unit,
+                "nulls": int(values.isna().sum()),
+                "out_of_range": int(out_of_range),
+                "min": values.min(),
+                "median": values.median(),
+                "p99": values.quantile(0.99),
+                "max": values.max(),
+                "allowed": spec.allowed(),
+            }
+        )
+    return pd.DataFrame(rows).set_index("column")
+
+
+def _distribution_figure(df: pd.DataFrame):  # noqa: ANN202 - matplotlib Figure
+    plt = pyplot()
+    fig, axes = plt.subplots(3, 4, figsize=(16, 10))
+    labels = df["fire_alarm"].fillna(-1).astype(int)
+    for ax, col in zip(axes.flat, MEASUREMENTS):
+        values = pd.to_numeric(df[col], errors="coerce")
+        if col in _SKEWED:
+            values = np.log10(values.clip(lower=0) + 1)
+        for label, colour, name in ((0, "tab:blue", "no fire"), (1, "tab:red", "fire")):
+            ax.hist(values[labels == label], bins=50, alpha=0.55, color=colour, label=name)
+        ax.set_title(f"log10(1+{col})" if col in _SKEWED else col, fontsize=9)
+    axes.flat[0].legend()
+    fig.suptitle("Distributions by label")
+    return fig
+
+
+def _sessions_figure(df: pd.DataFrame):  # noqa: ANN202
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4))
+    per_session = df.groupby("session_id").agg(rows=("ts", "size"), fire=("fire_alarm", "mean"))
+    left.hist(per_session["rows"], bins=30, color="tab:gray")
+    left.set_title("readings per session")
+    group = "scenario" if "scenario" in df.columns else "sensor_id"
+    share = df.groupby(group)["fire_alarm"].agg(["mean", "size"]).sort_values("size")
+    right.barh(share.index.astype(str), share["size"], color="tab:purple")
+    right.set_title(f"readings per {group}")
+    return fig
+
+
+def checks_table(outcomes: dict[str, CheckOutcome]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"check": n, "passed": o.passed, "failures": o.failure_count, "detail": o.describe()[:200]}
+            for n, o in outcomes.items()
+        ]
+    ).set_index("check")
+
+
+def write_quality_report(df: pd.DataFrame, directory: Path, source: str = "") -> tuple[Path, dict]:
+    """Write the report; return its path and headline metrics (for Dagster metadata)."""
+    outcomes = run_all_checks(df)
+    profile = column_profile(df)
+    metrics = {
+        "rows": len(df),
+        "sessions": int(df["session_id"].nunique()),
+        "fire_share": float(df["fire_alarm"].mean()),
+        "checks_passed": sum(o.passed for o in outcomes.values()),
+        "checks_total": len(outcomes),
+        "null_cells": int(profile["nulls"].sum()),
+        "out_of_range_cells": int(profile["out_of_range"].sum()),
+    }
+    rep = MarkdownReport("Data-quality report: raw sensor readings", directory)
+    rep.text(f"Source: `{source or 'unknown'}`. Generated {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC.")
+    rep.heading("Summary")
+    rep.table(pd.DataFrame({"value": {k: f"{v:.4g}" for k, v in metrics.items()}}))
+    rep.heading("Checks")
+    rep.table(checks_table(outcomes))
+    rep.heading("Columns")
+    rep.table(profile)
+    rep.heading("Distributions")
+    rep.figure(_distribution_figure(df), "distributions", "Measurement distributions, fire vs no fire")
+    rep.figure(_sessions_figure(df), "sessions", "Session lengths and readings per scenario")
+    return rep.write(), metrics

@@ -1,0 +1,116 @@
+"""The Dagster code location: graph snapshot, schedules, blocking checks, the report."""
+
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from smoke_platform.definitions import defs
+from smoke_platform.defs.common.resources import ParquetIOManager, PlatformSettingsResource
+
+pytestmark = pytest.mark.dagster
+
+EXPECTED_ASSETS = {"raw_sensor_readings", "data_quality_report"}
+EXPECTED_CHECKS = {
+    f"raw_sensor_readings_{n}"
+    for n in ("schema", "no_nulls", "physical_ranges", "unique_readings", "time_ordered", "no_stuck_sensors")
+}
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dg.Definitions:
+    return defs()
+
+
+def test_asset_graph_snapshot(definitions):
+    graph = definitions.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
+    checks = {k.name for k in graph.asset_check_keys}
+    assert checks == EXPECTED_CHECKS
+    report = graph.get(dg.AssetKey("data_quality_report"))
+    assert report.parent_keys == {dg.AssetKey("raw_sensor_readings")}
+    for key in graph.asset_check_keys:
+        assert graph.get_check_spec(key).blocking, key
+
+
+def test_quality_schedule_every_six_hours(definitions):
+    schedule = definitions.resolve_schedule_def("data_quality_job_schedule")
+    assert schedule.cron_schedule == "0 */6 * * *"
+    assert schedule.job_name == "data_quality_job"
+    job = definitions.resolve_job_def("data_quality_job")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == EXPECTED_ASSETS
+
+
+def test_definitions_validate_cli():
+    """`dagster definitions validate` is what CI and a deployment run first."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "smoke_platform.definitions"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def _resources(tmp_path, **settings):
+    s = PlatformSettingsResource(
+        data_dir=str(tmp_path / "data"), reports_dir=str(tmp_path / "reports"), **settings
+    )
+    return {"settings": s, "io_manager": ParquetIOManager(settings=s)}
+
+
+def _assets(_definitions):
+    """The unbound asset and check definitions, so tests can supply their own resources."""
+    from smoke_platform.defs.ingest.assets import raw_sensor_readings
+    from smoke_platform.defs.quality.assets import data_quality_report
+    from smoke_platform.defs.quality.checks import raw_sensor_readings_quality
+
+    return [raw_sensor_readings, raw_sensor_readings_quality, data_quality_report]
+
+
+def test_generated_graph_materialises_with_report(definitions, tmp_path):
+    result = dg.materialize(
+        _assets(definitions), resources=_resources(tmp_path, n_rows=5_000, seed=11)
+    )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == EXPECTED_CHECKS
+    assert all(e.passed for e in evaluations)
+    raw = result.asset_materializations_for_node("raw_sensor_readings")[0].metadata
+    assert raw["dagster/row_count"].value == 5_000
+    assert 0 < raw["fire_share"].value < 1
+    report = tmp_path / "reports" / "data_quality" / "report.md"
+    text = report.read_text()
+    assert "| raw_sensor_readings" not in text  # check names are short in the table
+    assert "physical_ranges" in text and "![" in text
+    assert (report.parent / "distributions.png").stat().st_size > 10_000
+
+
+def test_kaggle_csv_source(definitions, tmp_path, kaggle_sample_csv):
+    result = dg.materialize(
+        _assets(definitions), resources=_resources(tmp_path, kaggle_csv=str(kaggle_sample_csv))
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("raw_sensor_readings")[0].metadata
+    assert meta["dagster/row_count"].value == 6
+    assert meta["sessions"].value == 2
+    assert meta["source"].value == str(kaggle_sample_csv)
+
+
+def test_failing_check_blocks_downstream(definitions, tmp_path, kaggle_sample_csv):
+    bad = tmp_path / "bad.csv"
+    lines = kaggle_sample_csv.read_text().splitlines()
+    lines[2] = lines[2].replace(",56.67,", ",156.67,")  # humidity 156.67 %
+    bad.write_text("\n".join(lines) + "\n")
+    result = dg.materialize(
+        _assets(definitions), resources=_resources(tmp_path, kaggle_csv=str(bad)), raise_on_error=False
+    )
+    assert not result.success
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [e.check_name for e in failed] == ["raw_sensor_readings_physical_ranges"]
+    assert "humidity_pct" in failed[0].description and "156.67" in failed[0].description
+    assert "1 bad rows" in failed[0].description
+    assert not result.asset_materializations_for_node("data_quality_report")
+    assert not (tmp_path / "reports" / "data_quality" / "report.md").exists()
