@@ -15,7 +15,9 @@ import pandas as pd
 from smoke_platform.core.schema import MEASUREMENTS
 
 # Identify sessions or time, never the physics of smoke: never features (DATA.md).
-FORBIDDEN_FEATURES = frozenset({"ts", "utc", "cnt", "row_index", "session_id", "sensor_id", "index"})
+FORBIDDEN_FEATURES = frozenset(
+    {"ts", "utc", "cnt", "row_index", "session_id", "sensor_id", "index"}
+)
 _SKEWED = ("tvoc_ppb", "pm1_0", "pm2_5", "nc0_5", "nc1_0", "nc2_5")
 FEATURE_COLUMNS: tuple[str, ...] = (
     *MEASUREMENTS,
@@ -45,5 +47,3 @@ def frame_from_readings(readings: Iterable[Any]) -> pd.DataFrame:
     """Canonical frame from pydantic `Reading`s or plain mappings (service, worker)."""
     rows = [r if isinstance(r, Mapping) else r.model_dump() for r in readings]
     return pd.DataFrame.from_records(rows, columns=None if rows else list(MEASUREMENTS))
-
-

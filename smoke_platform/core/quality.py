@@ -23,9 +23,7 @@ SESSION_KEYS = ["sensor_id", "session_id"]
 
 
 def _dtype_schema() -> pa.DataFrameSchema:
-    cols = {
-        f.name: pa.Column(pandas_dtype(f), nullable=True, required=f.required) for f in FIELDS
-    }
+    cols = {f.name: pa.Column(pandas_dtype(f), nullable=True, required=f.required) for f in FIELDS}
     return pa.DataFrameSchema(cols, name="schema")
 
 
@@ -146,11 +144,11 @@ def _summarise(name: str, cases: pd.DataFrame) -> CheckOutcome:
     for col, grp in cases.groupby("column", sort=True):
         samples = pd.unique(grp["failure_case"].astype(str))[:5].tolist()
         by_column[str(col)] = {
-            "count": int(len(grp)),
+            "count": len(grp),
             "check": ", ".join(sorted(set(grp["check"].astype(str)))),
             "samples": samples,
         }
-    return CheckOutcome(name, False, int(len(cases)), by_column)
+    return CheckOutcome(name, False, len(cases), by_column)
 
 
 def run_check(name: str, df: pd.DataFrame) -> CheckOutcome:

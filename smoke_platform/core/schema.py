@@ -8,7 +8,7 @@ data sheet, so that real data is never rejected as invalid (see DATA.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
@@ -94,7 +94,7 @@ class _ReadingBase(pydantic.BaseModel):
     @pydantic.field_validator("ts", check_fields=False)
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 # `Reading` is the Kafka message value and the BentoML input type.

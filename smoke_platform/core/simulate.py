@@ -83,11 +83,14 @@ def _baseline(rng: np.random.Generator, sc: Scenario, n: int) -> dict[str, np.nd
     return {
         "temp": temp0 + 0.3 * drift + rng.normal(0, 0.02, n),
         "hum": hum0 - 1.0 * drift + rng.normal(0, 0.15, n),
-        "tvoc": np.abs(rng.lognormal(np.log(8 if sc.indoor else 30), 0.8) * np.exp(_ar1(rng, n, 0.98, 0.05))),
+        "tvoc": np.abs(
+            rng.lognormal(np.log(8 if sc.indoor else 30), 0.8) * np.exp(_ar1(rng, n, 0.98, 0.05))
+        ),
         "h2": rng.uniform(12_200, 13_300) + 25 * drift + rng.normal(0, 6, n),
         "eth": rng.uniform(19_000, 21_000) + 60 * drift + rng.normal(0, 10, n),
         "press": rng.uniform(931.5, 939.5) + 0.15 * drift + rng.normal(0, 0.004, n),
-        "pm": rng.lognormal(np.log(1.0 if sc.indoor else 3.0), 0.5) * np.exp(_ar1(rng, n, 0.98, 0.06)),
+        "pm": rng.lognormal(np.log(1.0 if sc.indoor else 3.0), 0.5)
+        * np.exp(_ar1(rng, n, 0.98, 0.06)),
         "coarse": np.full(n, rng.uniform(1.02, 1.3)),
     }
 
@@ -206,7 +209,7 @@ def generate_kaggle(
         total += len(frame)
     out = pd.concat(sessions, ignore_index=True)
     out.index.name = "row_index"
-    return out[list(KAGGLE_COLUMNS) + ["sensor_id", "session_id", "scenario"]]
+    return out[[*KAGGLE_COLUMNS, "sensor_id", "session_id", "scenario"]]
 
 
 def generate_readings(

@@ -36,11 +36,11 @@ def column_profile(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("column")
 
 
-def _distribution_figure(df: pd.DataFrame):  # noqa: ANN202 - matplotlib Figure
+def _distribution_figure(df: pd.DataFrame):
     plt = pyplot()
     fig, axes = plt.subplots(3, 4, figsize=(16, 10))
     labels = df["fire_alarm"].fillna(-1).astype(int)
-    for ax, col in zip(axes.flat, MEASUREMENTS):
+    for ax, col in zip(axes.flat, MEASUREMENTS, strict=True):
         values = pd.to_numeric(df[col], errors="coerce")
         if col in _SKEWED:
             values = np.log10(values.clip(lower=0) + 1)
@@ -52,7 +52,7 @@ def _distribution_figure(df: pd.DataFrame):  # noqa: ANN202 - matplotlib Figure
     return fig
 
 
-def _sessions_figure(df: pd.DataFrame):  # noqa: ANN202
+def _sessions_figure(df: pd.DataFrame):
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4))
     per_session = df.groupby("session_id").agg(rows=("ts", "size"), fire=("fire_alarm", "mean"))
@@ -68,7 +68,12 @@ def _sessions_figure(df: pd.DataFrame):  # noqa: ANN202
 def checks_table(outcomes: dict[str, CheckOutcome]) -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {"check": n, "passed": o.passed, "failures": o.failure_count, "detail": o.describe()[:200]}
+            {
+                "check": n,
+                "passed": o.passed,
+                "failures": o.failure_count,
+                "detail": o.describe()[:200],
+            }
             for n, o in outcomes.items()
         ]
     ).set_index("check")
@@ -88,7 +93,9 @@ def write_quality_report(df: pd.DataFrame, directory: Path, source: str = "") ->
         "out_of_range_cells": int(profile["out_of_range"].sum()),
     }
     rep = MarkdownReport("Data-quality report: raw sensor readings", directory)
-    rep.text(f"Source: `{source or 'unknown'}`. Generated {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC.")
+    rep.text(
+        f"Source: `{source or 'unknown'}`. Generated {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC."
+    )
     rep.heading("Summary")
     rep.table(pd.DataFrame({"value": {k: f"{v:.4g}" for k, v in metrics.items()}}))
     rep.heading("Checks")
@@ -96,6 +103,8 @@ def write_quality_report(df: pd.DataFrame, directory: Path, source: str = "") ->
     rep.heading("Columns")
     rep.table(profile)
     rep.heading("Distributions")
-    rep.figure(_distribution_figure(df), "distributions", "Measurement distributions, fire vs no fire")
+    rep.figure(
+        _distribution_figure(df), "distributions", "Measurement distributions, fire vs no fire"
+    )
     rep.figure(_sessions_figure(df), "sessions", "Session lengths and readings per scenario")
     return rep.write(), metrics

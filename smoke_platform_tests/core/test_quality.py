@@ -2,7 +2,12 @@
 
 import pytest
 
-from smoke_platform.core.quality import STUCK_RUN_SECONDS, quality_schemas, run_all_checks, run_check
+from smoke_platform.core.quality import (
+    STUCK_RUN_SECONDS,
+    quality_schemas,
+    run_all_checks,
+    run_check,
+)
 
 
 def _out_of_range(df):
@@ -32,7 +37,7 @@ def _out_of_order(df):
 
 def _stuck(df):
     session = df["session_id"] == df["session_id"].value_counts().idxmax()
-    rows = df.index[session][:STUCK_RUN_SECONDS + 5]
+    rows = df.index[session][: STUCK_RUN_SECONDS + 5]
     df.loc[rows, "raw_ethanol"] = 19_000.0
     return "raw_ethanol", len(rows), "19000.0"
 
@@ -76,7 +81,7 @@ def test_check_fails_on_corrupted_frame(generated, name):
 
 def test_short_constant_stretches_are_not_stuck(generated):
     bad = generated.copy()
-    bad.loc[0:STUCK_RUN_SECONDS - 10, "pressure_hpa"] = 935.0
+    bad.loc[0 : STUCK_RUN_SECONDS - 10, "pressure_hpa"] = 935.0
     assert run_check("no_stuck_sensors", bad).passed
 
 

@@ -96,9 +96,16 @@ def test_every_kaggle_column_maps_to_a_contract_field():
 def test_pydantic_and_pandera_share_limits(spec):
     """Just inside the limit both accept; just outside both reject."""
     frame = pd.DataFrame([{**GOOD, "ts": pd.Timestamp(GOOD["ts"], unit="s", tz="UTC")}])
-    for value, ok in ((spec.min, True), (spec.max, True), (spec.min - 0.01, False), (spec.max + 0.01, False)):
+    for value, ok in (
+        (spec.min, True),
+        (spec.max, True),
+        (spec.min - 0.01, False),
+        (spec.max + 0.01, False),
+    ):
         accepted_by_pydantic = _accepts({**GOOD, spec.name: value})
-        accepted_by_pandera = run_check("physical_ranges", frame.assign(**{spec.name: value})).passed
+        accepted_by_pandera = run_check(
+            "physical_ranges", frame.assign(**{spec.name: value})
+        ).passed
         assert accepted_by_pydantic == accepted_by_pandera == ok, (spec.name, value)
 
 

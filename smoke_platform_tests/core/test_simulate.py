@@ -38,7 +38,11 @@ def default_frame():
 
 
 def test_same_seed_same_rows_other_seed_other_rows():
-    a, b, c = generate_kaggle(4_000, seed=1), generate_kaggle(4_000, seed=1), generate_kaggle(4_000, seed=2)
+    a, b, c = (
+        generate_kaggle(4_000, seed=1),
+        generate_kaggle(4_000, seed=1),
+        generate_kaggle(4_000, seed=2),
+    )
     pd.testing.assert_frame_equal(a, b)
     assert not a.drop(columns=["session_id"]).equals(c.drop(columns=["session_id"]))
 

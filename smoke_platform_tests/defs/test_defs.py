@@ -14,7 +14,14 @@ pytestmark = pytest.mark.dagster
 EXPECTED_ASSETS = {"raw_sensor_readings", "data_quality_report"}
 EXPECTED_CHECKS = {
     f"raw_sensor_readings_{n}"
-    for n in ("schema", "no_nulls", "physical_ranges", "unique_readings", "time_ordered", "no_stuck_sensors")
+    for n in (
+        "schema",
+        "no_nulls",
+        "physical_ranges",
+        "unique_readings",
+        "time_ordered",
+        "no_stuck_sensors",
+    )
 }
 
 
@@ -45,7 +52,15 @@ def test_quality_schedule_every_six_hours(definitions):
 def test_definitions_validate_cli():
     """`dagster definitions validate` is what CI and a deployment run first."""
     proc = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "smoke_platform.definitions"],
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "smoke_platform.definitions",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -105,7 +120,9 @@ def test_failing_check_blocks_downstream(definitions, tmp_path, kaggle_sample_cs
     lines[2] = lines[2].replace(",56.67,", ",156.67,")  # humidity 156.67 %
     bad.write_text("\n".join(lines) + "\n")
     result = dg.materialize(
-        _assets(definitions), resources=_resources(tmp_path, kaggle_csv=str(bad)), raise_on_error=False
+        _assets(definitions),
+        resources=_resources(tmp_path, kaggle_csv=str(bad)),
+        raise_on_error=False,
     )
     assert not result.success
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]

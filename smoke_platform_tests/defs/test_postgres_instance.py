@@ -8,6 +8,7 @@ import psycopg2
 import pytest
 
 from smoke_platform.definitions import defs
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.dagster]

@@ -1,6 +1,5 @@
 """Shared resources: paths and settings, and the Parquet IO manager that stores frames."""
 
-
 import os
 from pathlib import Path
 from typing import Any

@@ -1,6 +1,5 @@
 """Raw sensor readings: a real Kaggle-format CSV when configured, else the seeded simulator."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -14,7 +13,8 @@ READINGS_TABLE_SCHEMA = dg.TableSchema(
         dg.TableColumn(
             f.name,
             f.dtype,
-            description=f"{f.description}" + (f" [{f.unit}], allowed {f.allowed()}" if f.unit else ""),
+            description=f"{f.description}"
+            + (f" [{f.unit}], allowed {f.allowed()}" if f.unit else ""),
         )
         for f in FIELDS
     ]
@@ -36,7 +36,9 @@ def readings_metadata(df: pd.DataFrame) -> dict[str, dg.MetadataValue]:
     }
     if "scenario" in df.columns and df["scenario"].notna().any():
         counts = df.groupby("scenario")["session_id"].nunique().to_dict()
-        meta["sessions_by_scenario"] = dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()})
+        meta["sessions_by_scenario"] = dg.MetadataValue.json(
+            {str(k): int(v) for k, v in counts.items()}
+        )
     return meta
 
 

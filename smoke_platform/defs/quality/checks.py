@@ -1,6 +1,5 @@
 """Blocking data-quality checks on the raw readings, one per pandera quality schema."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
