@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export DAGSTER_DISABLE_TELEMETRY := 1
 export BENTOML_DO_NOT_TRACK := true
 export UV_COMPILE_BYTECODE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint format bench ui validate lock clean dagster-home
+.PHONY: setup demo test lint format bench ui serve validate lock clean dagster-home
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "smoke-platform needs Python 3.11+, found " + sys.version' 
@@ -57,9 +58,13 @@ bench-%: setup dagster-home
 ui: setup dagster-home
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
+# Serve the bento the Dagster asset built (run `make demo` first).
+serve: setup
+	$(BIN)/bentoml serve smoke_detector:latest --host 127.0.0.1 --port 3001
+
 # Re-resolve the pinned dependency set after editing pyproject.toml.
 lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/lock.txt
 
 clean:
-	rm -rf $(VENV) .dagster_home data reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .dagster_home .bentoml data reports .pytest_cache .mypy_cache .ruff_cache

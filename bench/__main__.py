@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-AREAS = ("gen", "graph")
+AREAS = ("gen", "graph", "train")
 
 
 def main(argv: list[str]) -> int:

@@ -69,6 +69,29 @@ def materialize(select: str = typer.Option("*", help="Dagster asset selection"))
     raise typer.Exit(0 if ok else 1)
 
 
+def champion_summary() -> list[str]:
+    """The served model's honest (session-holdout) metrics, for people to read."""
+    from smoke_platform.modelstore import model_info, served_model_tag
+
+    info = model_info(served_model_tag())
+    if info is None:
+        return ["No promoted model in the BentoML store yet."]
+    meta = info["metadata"]
+    h = meta.get("holdout_metrics", {})
+    return [
+        f"Champion {info['tag']} ({meta.get('algorithm')}, trained {meta.get('trained_at')}):",
+        f"  on held-out sessions: recall {h.get('recall', 0):.4f}, false-alarm rate "
+        f"{h.get('false_alarm_rate', 0):.4f}, recall at FAR<=1% {h.get('recall_at_far', 0):.4f}",
+        f"  precision {h.get('precision', 0):.4f}, F1 {h.get('f1', 0):.4f}, ROC-AUC "
+        f"{h.get('roc_auc', 0):.4f}, PR-AUC {h.get('pr_auc', 0):.4f}",
+        f"  detection latency: median {h.get('median_latency_s')} s, "
+        f"p90 {h.get('p90_latency_s') or 0:.0f} s, missed fire sessions "
+        f"{h.get('missed_fire_sessions')}",
+        f"  (leaky random-row split accuracy: {meta.get('random_split_accuracy', 0):.4f},"
+        " shown only for comparison)",
+    ]
+
+
 @app.command()
 def demo() -> None:
     """The end-to-end demo on embedded defaults: every asset, every check, every report."""
@@ -77,6 +100,9 @@ def demo() -> None:
     typer.echo(f"Materialised the asset graph in {elapsed:.1f} s: {'OK' if ok else 'FAILED'}")
     for asset, path in reports.items():
         typer.echo(f"  {asset}: {path}")
+    for line in champion_summary():
+        typer.echo(line)
+    typer.echo("Serve it: `make serve` (bentoml serve smoke_detector:latest on 127.0.0.1:3001).")
     typer.echo("Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see runs and checks.")
     raise typer.Exit(0 if ok else 1)
 

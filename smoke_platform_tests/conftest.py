@@ -20,6 +20,8 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 _HOME = Path(tempfile.mkdtemp(prefix="smoke-dagster-home-"))
 (_HOME / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 os.environ["DAGSTER_HOME"] = str(_HOME)
+# A throwaway BentoML store (models and bentos); must be set before bentoml is imported.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="smoke-bentoml-home-")
 
 
 @pytest.fixture(scope="session")

@@ -59,8 +59,9 @@ def _ar1(rng: np.random.Generator, n: int, phi: float, sigma: float) -> np.ndarr
 
 
 def _fire_ramp(rng: np.random.Generator, n: int, onset: int) -> np.ndarray:
-    """0 before the onset, then a rise with a time constant of 8–40 s and flicker."""
-    t = np.arange(n) - onset
+    """0 until smoke reaches the sensor (1–8 s after ignition), then a rise with a time
+    constant of 8–40 s and flicker."""
+    t = np.arange(n) - onset - rng.uniform(1, 8)
     tau = rng.uniform(8, 40)
     ramp = np.where(t >= 0, 1.0 - np.exp(-np.clip(t, 0, None) / tau), 0.0)
     return ramp * np.exp(_ar1(rng, n, 0.97, 0.04))
@@ -77,17 +78,22 @@ def _episodes(rng: np.random.Generator, n: int, count: int, width: tuple[int, in
 
 
 def _baseline(rng: np.random.Generator, sc: Scenario, n: int) -> dict[str, np.ndarray]:
+    """Per-session climate and sensor baselines with slow drift; gas responses start at 0.
+
+    `deth`/`dh2` are how far VOCs/H2 pull the metal-oxide raw signals below their
+    baseline; the SGP30 derives TVOC and eCO2 from exactly those drops.
+    """
     drift = np.cumsum(rng.normal(0, 1, n)) / np.sqrt(max(n, 1))
     temp0 = rng.uniform(18, 26) if sc.indoor else rng.uniform(-20, 32)
     hum0 = rng.uniform(66, 74) if sc.name == "high_humidity" else rng.uniform(32, 60)
+    background = rng.lognormal(np.log(40 if sc.indoor else 120), 0.6)  # clean-air VOCs
     return {
         "temp": temp0 + 0.3 * drift + rng.normal(0, 0.02, n),
         "hum": hum0 - 1.0 * drift + rng.normal(0, 0.15, n),
-        "tvoc": np.abs(
-            rng.lognormal(np.log(8 if sc.indoor else 30), 0.8) * np.exp(_ar1(rng, n, 0.98, 0.05))
-        ),
-        "h2": rng.uniform(12_200, 13_300) + 25 * drift + rng.normal(0, 6, n),
-        "eth": rng.uniform(19_000, 21_000) + 60 * drift + rng.normal(0, 10, n),
+        "h2_base": rng.uniform(12_300, 13_400) + 25 * drift,
+        "eth_base": rng.uniform(19_000, 21_000) + 60 * drift,
+        "deth": background * np.exp(_ar1(rng, n, 0.98, 0.05)),
+        "dh2": 0.3 * background * np.exp(_ar1(rng, n, 0.98, 0.05)),
         "press": rng.uniform(931.5, 939.5) + 0.15 * drift + rng.normal(0, 0.004, n),
         "pm": rng.lognormal(np.log(1.0 if sc.indoor else 3.0), 0.5)
         * np.exp(_ar1(rng, n, 0.98, 0.06)),
@@ -95,51 +101,78 @@ def _baseline(rng: np.random.Generator, sc: Scenario, n: int) -> dict[str, np.nd
     }
 
 
+# Per unit of fire intensity: (ethanol-signal drop, H2-signal drop, PM1.0 µg/m³).
+# Calibrated to DATA.md: fire rows carry TVOC in the hundreds to thousands of ppb
+# while eCO2 mostly sits at its 400 ppm floor and particle counts stay modest.
+_FIRE_EMISSIONS = {
+    "wood_fire": (2_500.0, 250.0, 10.0),
+    "gas_fire": (1_800.0, 700.0, 1.5),
+    "outdoor_grill": (2_000.0, 300.0, 20.0),
+}
+
+
 def _apply_fire(rng: np.random.Generator, sc: Scenario, b: dict, e: np.ndarray) -> None:
-    # Session intensity spans smouldering (TVOC +100) to flaming (tens of thousands).
-    scale = rng.lognormal(0.0, 1.1)
-    gas = sc.name == "gas_fire"
-    b["tvoc"] = b["tvoc"] + e * (250 if gas else 900) * scale
-    b["pm"] = b["pm"] + e * (8 if gas else 120) * scale * (0.6 if sc.name == "outdoor_grill" else 1)
-    b["h2"] = b["h2"] - e * min(1_300.0, (450 if gas else 250) * scale)
-    b["eth"] = b["eth"] - e * min(3_500.0, 700 * scale)
+    # Session intensity spans smouldering (barely above cooking) to flaming.
+    scale = rng.lognormal(0.0, 0.6)
+    eth, h2, pm = _FIRE_EMISSIONS[sc.name]
+    if sc.name == "outdoor_grill":  # wind gusts dilute and bring back the smoke
+        e = e * np.clip(np.exp(_ar1(rng, len(e), 0.95, 0.15)), 0.2, 3)
+    b["deth"] = b["deth"] + e * eth * scale
+    b["dh2"] = b["dh2"] + e * h2 * scale
+    b["pm"] = b["pm"] + e * pm * scale
     b["temp"] = b["temp"] + e * rng.uniform(1, 8 if sc.indoor else 4)
     b["hum"] = b["hum"] - e * rng.uniform(2, 10)
-    b["eco2_extra"] = e * (600 if gas else 150) * scale
 
 
 def _apply_nuisance(rng: np.random.Generator, sc: Scenario, b: dict, n: int) -> None:
-    if sc.name == "cooking_steam":
+    if sc.name == "cooking_steam":  # steam, food VOCs, a gas stove's H2; larger droplets
         e = _episodes(rng, n, int(rng.integers(1, 4)), (60, 300))
         b["hum"] = b["hum"] + e * rng.uniform(8, 16)
         b["temp"] = b["temp"] + e * rng.uniform(0.5, 2)
         b["pm"] = b["pm"] + e * rng.uniform(3, 40)
-        b["tvoc"] = b["tvoc"] + e * rng.uniform(20, 250)
+        b["deth"] = b["deth"] + e * rng.uniform(300, 1_500)
+        b["dh2"] = b["dh2"] + e * rng.uniform(50, 400)
         b["coarse"] = b["coarse"] + e * rng.uniform(0.5, 1.2)
-    elif sc.name == "dust":
+    elif sc.name == "dust":  # coarse particles only
         e = _episodes(rng, n, int(rng.integers(1, 5)), (30, 200))
         b["pm"] = b["pm"] + e * rng.uniform(10, 200)
         b["coarse"] = b["coarse"] + e * rng.uniform(1.5, 4.0)
-    elif sc.name in ("high_humidity", "normal_outdoor"):
-        e = _episodes(rng, n, int(rng.integers(0, 3)), (60, 400))  # traffic, fog banks
+    elif sc.name in ("high_humidity", "normal_outdoor"):  # traffic exhaust, fog banks
+        e = _episodes(rng, n, int(rng.integers(0, 3)), (60, 400))
         b["pm"] = b["pm"] + e * rng.uniform(2, 25)
-        b["tvoc"] = b["tvoc"] + e * rng.uniform(10, 120)
+        b["deth"] = b["deth"] + e * rng.uniform(100, 700)
+        b["dh2"] = b["dh2"] + e * rng.uniform(50, 500)
         b["coarse"] = b["coarse"] + e * rng.uniform(0.2, 0.8)
 
 
-def _to_columns(b: dict, n: int) -> dict[str, np.ndarray]:
+def _gas_columns(rng: np.random.Generator, b: dict, hum: np.ndarray, n: int) -> dict:
+    """Raw MOX signals and the SGP30's TVOC / eCO2, which it derives from their drops."""
+    wet = np.maximum(hum - 55, 0)  # metal-oxide sensors read humid air as a little gas
+    deth = np.minimum(b["deth"] + 20 * wet, b["eth_base"] - 15_300)
+    dh2 = np.minimum(b["dh2"] + 8 * wet, b["h2_base"] - 10_700)
+    eth = b["eth_base"] - deth + rng.normal(0, 10, n)
+    h2 = b["h2_base"] - dh2 + rng.normal(0, 6, n)
+    seen_eth = np.maximum(b["eth_base"] - eth, 0)  # the sensor's baseline tracks drift
+    seen_h2 = np.maximum(b["h2_base"] - h2, 0)
+    return {
+        "TVOC[ppb]": np.round(np.clip(15 * np.expm1(seen_eth / 600), 0, 60_000)).astype("int64"),
+        "eCO2[ppm]": np.round(
+            np.clip(400 + 40 * np.expm1(np.maximum(seen_h2 - 150, 0) / 300), 400, 60_000)
+        ).astype("int64"),
+        "Raw H2": np.round(np.clip(h2, 10_700, 13_800)).astype("int64"),
+        "Raw Ethanol": np.round(np.clip(eth, 15_300, 21_400)).astype("int64"),
+    }
+
+
+def _to_columns(rng: np.random.Generator, b: dict, n: int) -> dict[str, np.ndarray]:
     pm1 = np.clip(b["pm"], 0, 14_000)
     pm25 = np.clip(pm1 * b["coarse"], 0, 45_000)
-    tvoc = np.clip(b["tvoc"], 0, 60_000)
-    eco2 = np.clip(400 + np.maximum(tvoc - 30, 0) * 0.25 + b.get("eco2_extra", 0), 400, 60_000)
     fine = 6.9 / b["coarse"] ** 2  # coarse aerosol has fewer sub-0.5 µm particles per µg
+    hum = np.clip(b["hum"], 10.7, 75.2)
     return {
         "Temperature[C]": np.round(np.clip(b["temp"], -22, 60), 3),
-        "Humidity[%]": np.round(np.clip(b["hum"], 10.7, 75.2), 2),
-        "TVOC[ppb]": np.round(tvoc).astype("int64"),
-        "eCO2[ppm]": np.round(eco2).astype("int64"),
-        "Raw H2": np.round(np.clip(b["h2"], 10_700, 13_800)).astype("int64"),
-        "Raw Ethanol": np.round(np.clip(b["eth"], 15_300, 21_400)).astype("int64"),
+        "Humidity[%]": np.round(hum, 2),
+        **_gas_columns(rng, b, hum, n),
         "Pressure[hPa]": np.round(np.clip(b["press"], 930.8, 939.9), 3),
         "PM1.0": np.round(pm1, 2),
         "PM2.5": np.round(pm25, 2),
@@ -168,7 +201,7 @@ def generate_session(
         label[onset:] = 1
     else:
         _apply_nuisance(rng, sc, b, n)
-    cols = {"UTC": start_epoch + np.arange(n, dtype="int64"), **_to_columns(b, n)}
+    cols = {"UTC": start_epoch + np.arange(n, dtype="int64"), **_to_columns(rng, b, n)}
     cols.update(CNT=np.arange(n, dtype="int64"), **{"Fire Alarm": label})
     frame = pd.DataFrame(cols)
     frame["sensor_id"], frame["session_id"], frame["scenario"] = sensor_id, session_id, scenario

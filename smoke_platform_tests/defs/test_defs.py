@@ -7,12 +7,19 @@ import dagster as dg
 import pytest
 
 from smoke_platform.definitions import defs
-from smoke_platform.defs.common.resources import ParquetIOManager, PlatformSettingsResource
+from smoke_platform.defs.common.resources import LocalFilesIOManager, PlatformSettingsResource
 
 pytestmark = pytest.mark.dagster
 
-EXPECTED_ASSETS = {"raw_sensor_readings", "data_quality_report"}
-EXPECTED_CHECKS = {
+QUALITY_ASSETS = {"raw_sensor_readings", "data_quality_report"}
+EXPECTED_ASSETS = QUALITY_ASSETS | {
+    "training_dataset",
+    "candidate_models",
+    "smoke_classifier",
+    "training_report",
+    "smoke_detector_bento",
+}
+RAW_CHECKS = {
     f"raw_sensor_readings_{n}"
     for n in (
         "schema",
@@ -22,6 +29,13 @@ EXPECTED_CHECKS = {
         "time_ordered",
         "no_stuck_sensors",
     )
+}
+EXPECTED_CHECKS = RAW_CHECKS | {
+    "training_dataset_no_leakage_features",
+    "training_dataset_sessions_disjoint",
+    "challenger_recall",
+    "challenger_false_alarm_rate",
+    "challenger_detection_latency",
 }
 
 
@@ -37,6 +51,9 @@ def test_asset_graph_snapshot(definitions):
     assert checks == EXPECTED_CHECKS
     report = graph.get(dg.AssetKey("data_quality_report"))
     assert report.parent_keys == {dg.AssetKey("raw_sensor_readings")}
+    lineage = ["raw_sensor_readings", "training_dataset", "candidate_models", "smoke_classifier"]
+    for parent, child in zip(lineage, [*lineage[1:], "smoke_detector_bento"], strict=True):
+        assert dg.AssetKey(parent) in graph.get(dg.AssetKey(child)).parent_keys
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
 
@@ -46,7 +63,7 @@ def test_quality_schedule_every_six_hours(definitions):
     assert schedule.cron_schedule == "0 */6 * * *"
     assert schedule.job_name == "data_quality_job"
     job = definitions.resolve_job_def("data_quality_job")
-    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == EXPECTED_ASSETS
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == QUALITY_ASSETS
 
 
 def test_definitions_validate_cli():
@@ -73,7 +90,7 @@ def _resources(tmp_path, **settings):
     s = PlatformSettingsResource(
         data_dir=str(tmp_path / "data"), reports_dir=str(tmp_path / "reports"), **settings
     )
-    return {"settings": s, "io_manager": ParquetIOManager(settings=s)}
+    return {"settings": s, "io_manager": LocalFilesIOManager(settings=s)}
 
 
 def _assets(_definitions):
@@ -91,7 +108,7 @@ def test_generated_graph_materialises_with_report(definitions, tmp_path):
     )
     assert result.success
     evaluations = result.get_asset_check_evaluations()
-    assert {e.check_name for e in evaluations} == EXPECTED_CHECKS
+    assert {e.check_name for e in evaluations} == RAW_CHECKS
     assert all(e.passed for e in evaluations)
     raw = result.asset_materializations_for_node("raw_sensor_readings")[0].metadata
     assert raw["dagster/row_count"].value == 5_000

@@ -1,11 +1,16 @@
-"""Shared resources: paths and settings, and the Parquet IO manager that stores frames."""
+"""Shared resources: paths and settings, the model store, and the local-files IO manager."""
 
 import os
+import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import pandas as pd
+
+from smoke_platform import modelstore
+from smoke_platform.core.modeling import Bars
+from smoke_platform.core.scoring import ScoringModel
 
 # Environment variable -> resource field (documented in README "Configuration").
 SETTINGS_ENV: dict[str, tuple[str, type]] = {
@@ -39,39 +44,100 @@ class PlatformSettingsResource(dg.ConfigurableResource):
         return p
 
 
-class ParquetIOManager(dg.ConfigurableIOManager):
-    """Stores each DataFrame asset as `<data_dir>/assets/<asset key>.parquet`."""
+TRAINING_ENV: dict[str, tuple[str, type]] = {
+    "cv_folds": ("SMOKE_CV_FOLDS", int),
+}
+
+
+class TrainingSettingsResource(dg.ConfigurableResource):
+    """How candidates are evaluated and what a model must reach before it can serve."""
+
+    cv_folds: int = 4
+    holdout_fraction: float = 0.25
+    target_false_alarm_rate: float = 0.01
+    min_recall: float = Bars.min_recall
+    max_false_alarm_rate: float = Bars.max_false_alarm_rate
+    max_median_latency_s: float = Bars.max_median_latency_s
+    max_missed_fire_sessions: int = Bars.max_missed_fire_sessions
+    # A pydantic field (copied per instance), not a shared class attribute.
+    candidates: list[str] = ["logistic_regression", "random_forest", "hist_gradient_boosting"]  # noqa: RUF012
+
+    def bars(self) -> Bars:
+        return Bars(
+            self.min_recall,
+            self.max_false_alarm_rate,
+            self.max_median_latency_s,
+            self.max_missed_fire_sessions,
+        )
+
+
+class ModelStoreResource(dg.ConfigurableResource):
+    """The BentoML model store (`$BENTOML_HOME`); `<model_name>:latest` is the champion."""
+
+    model_name: str = modelstore.MODEL_NAME
+
+    @property
+    def champion_tag(self) -> str:
+        return f"{self.model_name}:latest"
+
+    def champion_info(self) -> dict[str, Any] | None:
+        return modelstore.model_info(self.champion_tag)
+
+    def load(self, tag: str | None = None) -> ScoringModel:
+        return modelstore.load_model(tag or self.champion_tag)
+
+    def save(self, model: ScoringModel, labels: dict[str, str], metadata: dict[str, Any]) -> str:
+        return modelstore.save_model(model, self.model_name, labels, metadata)
+
+
+class LocalFilesIOManager(dg.ConfigurableIOManager):
+    """DataFrames as `<data_dir>/assets/<key>.parquet`, other values as `<key>.pkl`."""
 
     settings: PlatformSettingsResource
 
-    def _path(self, key: dg.AssetKey) -> Path:
-        return self.settings.path("assets", *key.path[:-1], f"{key.path[-1]}.parquet")
+    def _path(self, key: dg.AssetKey, suffix: str) -> Path:
+        return self.settings.path("assets", *key.path[:-1], f"{key.path[-1]}{suffix}")
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        path = self._path(context.asset_key)
-        obj.to_parquet(path, index=False)
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if isinstance(obj, pd.DataFrame):
+            path = self._path(context.asset_key, ".parquet")
+            obj.to_parquet(path, index=False)
+        else:
+            path = self._path(context.asset_key, ".pkl")
+            path.write_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path.resolve()))})
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        return pd.read_parquet(self._path(context.asset_key))
+    def load_input(self, context: dg.InputContext) -> Any:
+        parquet = self._path(context.asset_key, ".parquet")
+        if parquet.exists():
+            return pd.read_parquet(parquet)
+        return pickle.loads(self._path(context.asset_key, ".pkl").read_bytes())
 
 
-def settings_from_env() -> PlatformSettingsResource:
-    """Settings bound to `EnvVar`s where the variable is set, defaults otherwise.
+R = TypeVar("R", bound=dg.ConfigurableResource)
+
+
+def from_env(cls: type[R], env: dict[str, tuple[str, type]], **fixed: Any) -> R:
+    """A resource bound to `EnvVar`s where the variable is set, defaults otherwise.
 
     Dagster resolves `EnvVar` when a run starts, so the daemon and the webserver pick
     up the values of their own environment; unset variables keep the defaults.
     """
-    fields: dict[str, Any] = {}
-    for field, (var, kind) in SETTINGS_ENV.items():
+    fields: dict[str, Any] = dict(fixed)
+    for field, (var, kind) in env.items():
         if var in os.environ:
             fields[field] = dg.EnvVar.int(var) if kind is int else dg.EnvVar(var)
-    return PlatformSettingsResource(**fields)
+    return cls(**fields)
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    settings = settings_from_env()
+    settings = from_env(PlatformSettingsResource, SETTINGS_ENV)
     return dg.Definitions(
-        resources={"settings": settings, "io_manager": ParquetIOManager(settings=settings)}
+        resources={
+            "settings": settings,
+            "io_manager": LocalFilesIOManager(settings=settings),
+            "training": from_env(TrainingSettingsResource, TRAINING_ENV),
+            "model_store": from_env(ModelStoreResource, {"model_name": ("SMOKE_MODEL_NAME", str)}),
+        }
     )

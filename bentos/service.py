@@ -1,0 +1,83 @@
+"""BentoML service `smoke_detector`: scores readings with the promoted model.
+
+Serve from the source folder:   bentoml serve bentos.service:SmokeDetector
+Serve the bento Dagster built:  bentoml serve smoke_detector:latest
+"""
+
+import time
+
+import bentoml
+from pydantic import BaseModel, Field
+
+with bentoml.importing():
+    from smoke_platform.core.features import frame_from_readings
+    from smoke_platform.core.schema import Reading
+    from smoke_platform.modelstore import scoring_model_from_stored, served_model_tag
+
+
+class Prediction(BaseModel):
+    """The model's answer for one reading."""
+
+    probability: float = Field(description="fire probability, 0..1")
+    is_fire: bool = Field(description="probability >= the model's operating threshold")
+    threshold: float
+    model_version: str
+
+
+class ModelInfo(BaseModel):
+    version: str
+    algorithm: str
+    threshold: float
+    features: list[str]
+    trained_at: str
+    data_fingerprint: str
+    metrics: dict
+
+
+@bentoml.service(name="smoke_detector", traffic={"timeout": 30})
+class SmokeDetector:
+    """Fire detection on smoke-sensor readings."""
+
+    # Class scope: `bentoml build` packages this model version into the bento.
+    model_ref = bentoml.models.BentoModel(served_model_tag())
+
+    def __init__(self) -> None:
+        self.model = scoring_model_from_stored(self.model_ref)
+        self.started = time.time()
+
+    def _predict(self, readings: list) -> list[Prediction]:
+        frame = frame_from_readings(readings)
+        proba = self.model.predict_proba(frame)
+        return [
+            Prediction(
+                probability=float(p),
+                is_fire=bool(p >= self.model.threshold),
+                threshold=self.model.threshold,
+                model_version=self.model.version,
+            )
+            for p in proba
+        ]
+
+    @bentoml.api
+    def predict(self, reading: Reading) -> Prediction:  # type: ignore[valid-type]
+        """Score one reading."""
+        return self._predict([reading])[0]
+
+    @bentoml.api(batchable=True, max_batch_size=5_000, max_latency_ms=50)
+    def predict_batch(self, readings: list[Reading]) -> list[Prediction]:  # type: ignore[valid-type]
+        """Score a list of readings; concurrent calls are merged by adaptive batching."""
+        return self._predict(readings)
+
+    @bentoml.api
+    def model_info(self) -> ModelInfo:
+        """Version, metrics, feature list and training time of the served model."""
+        meta = self.model.metadata
+        return ModelInfo(
+            version=self.model.version,
+            algorithm=str(meta.get("algorithm", "")),
+            threshold=self.model.threshold,
+            features=self.model.features,
+            trained_at=str(meta.get("trained_at", "")),
+            data_fingerprint=str(meta.get("data_fingerprint", "")),
+            metrics=dict(meta.get("holdout_metrics", {})),
+        )

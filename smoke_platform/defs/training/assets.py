@@ -1,0 +1,212 @@
+"""Training: session-aware dataset, candidate models, the promotion gate, the report."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from smoke_platform.core.metrics import evaluate
+from smoke_platform.core.modeling import (
+    LABEL,
+    META_COLUMNS,
+    CandidateResult,
+    promotion_decision,
+    rank_key,
+    session_holdout,
+    train_candidate,
+    training_frame,
+)
+from smoke_platform.core.scoring import ScoringModel
+from smoke_platform.defs.common.resources import (
+    ModelStoreResource,
+    PlatformSettingsResource,
+    TrainingSettingsResource,
+)
+from smoke_platform.defs.ingest.assets import fingerprint
+
+HOLDOUT = "holdout"
+NOT_FEATURES = {*META_COLUMNS, LABEL, HOLDOUT}
+HEADLINE = ("recall", "false_alarm_rate", "recall_at_far", "precision", "f1", "roc_auc", "pr_auc")
+
+
+def model_features(frame: pd.DataFrame) -> list[str]:
+    """Every column of the training dataset that is not a label, split or meta column."""
+    return [c for c in frame.columns if c not in NOT_FEATURES]
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """The numbers worth a glance (and the model store's metadata)."""
+    out: dict[str, float | None] = {k: round(float(metrics[k]), 6) for k in HEADLINE}
+    out["median_latency_s"] = metrics["latency"]["median_s"]
+    out["p90_latency_s"] = metrics["latency"]["p90_s"]
+    out["missed_fire_sessions"] = metrics["latency"]["missed_sessions"]
+    return out
+
+
+def best_candidate(candidates: dict[str, CandidateResult]) -> CandidateResult:
+    return max(candidates.values(), key=lambda c: rank_key(c.holdout))
+
+
+@dg.asset(group_name="training", kinds={"pandas", "parquet"}, owners=["team:ml"])
+def training_dataset(
+    settings: PlatformSettingsResource,
+    training: TrainingSettingsResource,
+    raw_sensor_readings: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Features from the one feature function, labels, and a held-out set of whole sessions."""
+    frame = training_frame(raw_sensor_readings)
+    frame[HOLDOUT] = session_holdout(frame, training.holdout_fraction, settings.seed).to_numpy()
+    test = frame[frame[HOLDOUT]]
+    return dg.Output(
+        frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            "features": dg.MetadataValue.json(model_features(frame)),
+            "train_sessions": int(frame.loc[~frame[HOLDOUT], "session_id"].nunique()),
+            "holdout_sessions": int(test["session_id"].nunique()),
+            "holdout_fire_share": float(test[LABEL].mean()),
+            "data_fingerprint": fingerprint(frame),
+        },
+    )
+
+
+@dg.asset(group_name="training", kinds={"scikitlearn"}, owners=["team:ml"])
+def candidate_models(
+    context: dg.AssetExecutionContext,
+    settings: PlatformSettingsResource,
+    training: TrainingSettingsResource,
+    training_dataset: pd.DataFrame,
+) -> dg.Output[dict[str, CandidateResult]]:
+    """Candidates cross-validated by session, each evaluated on the same session holdout."""
+    holdout = training_dataset[HOLDOUT]
+    features = model_features(training_dataset)
+    results = {}
+    for name in training.candidates:
+        context.log.info("training %s on %d features", name, len(features))
+        results[name] = train_candidate(
+            name,
+            training_dataset,
+            holdout,
+            folds=training.cv_folds,
+            target_far=training.target_false_alarm_rate,
+            seed=settings.seed,
+            features=features,
+        )
+    table = pd.DataFrame(
+        {
+            n: {
+                **headline(r.holdout),
+                "random_split_accuracy": r.random_split_accuracy,
+                "session_holdout_accuracy": r.holdout["accuracy"],
+            }
+            for n, r in results.items()
+        }
+    ).T
+    return dg.Output(
+        results,
+        metadata={
+            "challenger": best_candidate(results).name,
+            "holdout_metrics": dg.MetadataValue.md(table.to_markdown(floatfmt=".4f")),
+        },
+    )
+
+
+def _champion_on_holdout(
+    store: ModelStoreResource, holdout: pd.DataFrame, target_far: float
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The current champion re-scored on today's holdout, so both face the same data."""
+    info = store.champion_info()
+    if info is None:
+        return None, None
+    champion = store.load(info["tag"])
+    missing = [f for f in champion.features if f not in holdout.columns]
+    if missing:
+        raise dg.Failure(f"champion {info['tag']} needs features {missing} no longer produced")
+    scores = champion.proba_from_features(holdout)
+    return evaluate(holdout, scores, champion.threshold, target_far), info["tag"]
+
+
+@dg.asset(group_name="training", kinds={"bentoml"}, owners=["team:ml"])
+def smoke_classifier(
+    context: dg.AssetExecutionContext,
+    training: TrainingSettingsResource,
+    model_store: ModelStoreResource,
+    training_dataset: pd.DataFrame,
+    candidate_models: dict[str, CandidateResult],
+) -> dg.Output[dict[str, Any]]:
+    """The promoted model: the challenger replaces the champion only if it is better."""
+    challenger = best_candidate(candidate_models)
+    holdout = training_dataset[training_dataset[HOLDOUT]]
+    champion_metrics, champion_tag = _champion_on_holdout(
+        model_store, holdout, training.target_false_alarm_rate
+    )
+    decision = promotion_decision(challenger.holdout, champion_metrics, training.bars())
+    if decision.promote:
+        champion_tag = _save(context, model_store, challenger, training_dataset, decision.reasons)
+    context.log.info("promotion decision: %s", "; ".join(decision.reasons))
+    record = {
+        "promoted": decision.promote,
+        "reasons": decision.reasons,
+        "champion_tag": champion_tag,
+        "challenger": challenger.name,
+        "challenger_metrics": challenger.holdout,
+        "previous_champion_metrics": champion_metrics,
+    }
+    return dg.Output(
+        record,
+        metadata={
+            "decision": "promoted challenger" if decision.promote else "kept champion",
+            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
+            "champion_tag": str(champion_tag),
+            "challenger": challenger.name,
+            "challenger_holdout": dg.MetadataValue.json(headline(challenger.holdout)),
+        },
+    )
+
+
+def _save(
+    context: dg.AssetExecutionContext,
+    store: ModelStoreResource,
+    challenger: CandidateResult,
+    dataset: pd.DataFrame,
+    reasons: list[str],
+) -> str:
+    data_version = fingerprint(dataset)
+    model = ScoringModel(challenger.model, challenger.threshold, challenger.features)
+    return store.save(
+        model,
+        labels={"stage": "champion", "algorithm": challenger.name, "data": data_version},
+        metadata={
+            "algorithm": challenger.name,
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data_fingerprint": data_version,
+            "training_rows": int((~dataset[HOLDOUT]).sum()),
+            "holdout_metrics": headline(challenger.holdout),
+            "cv_metrics": headline(challenger.cv),
+            "random_split_accuracy": challenger.random_split_accuracy,
+            "promotion_reasons": reasons,
+            "dagster_run_id": context.run.run_id,
+        },
+    )
+
+
+@dg.asset(group_name="training", kinds={"markdown"}, owners=["team:ml"])
+def training_report(
+    settings: PlatformSettingsResource,
+    training_dataset: pd.DataFrame,
+    candidate_models: dict[str, CandidateResult],
+    smoke_classifier: dict[str, Any],
+) -> dg.MaterializeResult:
+    """Training report (Markdown + PNG): candidates, curves, importances, latency, decision."""
+    from smoke_platform.reports.training import write_training_report
+
+    path = write_training_report(
+        training_dataset, candidate_models, smoke_classifier, settings.report_dir("training")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "report_path": dg.MetadataValue.path(str(path.resolve())),
+            "report": dg.MetadataValue.md(path.read_text(encoding="utf-8")),
+        }
+    )

@@ -1,0 +1,21 @@
+"""Training job: re-check the raw data, train, gate, report, rebuild the bento. Daily 02:00."""
+
+import dagster as dg
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=(
+        dg.AssetSelection.groups("training", "serving")
+        # Re-run the raw data's blocking checks first: never train on data that fails them.
+        | dg.AssetSelection.checks_for_assets(dg.AssetKey("raw_sensor_readings"))
+    ),
+    description="Train candidates, promote only a better model, build the bento.",
+    op_retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+)
+
+training_job_schedule = dg.ScheduleDefinition(
+    job=training_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

@@ -1,0 +1,138 @@
+"""The training report: candidates side by side, curves, confusion, importances, latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from smoke_platform.core.modeling import LABEL, CandidateResult
+from smoke_platform.reports.markdown import MarkdownReport, pyplot
+
+
+def candidates_table(candidates: dict[str, CandidateResult]) -> pd.DataFrame:
+    rows = {}
+    for name, c in candidates.items():
+        h, lat = c.holdout, c.holdout["latency"]
+        rows[name] = {
+            "recall": h["recall"],
+            "false_alarm_rate": h["false_alarm_rate"],
+            f"recall@FAR<={h['target_far']:g}": h["recall_at_far"],
+            "precision": h["precision"],
+            "F1": h["f1"],
+            "ROC-AUC": h["roc_auc"],
+            "PR-AUC": h["pr_auc"],
+            "Brier": h["calibration"].get("brier"),
+            "median latency s": lat["median_s"],
+            "p90 latency s": lat["p90_s"],
+            "missed fires": lat["missed_sessions"],
+            "accuracy (session holdout)": h["accuracy"],
+            "accuracy (random rows, leaky)": c.random_split_accuracy,
+            "CV recall": c.cv["recall"],
+            "CV FAR": c.cv["false_alarm_rate"],
+        }
+    return pd.DataFrame(rows).T
+
+
+def _curves(y: np.ndarray, candidates: dict[str, CandidateResult]) -> Any:
+    plt = pyplot()
+    fig, (roc_ax, pr_ax, cal_ax) = plt.subplots(1, 3, figsize=(17, 5))
+    for name, c in candidates.items():
+        fpr, tpr, _ = roc_curve(y, c.holdout_scores)
+        roc_ax.plot(fpr, tpr, label=f"{name} (AUC {c.holdout['roc_auc']:.4f})")
+        prec, rec, _ = precision_recall_curve(y, c.holdout_scores)
+        pr_ax.plot(rec, prec, label=f"{name} (AP {c.holdout['pr_auc']:.4f})")
+        cal = c.holdout["calibration"]
+        cal_ax.plot(cal["mean_predicted"], cal["fraction_positive"], marker="o", label=name)
+    roc_ax.set_xscale("symlog", linthresh=0.01)
+    roc_ax.axvline(candidates[next(iter(candidates))].holdout["target_far"], ls=":", c="grey")
+    roc_ax.set(title="ROC (holdout sessions)", xlabel="false-alarm rate", ylabel="recall")
+    pr_ax.set(title="Precision-recall", xlabel="recall", ylabel="precision")
+    cal_ax.plot([0, 1], [0, 1], ls="--", c="grey")
+    cal_ax.set(title="Calibration", xlabel="mean predicted", ylabel="fraction fire")
+    for ax in (roc_ax, pr_ax, cal_ax):
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _confusions(candidates: dict[str, CandidateResult]) -> Any:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(candidates), figsize=(5 * len(candidates), 4), squeeze=False)
+    for ax, (name, c) in zip(axes[0], candidates.items(), strict=True):
+        cm = c.holdout["confusion"]
+        grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
+        ax.imshow(grid, cmap="Blues")
+        for (i, j), v in np.ndenumerate(grid):
+            ax.text(j, i, f"{v:,}", ha="center", va="center", fontsize=12)
+        ax.set(title=name, xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual")
+        ax.set_xticklabels(["no fire", "fire"])
+        ax.set_yticklabels(["no fire", "fire"])
+    return fig
+
+
+def _importances(model: CandidateResult, holdout: pd.DataFrame) -> tuple[Any, pd.Series]:
+    sample = holdout.sample(min(3_000, len(holdout)), random_state=0)
+    result = permutation_importance(
+        model.model,
+        sample[model.features],
+        sample[LABEL],
+        n_repeats=3,
+        random_state=0,
+        scoring="average_precision",
+    )
+    imp = pd.Series(result.importances_mean, index=model.features).sort_values()
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.barh(imp.index, imp.to_numpy(), color="tab:orange")
+    ax.set(title=f"Permutation importance ({model.name}, holdout)", xlabel="drop in PR-AUC")
+    return fig, imp
+
+
+def _latency(candidates: dict[str, CandidateResult]) -> Any:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, c in candidates.items():
+        values = [v for v in c.holdout["latency"]["per_session_s"].values() if v is not None]
+        ax.hist(values, bins=range(0, 62, 2), alpha=0.5, label=name)
+    ax.set(title="Detection latency per fire session (holdout)", xlabel="seconds from fire onset")
+    ax.legend()
+    return fig
+
+
+def write_training_report(
+    dataset: pd.DataFrame,
+    candidates: dict[str, CandidateResult],
+    decision: dict[str, Any],
+    directory: Path,
+) -> Path:
+    holdout = dataset[dataset["holdout"]]
+    y = holdout[LABEL].to_numpy()
+    rep = MarkdownReport("Training report: fire detection", directory)
+    rep.text(
+        f"Session-aware evaluation: {dataset.loc[~dataset['holdout'], 'session_id'].nunique()} "
+        f"training sessions (grouped {len(candidates)}-candidate cross-validation), "
+        f"{holdout['session_id'].nunique()} held-out sessions ({len(holdout):,} readings). "
+        "UTC, CNT, row index and session ids are never features. The leaky random-row "
+        "accuracy is shown only to make the gap visible."
+    )
+    rep.heading("Promotion decision")
+    verdict = "PROMOTED" if decision["promoted"] else "KEPT the current champion"
+    rep.text(
+        f"**{verdict}** — champion: `{decision['champion_tag']}`, challenger: "
+        f"`{decision['challenger']}`."
+    )
+    rep.text("\n".join(f"- {r}" for r in decision["reasons"]))
+    rep.heading("Candidates on the held-out sessions")
+    rep.table(candidates_table(candidates))
+    rep.figure(_curves(y, candidates), "curves", "ROC, precision-recall and calibration")
+    rep.figure(
+        _confusions(candidates), "confusion", "Confusion matrices at the operating threshold"
+    )
+    fig, _ = _importances(candidates[decision["challenger"]], holdout)
+    rep.figure(fig, "importances", "Feature importances of the challenger")
+    rep.figure(_latency(candidates), "latency", "Detection latency distribution")
+    return rep.write()

@@ -1,0 +1,213 @@
+"""Training through Dagster: honest metrics, the gate, the BentoML store, the bento, triggers."""
+
+import pickle
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from smoke_platform import modelstore
+from smoke_platform.definitions import defs
+from smoke_platform.defs.common.resources import (
+    LocalFilesIOManager,
+    ModelStoreResource,
+    PlatformSettingsResource,
+    TrainingSettingsResource,
+)
+from smoke_platform.defs.ingest.assets import raw_sensor_readings
+from smoke_platform.defs.quality.checks import raw_sensor_readings_quality
+from smoke_platform.defs.serving.assets import smoke_detector_bento
+from smoke_platform.defs.training import assets as training_assets
+from smoke_platform.defs.training import checks as training_checks
+
+pytestmark = [pytest.mark.dagster, pytest.mark.slow]
+
+TRAINING = [
+    training_assets.training_dataset,
+    training_checks.training_dataset_no_leakage_features,
+    training_checks.training_dataset_sessions_disjoint,
+    training_assets.candidate_models,
+    training_checks.challenger_bars,
+    training_assets.smoke_classifier,
+    training_assets.training_report,
+    smoke_detector_bento,
+]
+
+
+def _resources(tmp, **training):
+    settings = PlatformSettingsResource(
+        data_dir=str(tmp / "data"), reports_dir=str(tmp / "reports")
+    )
+    return {
+        "settings": settings,
+        "io_manager": LocalFilesIOManager(settings=settings),
+        "training": TrainingSettingsResource(**training),
+        "model_store": ModelStoreResource(model_name="smoke_detector_test"),
+    }
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("training")
+
+
+@pytest.fixture(scope="module")
+def first_run(workdir):
+    """The whole graph on the default generated data (60k rows), as `make demo` runs it."""
+    result = dg.materialize(
+        [raw_sensor_readings, raw_sensor_readings_quality, *TRAINING], resources=_resources(workdir)
+    )
+    assert result.success
+    return result
+
+
+def _meta(result, node):
+    return result.asset_materializations_for_node(node)[0].metadata
+
+
+def test_first_training_promotes_a_model_meeting_the_targets(first_run):
+    decision = _meta(first_run, "smoke_classifier")
+    assert decision["decision"].value == "promoted challenger"
+    info = modelstore.model_info("smoke_detector_test:latest")
+    assert info is not None and info["tag"] == decision["champion_tag"].value
+    holdout = info["metadata"]["holdout_metrics"]
+    # The promoted model meets every operational bar on whole held-out sessions
+    # (the issue's aspirational 0.99 / 10 s are reported, not met: see README).
+    bars = TrainingSettingsResource().bars()
+    assert holdout["false_alarm_rate"] <= bars.max_false_alarm_rate, holdout
+    assert holdout["recall"] >= bars.min_recall, holdout
+    assert holdout["median_latency_s"] <= bars.max_median_latency_s, holdout
+    assert holdout["missed_fire_sessions"] == 0
+    assert holdout["recall_at_far"] >= holdout["recall"] - 1e-9
+    meta = info["metadata"]
+    assert meta["features"] and not {"cnt", "ts", "session_id"} & set(meta["features"])
+    assert meta["data_fingerprint"] and meta["trained_at"] and meta["algorithm"]
+    assert info["labels"]["stage"] == "champion"
+
+
+def test_all_checks_passed(first_run):
+    evaluations = first_run.get_asset_check_evaluations()
+    assert len(evaluations) == 6 + 2 + 3
+    assert all(e.passed for e in evaluations), [e.description for e in evaluations if not e.passed]
+
+
+def test_saved_model_round_trips_through_the_store(first_run, workdir):
+    candidates = pickle.loads((workdir / "data/assets/candidate_models.pkl").read_bytes())
+    challenger = candidates[_meta(first_run, "smoke_classifier")["challenger"].value]
+    raw = pd.read_parquet(workdir / "data/assets/raw_sensor_readings.parquet").sample(
+        2_000, random_state=1
+    )
+    stored = modelstore.load_model("smoke_detector_test:latest")
+    from smoke_platform.core.features import build_features
+
+    in_memory = challenger.model.predict_proba(build_features(raw)[challenger.features])[:, 1]
+    # Same predictions (forest votes are summed in parallel: equal to the last bit or two).
+    np.testing.assert_allclose(stored.predict_proba(raw), in_memory, rtol=1e-12, atol=1e-12)
+    scored = stored.score(raw)["is_fire"].to_numpy()
+    np.testing.assert_array_equal(scored, in_memory >= challenger.threshold)
+    assert stored.threshold == challenger.threshold
+
+
+def test_bento_packages_the_champion(first_run):
+    import bentoml
+
+    meta = _meta(first_run, "smoke_detector_bento")
+    bento = bentoml.bentos.get(meta["bento_tag"].value)
+    assert [str(m.tag) for m in bento.info.all_models] == [meta["model_tag"].value]
+    assert (bento.path_of("src/bentos/service.py")) and bento.info.labels["model"] == meta[
+        "model_tag"
+    ].value
+
+
+def test_training_report_is_written(first_run, workdir):
+    report = workdir / "reports/training/report.md"
+    text = report.read_text()
+    assert "PROMOTED" in text and "accuracy (random rows, leaky)" in text
+    for png in ("curves", "confusion", "importances", "latency"):
+        assert (report.parent / f"{png}.png").stat().st_size > 5_000
+
+
+def test_no_skill_challenger_is_blocked_and_champion_kept(first_run, workdir):
+    champion = modelstore.model_info("smoke_detector_test:latest")["tag"]
+    versions = modelstore.list_versions("smoke_detector_test")
+    result = dg.materialize(
+        [raw_sensor_readings, *TRAINING],
+        resources=_resources(workdir, candidates=["prior_baseline"]),
+        selection=dg.AssetSelection.groups("training", "serving"),
+        raise_on_error=False,
+    )
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert "challenger_recall" in failed
+    assert not result.asset_materializations_for_node("smoke_classifier")
+    assert not result.asset_materializations_for_node("smoke_detector_bento")
+    assert modelstore.model_info("smoke_detector_test:latest")["tag"] == champion
+    assert modelstore.list_versions("smoke_detector_test") == versions
+
+
+def test_leaky_training_dataset_fails_its_blocking_check():
+    frame = pd.DataFrame({"tvoc_ppb": [1.0], "CNT": [3], "fire_alarm": [1], "holdout": [False]})
+    result = training_checks.training_dataset_no_leakage_features(frame)
+    assert not result.passed and "CNT" in result.description
+
+
+def test_training_schedule_and_sensor_targets():
+    definitions = defs()
+    schedule = definitions.resolve_schedule_def("training_job_schedule")
+    assert (schedule.cron_schedule, schedule.job_name) == ("0 2 * * *", "training_job")
+    sensor = definitions.resolve_sensor_def("new_raw_data_sensor")
+    assert sensor.job_name == "training_job"
+    job = definitions.resolve_job_def("training_job")
+    selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert "raw_sensor_readings" not in selected and "smoke_detector_bento" in selected
+    assert job.op_retry_policy is not None and job.op_retry_policy.max_retries == 2
+
+
+def test_sensor_fires_once_per_new_raw_materialisation():
+    definitions = defs()
+    sensor = definitions.resolve_sensor_def("new_raw_data_sensor")
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_sensor_context(instance=instance, definitions=definitions)
+        assert not sensor.evaluate_tick(ctx).run_requests  # nothing landed yet
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_sensor_readings"))
+        ctx = dg.build_sensor_context(instance=instance, definitions=definitions)
+        first = sensor.evaluate_tick(ctx)
+        assert len(first.run_requests) == 1 and first.run_requests[0].job_name in (
+            None,
+            "training_job",
+        )
+        ctx = dg.build_sensor_context(
+            instance=instance, definitions=definitions, cursor=first.cursor
+        )
+        assert not sensor.evaluate_tick(ctx).run_requests  # same event: no second run
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_sensor_readings"))
+        ctx = dg.build_sensor_context(
+            instance=instance, definitions=definitions, cursor=first.cursor
+        )
+        assert len(sensor.evaluate_tick(ctx).run_requests) == 1
+
+
+def test_training_job_refuses_raw_data_that_fails_checks(tmp_path, monkeypatch, kaggle_sample_csv):
+    bad = tmp_path / "bad.csv"
+    lines = kaggle_sample_csv.read_text().splitlines()
+    lines[3] = lines[3].replace(",939.756,", ",9.756,")  # pressure 9.756 hPa
+    bad.write_text("\n".join(lines) + "\n")
+    for var, value in {
+        "SMOKE_DATA_DIR": tmp_path / "data",
+        "SMOKE_REPORTS_DIR": tmp_path / "reports",
+        "SMOKE_KAGGLE_CSV": bad,
+    }.items():
+        monkeypatch.setenv(var, str(value))
+    definitions = defs()
+    with dg.DagsterInstance.ephemeral() as instance:
+        quality = definitions.resolve_job_def("data_quality_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        assert not quality.success
+        training = definitions.resolve_job_def("training_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    failed = [e for e in training.get_asset_check_evaluations() if not e.passed]
+    assert [e.check_name for e in failed] == ["raw_sensor_readings_physical_ranges"]
+    assert "pressure_hpa" in failed[0].description
+    assert not training.asset_materializations_for_node("training_dataset")
