@@ -10,8 +10,9 @@ import bentoml
 from pydantic import BaseModel, Field
 
 with bentoml.importing():
+    from bentos.guard import GuardMiddleware, set_model_version
     from smoke_platform.core.features import frame_from_readings
-    from smoke_platform.core.schema import Reading
+    from smoke_platform.core.schema import MEASUREMENTS, Reading
     from smoke_platform.modelstore import scoring_model_from_stored, served_model_tag
 
 
@@ -22,6 +23,16 @@ class Prediction(BaseModel):
     is_fire: bool = Field(description="probability >= the model's operating threshold")
     threshold: float
     model_version: str
+
+
+class ServiceArgs(BaseModel):
+    """Bento arguments: `bentoml build --arg model_tag=...` pins the packaged model;
+    from source, `--arg model_tag=...` or `SMOKE_MODEL_TAG` (default: the champion)."""
+
+    model_tag: str = ""
+
+
+ARGS = bentoml.use_arguments(ServiceArgs)
 
 
 class ModelInfo(BaseModel):
@@ -39,14 +50,16 @@ class SmokeDetector:
     """Fire detection on smoke-sensor readings."""
 
     # Class scope: `bentoml build` packages this model version into the bento.
-    model_ref = bentoml.models.BentoModel(served_model_tag())
+    model_ref = bentoml.models.BentoModel(ARGS.model_tag or served_model_tag())
 
     def __init__(self) -> None:
         self.model = scoring_model_from_stored(self.model_ref)
+        self.model.single_threaded()  # per-request thread pools cost more than they save
+        set_model_version(self.model.version)
         self.started = time.time()
 
     def _predict(self, readings: list) -> list[Prediction]:
-        frame = frame_from_readings(readings)
+        frame = frame_from_readings(readings, MEASUREMENTS)
         proba = self.model.predict_proba(frame)
         return [
             Prediction(
@@ -63,7 +76,7 @@ class SmokeDetector:
         """Score one reading."""
         return self._predict([reading])[0]
 
-    @bentoml.api(batchable=True, max_batch_size=5_000, max_latency_ms=50)
+    @bentoml.api(batchable=True, max_batch_size=5_000, max_latency_ms=1_000)
     def predict_batch(self, readings: list[Reading]) -> list[Prediction]:  # type: ignore[valid-type]
         """Score a list of readings; concurrent calls are merged by adaptive batching."""
         return self._predict(readings)
@@ -81,3 +94,7 @@ class SmokeDetector:
             data_fingerprint=str(meta.get("data_fingerprint", "")),
             metrics=dict(meta.get("holdout_metrics", {})),
         )
+
+
+# API key, rate limit, size limit, readable validation errors and the audit log.
+SmokeDetector.add_asgi_middleware(GuardMiddleware)

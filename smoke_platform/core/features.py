@@ -43,7 +43,25 @@ def build_features(readings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=readings.index, columns=list(FEATURE_COLUMNS))
 
 
-def frame_from_readings(readings: Iterable[Any]) -> pd.DataFrame:
-    """Canonical frame from pydantic `Reading`s or plain mappings (service, worker)."""
-    rows = [r if isinstance(r, Mapping) else r.model_dump() for r in readings]
-    return pd.DataFrame.from_records(rows, columns=None if rows else list(MEASUREMENTS))
+def frame_from_readings(
+    readings: Iterable[Any], columns: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Canonical frame from pydantic `Reading`s or plain mappings (service, worker).
+
+    Built column by column (much faster than `model_dump` per row); `columns` limits it
+    to what the caller needs, e.g. `MEASUREMENTS` for scoring."""
+    items = list(readings)
+    if not items:
+        return pd.DataFrame(columns=list(columns or MEASUREMENTS))
+    if isinstance(items[0], Mapping):
+        frame = pd.DataFrame.from_records(items)
+        return frame if columns is None else frame[list(columns)]
+    names = list(columns or type(items[0]).model_fields)
+    return pd.DataFrame(
+        {
+            n: np.fromiter((getattr(r, n) for r in items), dtype=object, count=len(items))
+            if n not in MEASUREMENTS
+            else np.fromiter((getattr(r, n) for r in items), dtype="float64", count=len(items))
+            for n in names
+        }
+    )

@@ -82,3 +82,13 @@ def to_kaggle(canonical: pd.DataFrame) -> pd.DataFrame:
     out = canonical.rename(columns=CANONICAL_TO_KAGGLE)
     out["UTC"] = (out["UTC"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     return out[list(KAGGLE_COLUMNS)]
+
+
+def to_records(canonical: pd.DataFrame) -> list[dict]:
+    """JSON-ready reading dicts (Kafka values, service requests): contract fields only,
+    `ts` as ISO-8601 UTC, absent optional values left out."""
+    fields = [f.name for f in FIELDS if f.name in canonical.columns]
+    frame = canonical[fields].astype(object)
+    frame["ts"] = canonical["ts"].map(lambda t: t.isoformat())
+    records = frame.to_dict("records")
+    return [{k: v for k, v in r.items() if not pd.isna(v)} for r in records]

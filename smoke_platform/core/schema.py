@@ -7,8 +7,9 @@ data sheet, so that real data is never rejected as invalid (see DATA.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pydantic
@@ -89,12 +90,9 @@ def _pydantic_field(spec: FieldSpec) -> tuple[Any, Any]:
 
 
 class _ReadingBase(pydantic.BaseModel):
+    # No Python validators: validation stays in pydantic-core (1,000 readings in ~5 ms).
+    # A timestamp without an offset is UTC; consumers convert with `utc=True`.
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @pydantic.field_validator("ts", check_fields=False)
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 # `Reading` is the Kafka message value and the BentoML input type.
@@ -116,17 +114,34 @@ MISSING = _Missing()
 
 @dataclass(frozen=True)
 class FieldError:
-    """A validation problem a person can act on: which field, what value, what is allowed."""
+    """A validation problem a person can act on: which field, what value, what is allowed.
+
+    `row` is the position in a batch (None for a single reading)."""
 
     field: str
     value: Any
     message: str
     allowed: str
+    row: int | None = None
 
     def __str__(self) -> str:
         shown = repr(self.value)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        return f"{self.field}={shown}: {self.message} (allowed: {self.allowed})"
+        where = f"row {self.row}: " if self.row is not None else ""
+        return f"{where}{self.field}={shown}: {self.message} (allowed: {self.allowed})"
+
+    def as_dict(self) -> dict[str, Any]:
+        value = self.value if not isinstance(self.value, _Missing) else None
+        return {
+            "row": self.row,
+            "field": self.field,
+            "value": value
+            if isinstance(value, (int, float, str, bool, type(None)))
+            else repr(value),
+            "missing": isinstance(self.value, _Missing),
+            "message": self.message,
+            "allowed": self.allowed,
+        }
 
 
 class ReadingValidationError(ValueError):
@@ -137,19 +152,46 @@ class ReadingValidationError(ValueError):
         super().__init__("invalid reading: " + "; ".join(str(e) for e in errors))
 
 
-def field_errors(exc: pydantic.ValidationError, payload: Any = None) -> list[FieldError]:
-    """Turn pydantic's errors into `FieldError`s naming field, value and allowed range."""
+def _lookup(payload: Any, loc: list[Any]) -> Any:
+    """The value at `loc` in a decoded JSON payload, or MISSING."""
+    node = payload
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return MISSING
+    return node
+
+
+def field_errors(errors: Sequence[Mapping[str, Any]], payload: Any = None) -> list[FieldError]:
+    """Turn pydantic error dicts into `FieldError`s naming row, field, value and allowed range.
+
+    `loc` may start with an argument name and a row index (`["readings", 3, "pm2_5"]`);
+    where an error carries no `input`, the value is looked up in `payload` by `loc`.
+    """
     out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        name = loc[-1] if loc else "<reading>"
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        rows = [p for p in loc if isinstance(p, int)]
+        names = [str(p) for p in loc if not isinstance(p, int)]
+        name = names[-1] if names else "<reading>"
         spec = FIELD_BY_NAME.get(name)
         if err.get("type") == "extra_forbidden":
             allowed = "only the fields " + ", ".join(FIELD_BY_NAME)
         else:
             allowed = spec.allowed() if spec else "a JSON object of reading fields"
-        value = MISSING if err.get("type") == "missing" else err.get("input", payload)
-        out.append(FieldError(".".join(loc) or name, value, err.get("msg", "invalid"), allowed))
+        if err.get("type") == "missing":
+            value: Any = MISSING
+        elif "input" in err:
+            value = err["input"]
+        else:
+            value = _lookup(payload, loc) if loc else payload
+        field = name if spec or err.get("type") == "extra_forbidden" else ".".join(map(str, loc))
+        out.append(
+            FieldError(
+                field or name, value, err.get("msg", "invalid"), allowed, rows[0] if rows else None
+            )
+        )
     return out
 
 
@@ -160,7 +202,7 @@ def parse_reading(data: Any) -> pydantic.BaseModel:
             return Reading.model_validate_json(data)
         return Reading.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ReadingValidationError(field_errors(exc, data)) from exc
+        raise ReadingValidationError(field_errors(exc.errors(), data)) from exc
 
 
 # ---- batch (DataFrame) form of the same contract --------------------------------------

@@ -21,6 +21,11 @@ class ScoringModel:
     version: str = "unsaved"
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def single_threaded(self) -> None:
+        """Score in the calling thread (serving: one small request at a time)."""
+        params = self.pipeline.get_params()
+        self.pipeline.set_params(**{k: 1 for k in params if k.endswith("n_jobs")})
+
     def proba_from_features(self, features: pd.DataFrame) -> np.ndarray:
         return self.pipeline.predict_proba(features[self.features])[:, 1]
 

@@ -1,6 +1,5 @@
 """The bento: the BentoML service packaged with the promoted model, ready to `bentoml serve`."""
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +31,17 @@ def find_bento(model_tag: str) -> Any | None:
 
 
 def build_bento(model_tag: str, build_ctx: Path) -> Any:
-    """Build from `bentos/bentofile.yaml`, packaging exactly `model_tag` (not "latest")."""
+    """Build from `bentos/bentofile.yaml`, packaging exactly `model_tag` (a bento argument,
+    so the built bento serves that version whatever the store's `latest` becomes)."""
     import bentoml
 
-    previous = os.environ.get("SMOKE_MODEL_TAG")
-    os.environ["SMOKE_MODEL_TAG"] = model_tag
-    try:
-        return bentoml.bentos.build_bentofile(
-            bentofile=str(build_ctx / "bentos" / "bentofile.yaml"),
-            build_ctx=str(build_ctx),
-            labels={"model": model_tag},
-            reload=True,  # re-import the service so it reads SMOKE_MODEL_TAG again
-        )
-    finally:
-        if previous is None:
-            os.environ.pop("SMOKE_MODEL_TAG", None)
-        else:
-            os.environ["SMOKE_MODEL_TAG"] = previous
+    return bentoml.bentos.build_bentofile(
+        bentofile=str(build_ctx / "bentos" / "bentofile.yaml"),
+        build_ctx=str(build_ctx),
+        labels={"model": model_tag},
+        args={"model_tag": model_tag},
+        reload=True,  # re-import the service so it sees this build's arguments
+    )
 
 
 @dg.asset(group_name="serving", kinds={"bentoml"}, owners=["team:ml"])

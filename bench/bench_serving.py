@@ -1,0 +1,128 @@
+"""The `smoke_detector` service under `bentoml serve` vs the in-process model (ceiling).
+
+Runs in its own BentoML store: trains the default-data model, serves it from the source
+folder on a free port, then measures sequential, concurrent and batch traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import report
+
+
+def _model_and_readings():
+    from smoke_platform import modelstore
+    from smoke_platform.core.modeling import session_holdout, train_candidate, training_frame
+    from smoke_platform.core.scoring import ScoringModel
+    from smoke_platform.core.simulate import generate_readings
+
+    frame = training_frame(generate_readings(seed=0))
+    result = train_candidate("hist_gradient_boosting", frame, session_holdout(frame), folds=2)
+    model = ScoringModel(result.model, result.threshold, result.features)
+    model.version = modelstore.save_model(model, name="smoke_detector_bench")
+    return model, generate_readings(n_rows=5_000, seed=99)
+
+
+def _sequential(url: str, records: list[dict], n: int = 300) -> list[float]:
+    import httpx
+
+    times = []
+    with httpx.Client(timeout=30) as client:
+        for i in range(n):
+            started = time.perf_counter()
+            resp = client.post(f"{url}/predict", json={"reading": records[i % len(records)]})
+            times.append(time.perf_counter() - started)
+            resp.raise_for_status()
+    return times
+
+
+async def _concurrent(url: str, route: str, records: list[dict], clients: int, n: int) -> float:
+    import httpx
+
+    async def worker(k: int, client: httpx.AsyncClient) -> None:
+        for i in range(k, n, clients):
+            rec = records[i % len(records)]
+            body = {"readings": [rec]} if route == "predict_batch" else {"reading": rec}
+            (await client.post(f"{url}/{route}", json=body)).raise_for_status()
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(k, client) for k in range(clients)))
+        return n / (time.perf_counter() - started)
+
+
+def _batches(url: str, records: list[dict], size: int = 1_000, n: int = 20) -> float:
+    import httpx
+
+    body = {"readings": records[:size]}
+    with httpx.Client(timeout=60) as client:
+        for _ in range(30):  # warm-up: BentoML's batching optimizer trains on the first calls
+            client.post(f"{url}/predict_batch", json=body).raise_for_status()
+        started = time.perf_counter()
+        for _ in range(n):
+            client.post(f"{url}/predict_batch", json=body).raise_for_status()
+        return size * n / (time.perf_counter() - started)
+
+
+def _inprocess(model, readings, size: int = 1_000, n: int = 20) -> float:
+    batch = readings.iloc[:size]
+    model.predict_proba(batch)
+    started = time.perf_counter()
+    for _ in range(n):
+        model.predict_proba(batch)
+    return size * n / (time.perf_counter() - started)
+
+
+def run() -> None:
+    work = Path(tempfile.mkdtemp(prefix="smoke-bench-serving-"))
+    os.environ["BENTOML_HOME"] = str(work / "bentoml")  # before bentoml is imported
+    from smoke_platform.core.io import to_records
+    from smoke_platform.serving import bentoml_serve
+
+    model, readings = _model_and_readings()
+    records = to_records(readings)
+    proc, url = bentoml_serve(
+        "bentos.service:SmokeDetector",
+        work / "serve.log",
+        env={"SMOKE_MODEL_TAG": model.version, "SMOKE_API_KEY": ""},
+    )
+    try:
+        _sequential(url, records, 30)  # warm-up
+        asyncio.run(_concurrent(url, "predict_batch", records, 32, 500))  # trains the batcher
+        times = sorted(_sequential(url, records))
+        report("serving", "single_p50_ms", statistics.median(times) * 1000, "ms", "target <= 10 ms")
+        report("serving", "single_p99_ms", times[int(len(times) * 0.99) - 1] * 1000, "ms")
+        seq = len(times) / sum(times)
+        report("serving", "single_req_per_s", seq, "req/s", "sequential, one client")
+        conc = asyncio.run(_concurrent(url, "predict_batch", records, 32, 3_000))
+        report(
+            "serving",
+            "concurrent32_req_per_s",
+            conc,
+            "req/s",
+            f"32 clients, 1 reading each, adaptive batching; {conc / seq:.1f}x sequential "
+            "(target >= 5x)",
+        )
+        plain = asyncio.run(_concurrent(url, "predict", records, 32, 1_500))
+        report(
+            "serving", "concurrent32_unbatched_req_per_s", plain, "req/s", "/predict, no batching"
+        )
+        report(
+            "serving", "batch1000_rows_per_s", _batches(url, records), "rows/s", "target >= 50,000"
+        )
+        report(
+            "serving",
+            "inprocess_rows_per_s",
+            _inprocess(model, readings),
+            "rows/s",
+            "ceiling: same model, 1,000-row batches, no HTTP",
+        )
+    finally:
+        proc.stop()

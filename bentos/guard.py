@@ -1,0 +1,228 @@
+"""ASGI middleware in front of the `smoke_detector` APIs.
+
+- API key (when `SMOKE_API_KEY` is set): header `X-API-Key` (or `Authorization: Bearer`),
+  compared in constant time; 401 otherwise. Health, readiness, metrics and the docs are open.
+- Per-client token-bucket rate limit: 429 with `Retry-After`.
+- Request size limit: 413.
+- Validation errors (BentoML's 400 with pydantic details) rewritten to name the row,
+  the field, the value sent and the allowed range.
+- One audit log line per request: client, route, status, model version, latency. Never
+  the payload, never the key.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+from smoke_platform.core.schema import field_errors
+
+audit_log = logging.getLogger("smoke_detector.audit")
+OPEN_PATHS = frozenset(
+    {"/healthz", "/livez", "/readyz", "/health", "/metrics", "/docs.json", "/", "/docs"}
+)
+MODEL_VERSION = {"value": "unknown"}  # set by the service when its model is loaded
+
+
+def set_model_version(version: str) -> None:
+    MODEL_VERSION["value"] = version
+
+
+class TokenBucket:
+    """`rate` requests per second with bursts up to `burst`, per client."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst = rate, burst
+        self.state: dict[str, tuple[float, float]] = {}
+
+    def take(self, client: str, now: float) -> float:
+        """0 if allowed, else seconds until a token is available."""
+        tokens, last = self.state.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self.state[client] = (tokens - 1, now)
+            return 0.0
+        self.state[client] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+class GuardMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        if not audit_log.handlers:  # one JSON line per request on stderr
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s AUDIT %(message)s"))
+            audit_log.addHandler(handler)
+            audit_log.setLevel(logging.INFO)
+            audit_log.propagate = False
+        keys = os.environ.get("SMOKE_API_KEY", "")
+        self.keys = [k.strip().encode() for k in keys.split(",") if k.strip()]
+        rate = _env_float("SMOKE_RATE_LIMIT_PER_S", 0.0)  # 0 = unlimited
+        self.bucket = TokenBucket(rate, _env_float("SMOKE_RATE_LIMIT_BURST", max(rate * 2, 1)))
+        self.max_body = int(_env_float("SMOKE_MAX_REQUEST_BYTES", 4 * 1024 * 1024))
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        client, status = self._client(scope), {"code": 500}
+
+        async def send_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, send_status, client)
+        finally:
+            audit_log.info(
+                json.dumps(
+                    {
+                        "client": client,
+                        "method": scope.get("method"),
+                        "route": scope["path"],
+                        "status": status["code"],
+                        "model_version": MODEL_VERSION["value"],
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    }
+                )
+            )
+
+    def _client(self, scope: dict) -> str:
+        """A stable, non-secret client identity: key fingerprint, else client address."""
+        key = self._presented_key(scope)
+        if key:
+            return "key:" + hashlib.sha256(key).hexdigest()[:12]
+        peer = scope.get("client") or ("unknown", 0)
+        return f"addr:{peer[0]}"
+
+    @staticmethod
+    def _presented_key(scope: dict) -> bytes | None:
+        headers = dict(scope.get("headers") or [])
+        if b"x-api-key" in headers:
+            return headers[b"x-api-key"]
+        auth = headers.get(b"authorization", b"")
+        return auth[7:] if auth.lower().startswith(b"bearer ") else None
+
+    def _authorised(self, scope: dict) -> bool:
+        if not self.keys:
+            return True
+        presented = self._presented_key(scope) or b""
+        # Compare against every key so timing does not reveal which one nearly matched.
+        return any([hmac.compare_digest(presented, key) for key in self.keys])
+
+    async def _guarded(self, scope: dict, receive: Any, send: Any, client: str) -> None:
+        if not self._authorised(scope):
+            await _json(
+                send,
+                401,
+                {"error": "missing or invalid API key", "header": "X-API-Key"},
+                [(b"www-authenticate", b"ApiKey")],
+            )
+            return
+        if self.bucket.rate > 0:
+            wait = self.bucket.take(client, time.monotonic())
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait))).encode()
+                await _json(
+                    send,
+                    429,
+                    {"error": "rate limit exceeded", "retry_after_s": float(retry)},
+                    [(b"retry-after", retry)],
+                )
+                return
+        body = await self._read_body(scope, receive, send)
+        if body is None:
+            return
+        await self._call_with_validation_messages(scope, body, send)
+
+    async def _read_body(self, scope: dict, receive: Any, send: Any) -> bytes | None:
+        headers = dict(scope.get("headers") or [])
+        declared = int(headers.get(b"content-length", b"0") or 0)
+        chunks, size, more = [], 0, True
+        if declared <= self.max_body:
+            while more:
+                message = await receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    break
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+        if declared > self.max_body or size > self.max_body:
+            await _json(send, 413, {"error": "request too large", "max_bytes": self.max_body})
+            return None
+        return b"".join(chunks)
+
+    async def _call_with_validation_messages(self, scope: dict, body: bytes, send: Any) -> None:
+        delivered = {"done": False}
+
+        async def replay() -> dict:
+            if delivered["done"]:
+                return {"type": "http.disconnect"}
+            delivered["done"] = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        held: dict[str, Any] = {}
+
+        async def intercept(message: dict) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                held["start"], held["body"] = message, b""
+                return
+            if "start" in held and message["type"] == "http.response.body":
+                held["body"] += message.get("body", b"")
+                if not message.get("more_body", False):
+                    await _send_rewritten(send, held["start"], held["body"], body)
+                return
+            await send(message)
+
+        await self.app(scope, replay, intercept)
+
+
+def _rewrite(response: bytes, request: bytes) -> dict | None:
+    """BentoML's pydantic 400 body -> errors naming row, field, value and allowed range."""
+    try:
+        detail = json.loads(response).get("detail")
+    except (ValueError, AttributeError):
+        return None
+    try:
+        payload = json.loads(request) if request else None
+    except ValueError:  # malformed JSON: show (the start of) what was sent
+        payload = request[:200].decode("utf-8", "replace")
+    if not isinstance(detail, list) or not all(isinstance(d, dict) for d in detail):
+        return None
+    errors = field_errors(detail, payload)
+    rows = sorted({e.row for e in errors if e.row is not None})
+    return {
+        "error": "invalid input: " + "; ".join(str(e) for e in errors[:20]),
+        "errors": [e.as_dict() for e in errors],
+        "bad_rows": rows,
+    }
+
+
+async def _send_rewritten(send: Any, start: dict, original: bytes, request: bytes) -> None:
+    rewritten = _rewrite(original, request)
+    if rewritten is None:
+        await send(start)
+        await send({"type": "http.response.body", "body": original})
+        return
+    await _json(send, 400, rewritten)
+
+
+async def _json(send: Any, status: int, body: dict, extra: list | None = None) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": data})

@@ -1,0 +1,36 @@
+"""Run the BentoML service as a process (`bentoml serve`), for the demo, the stack and tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from smoke_platform.procs import ManagedProcess, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def bentoml_serve(
+    target: str, log_path: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> tuple[ManagedProcess, str]:
+    """Start `bentoml serve <target>` on 127.0.0.1 and wait until /readyz answers.
+
+    `target` is `bentos.service:SmokeDetector` (source folder) or a bento tag.
+    Returns the process and its base URL.
+    """
+    port = port or free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = ManagedProcess(f"bentoml serve {target}", cmd, log_path, env=env, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    proc.start().wait_http(f"{url}/readyz", timeout=180)
+    return proc, url

@@ -1,0 +1,54 @@
+"""The bento Dagster builds serves; property-based requests from the OpenAPI spec never 5xx."""
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from smoke_platform.core.io import to_records
+from smoke_platform.defs.serving.assets import build_bento, default_build_ctx
+from smoke_platform.serving import bentoml_serve
+
+pytestmark = pytest.mark.bentoml
+
+
+def test_bento_built_by_the_asset_code_serves_the_model(served_model, readings, tmp_path):
+    bento = build_bento(served_model.version, default_build_ctx())
+    assert [str(m.tag) for m in bento.info.all_models] == [served_model.version]
+    # `bentoml serve smoke_detector:<version>`: the packaged service and model, no source tree.
+    proc, url = bentoml_serve(str(bento.tag), tmp_path / "bento.log", env={"SMOKE_MODEL_TAG": ""})
+    try:
+        sample = readings.iloc[:50]
+        resp = httpx.post(f"{url}/predict_batch", json={"readings": to_records(sample)}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        got = [p["probability"] for p in resp.json()]
+        assert got == pytest.approx(list(served_model.predict_proba(sample)))
+        info = httpx.post(f"{url}/model_info", json={}, timeout=30).json()
+        assert info["version"] == served_model.version
+    finally:
+        assert proc.stop() is not None
+
+
+def test_openapi_fuzzing_finds_no_server_errors(open_service):
+    schema = schemathesis.openapi.from_url(f"{open_service}/docs.json")
+    schema.config.base_url = open_service
+    operations = [op.ok() for op in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/predict", "/predict_batch", "/model_info"}
+    statuses: list[int] = []
+    for operation in operations:
+
+        @settings(
+            max_examples=40,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        @given(case=operation.as_strategy())
+        def call(case):
+            response = case.call(timeout=30)
+            statuses.append(response.status_code)
+            assert response.status_code < 500, (case.path, case.body, response.text[:500])
+
+        call()
+    assert statuses and all(s < 500 for s in statuses)
+    assert any(s == 200 for s in statuses) and any(400 <= s < 500 for s in statuses)

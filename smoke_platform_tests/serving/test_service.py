@@ -1,0 +1,155 @@
+"""The `smoke_detector` service under a real `bentoml serve`."""
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+
+from smoke_platform.core.io import to_records as payload
+
+pytestmark = pytest.mark.bentoml
+
+
+def _post(url, route, body, **headers):
+    return httpx.post(f"{url}/{route}", json=body, headers=headers, timeout=30)
+
+
+def test_batch_predictions_equal_the_in_memory_model(open_service, served_model, readings):
+    sample = readings.iloc[:500]
+    resp = _post(open_service, "predict_batch", {"readings": payload(sample)})
+    assert resp.status_code == 200, resp.text
+    got = resp.json()
+    expected = served_model.predict_proba(sample)
+    np.testing.assert_allclose([p["probability"] for p in got], expected, rtol=1e-9)
+    assert [p["is_fire"] for p in got] == list(expected >= served_model.threshold)
+    assert {p["model_version"] for p in got} == {served_model.version}
+
+
+def test_single_prediction(open_service, served_model, readings):
+    for i in (0, 1500, 2999):
+        row = readings.iloc[[i]]
+        resp = _post(open_service, "predict", {"reading": payload(row)[0]})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["probability"] == pytest.approx(served_model.predict_proba(row)[0])
+
+
+def test_model_info(open_service, served_model):
+    info = _post(open_service, "model_info", {}).json()
+    assert info["version"] == served_model.version
+    assert info["features"] == served_model.features
+    assert info["threshold"] == pytest.approx(served_model.threshold)
+    assert info["algorithm"] == "hist_gradient_boosting" and "recall" in info["metrics"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "value", "allowed"),
+    [
+        ({"humidity_pct": 140.5}, "humidity_pct", 140.5, "0 to 100 %"),
+        ({"pressure_hpa": -3}, "pressure_hpa", -3, "300 to 1250 hPa"),
+        ({"tvoc_ppb": "lots"}, "tvoc_ppb", "lots", "0 to 60000 ppb"),
+        ({"smell": "smoky"}, "smell", "smoky", "only the fields"),
+    ],
+)
+def test_bad_reading_gets_a_400_naming_field_value_and_range(
+    open_service, readings, change, field, value, allowed
+):
+    reading = {**payload(readings.iloc[[0]])[0], **change}
+    resp = _post(open_service, "predict", {"reading": reading})
+    assert resp.status_code == 400
+    body = resp.json()
+    [error] = body["errors"]
+    assert (error["field"], error["value"]) == (field, value)
+    assert allowed in error["allowed"]
+    assert field in body["error"] and allowed in body["error"]
+
+
+def test_batch_with_bad_rows_names_the_rows(open_service, readings):
+    rows = payload(readings.iloc[:6])
+    rows[2]["pm2_5"] = -1.0
+    del rows[4]["raw_h2"]
+    resp = _post(open_service, "predict_batch", {"readings": rows})
+    assert resp.status_code == 400
+    body = resp.json()
+    assert body["bad_rows"] == [2, 4]
+    assert {(e["row"], e["field"]) for e in body["errors"]} == {(2, "pm2_5"), (4, "raw_h2")}
+    assert "row 2: pm2_5=-1.0" in body["error"]
+
+
+def test_malformed_json_is_a_4xx(open_service):
+    resp = httpx.post(
+        f"{open_service}/predict",
+        content=b'{"reading": {',
+        timeout=10,
+        headers={"content-type": "application/json"},
+    )
+    assert resp.status_code == 400 and "Invalid JSON" in resp.json()["error"]
+
+
+def test_health_ready_and_prometheus_metrics(open_service):
+    for route in ("healthz", "livez", "readyz"):
+        assert httpx.get(f"{open_service}/{route}", timeout=10).status_code == 200
+    metrics = httpx.get(f"{open_service}/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert "bentoml_service_request_total" in metrics.text or "request_total" in metrics.text
+
+
+def test_api_key_is_required_when_configured(secured_service, readings):
+    url, _, API_KEY = secured_service
+    body = {"reading": payload(readings.iloc[[0]])[0]}
+    assert _post(url, "predict", body).status_code == 401
+    assert _post(url, "predict", body, **{"x-api-key": "wrong"}).status_code == 401
+    assert _post(url, "predict", body, **{"x-api-key": API_KEY}).status_code == 200
+    assert _post(url, "predict", body, authorization=f"Bearer {API_KEY}").status_code == 200
+    assert _post(url, "model_info", {}).status_code == 401
+    # Health and metrics stay open for probes and Prometheus.
+    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+    assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
+
+
+def test_rate_limit_returns_429_with_retry_after(secured_service):
+    url, _, API_KEY = secured_service
+    statuses, retry = [], None
+    with httpx.Client(timeout=10) as client:
+        for _ in range(40):
+            resp = client.post(f"{url}/model_info", json={}, headers={"x-api-key": API_KEY})
+            statuses.append(resp.status_code)
+            if resp.status_code == 429:
+                retry = resp.headers.get("retry-after")
+    assert 200 in statuses and 429 in statuses
+    assert retry is not None and int(retry) >= 1
+
+
+def test_oversized_request_is_413(secured_service, readings):
+    url, _, API_KEY = secured_service
+    rows = payload(readings.iloc[:1000])  # ~300 kB > the 100 kB limit configured here
+    resp = _post(url, "predict_batch", {"readings": rows}, **{"x-api-key": API_KEY})
+    assert resp.status_code in (413, 429)
+    if resp.status_code == 413:
+        assert resp.json()["max_bytes"] == 100_000
+
+
+def test_audit_log_has_identity_route_status_version_never_payload_or_key(
+    secured_service, served_model, readings
+):
+    url, log, API_KEY = secured_service
+    reading = payload(readings.iloc[[7]])[0]
+    _post(url, "predict", {"reading": reading}, **{"x-api-key": API_KEY})
+    _post(url, "predict", {"reading": reading})
+    lines = [
+        json.loads(line.split("AUDIT ", 1)[1])
+        for line in log.read_text().splitlines()
+        if "AUDIT " in line
+    ]
+    routes = {(r["route"], r["status"]) for r in lines}
+    assert ("/predict", 401) in routes
+    assert ("/predict", 200) in routes or ("/predict", 429) in routes
+    assert all(
+        {"client", "route", "status", "model_version", "latency_ms"} <= set(r) for r in lines
+    )
+    assert any(r["model_version"] == served_model.version for r in lines)
+    text = log.read_text()
+    assert API_KEY not in text
+    assert str(reading["raw_ethanol"]) not in "".join(
+        line for line in text.splitlines() if "AUDIT" in line
+    )
