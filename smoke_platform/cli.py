@@ -107,5 +107,71 @@ def demo() -> None:
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command()
+def broker(
+    port: int = typer.Option(9092, help="port on 127.0.0.1"),
+    partitions: int = typer.Option(3, help="partitions of smoke_sensor_data"),
+) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, memory storage) until Ctrl-C."""
+    import signal
+
+    from streaming.broker import create_topics, platform_topics, start_broker
+    from streaming.config import StreamSettings
+
+    proc, bootstrap = start_broker(Path("data/logs/broker.log"), port)
+    create_topics(bootstrap, platform_topics(StreamSettings(kafka_bootstrap=bootstrap), partitions))
+    typer.echo(f"broker on {bootstrap} (topics created); Ctrl-C to stop")
+    stop = {"now": False}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.update(now=True))
+    while not stop["now"] and proc.alive():
+        time.sleep(0.5)
+    proc.stop()
+
+
+@app.command()
+def produce(
+    source: str = typer.Option("live", help="live (simulated sensors) or csv"),
+    csv: Path | None = typer.Option(None, help="Kaggle-format CSV for --source csv"),
+    sensors: int = typer.Option(8, min=1),
+    scenario: list[str] = typer.Option([], help="restrict live sessions to these scenarios"),
+    count: int | None = typer.Option(None, help="stop after this many readings"),
+    speed: str = typer.Option("max", help="'max', 'realtime' (1 Hz timing) or a speed-up factor"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Stream readings into smoke_sensor_data (SMOKE_KAFKA_BOOTSTRAP)."""
+    from streaming.config import StreamSettings
+    from streaming.producer import csv_source, live_source
+    from streaming.producer import produce as run_producer
+
+    if source == "csv":
+        if csv is None:
+            raise typer.BadParameter("--csv is required with --source csv")
+        records = csv_source(csv, sensors)
+    elif source == "live":
+        records = live_source(seed, sensors, scenario or None)
+    else:
+        raise typer.BadParameter(f"--source must be 'live' or 'csv', not {source!r}")
+    pace = None if speed == "max" else 1.0 if speed == "realtime" else float(speed)
+    stats = run_producer(records, StreamSettings(), count=count, speed=pace, echo=typer.echo)
+    raise typer.Exit(0 if stats.failed == 0 else 1)
+
+
+@app.command()
+def worker(
+    idle_stop: float | None = typer.Option(None, help="exit after this many idle seconds"),
+) -> None:
+    """Run a stream worker (one consumer-group member) until SIGTERM/SIGINT."""
+    import logging
+
+    from streaming.config import StreamSettings
+    from streaming.worker import StreamWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    w = StreamWorker(StreamSettings())
+    w.install_signal_handlers()
+    w.run(idle_stop_s=idle_stop)
+
+
 if __name__ == "__main__":
     app()

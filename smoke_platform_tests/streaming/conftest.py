@@ -1,0 +1,41 @@
+"""A real Kafka-protocol broker (Tansu) for the session; fresh topics and groups per test."""
+
+import uuid
+
+import pytest
+
+from streaming.broker import create_topics, platform_topics, start_broker
+from streaming.config import StreamSettings
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    proc, bootstrap = start_broker(tmp_path_factory.mktemp("broker") / "broker.log")
+    yield bootstrap
+    assert proc.stop() is not None
+
+
+@pytest.fixture
+def make_settings(broker, tmp_path):
+    """Settings on fresh topics (3 partitions), a fresh group and a fresh output folder."""
+
+    def make(service_url: str = "http://127.0.0.1:9", **overrides):
+        tag = uuid.uuid4().hex[:8]
+        base = dict(
+            kafka_bootstrap=broker,
+            topic=f"readings-{tag}",
+            dlq_topic=f"readings-{tag}.dlq",
+            predictions_topic=f"predictions-{tag}",
+            alerts_topic=f"alerts-{tag}",
+            group_id=f"workers-{tag}",
+            stream_dir=str(tmp_path / f"stream-{tag}"),
+            session_timeout_ms=6000,
+            service_url=service_url,
+            api_key="",
+            poll_timeout_s=0.3,
+        )
+        settings = StreamSettings(**{**base, **overrides})
+        create_topics(broker, platform_topics(settings))
+        return settings
+
+    return make

@@ -1,0 +1,64 @@
+"""The per-sensor alert machine and z-scores, on hand-made sequences."""
+
+from streaming.alerts import WARM_UP, AlertConfig, SensorState
+
+CFG = AlertConfig(consecutive=3, critical_probability=0.98, close_after=4)
+
+
+def _run(probs, threshold=0.5):
+    state, events = SensorState(), []
+    for i, p in enumerate(probs):
+        event = state.step("s1", f"t{i:03d}", p, p >= threshold, CFG)
+        if event:
+            events.append((event["event"], event["severity"], event["alert_id"]))
+    return events
+
+
+def test_opens_after_n_consecutive_positives_and_closes_after_m_negatives():
+    events = _run([0.6, 0.7, 0.1, 0.6, 0.7, 0.8, 0.9, 0.1, 0.1, 0.1, 0.1, 0.2])
+    assert events == [("open", "warning", "s1@t005"), ("close", "warning", "s1@t005")]
+
+
+def test_one_very_high_probability_opens_a_critical_alert_at_once():
+    assert _run([0.1, 0.99, 0.1, 0.1, 0.1, 0.1]) == [
+        ("open", "critical", "s1@t001"),
+        ("close", "critical", "s1@t001"),
+    ]
+
+
+def test_one_fire_with_short_gaps_is_one_alert_and_escalates_once():
+    probs = [0.9] * 5 + [0.1] * 3 + [0.9] * 5 + [0.99] + [0.9] * 3 + [0.1] * 4
+    assert _run(probs) == [
+        ("open", "warning", "s1@t002"),
+        ("escalate", "critical", "s1@t002"),
+        ("close", "critical", "s1@t002"),
+    ]
+
+
+def test_isolated_positives_never_alert():
+    assert _run([0.9, 0.1, 0.9, 0.9, 0.1] * 10) == []
+
+
+def test_state_round_trips_through_json_dict():
+    state = SensorState()
+    for i in range(4):
+        state.step("s1", f"t{i}", 0.9, True, CFG)
+    again = SensorState.from_dict(state.to_dict())
+    assert again == state and again.alert_id == "s1@t2"
+
+
+def test_zscore_flags_a_jump_after_warm_up():
+    state = SensorState()
+    base = {
+        "tvoc_ppb": 10.0,
+        "eco2_ppm": 400.0,
+        "pm2_5": 1.0,
+        "nc0_5": 5.0,
+        "temperature_c": 21.0,
+        "humidity_pct": 45.0,
+    }
+    for i in range(WARM_UP + 20):
+        z = state.zscores({**base, "temperature_c": 21.0 + 0.01 * (i % 3)}, CFG)
+    assert all(abs(v) < 4 for v in z.values())
+    z = state.zscores({**base, "tvoc_ppb": 5_000.0}, CFG)
+    assert z["tvoc_ppb"] > 4

@@ -1,0 +1,214 @@
+"""The stream worker against a real broker and a real `bentoml serve`."""
+
+import json
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from smoke_platform.core.simulate import generate_session
+from smoke_platform.procs import ManagedProcess
+from smoke_platform.serving import bentoml_serve
+from streaming.broker import read_topic
+from streaming.producer import ReadingProducer, live_source, produce
+from streaming.sink import read_outputs
+from streaming.worker import StreamWorker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.bentoml]
+
+
+def _produce(settings, count, **kwargs):
+    records = list(__import__("itertools").islice(live_source(**kwargs), count))
+    stats = produce(records, settings, echo=lambda *_: None)
+    assert (stats.sent, stats.delivered, stats.failed) == (count, count, 0)
+    return records
+
+
+def test_every_reading_appears_exactly_once(make_settings, open_service):
+    settings = make_settings(open_service)
+    records = _produce(settings, 3_000, seed=3, sensors=4)
+    StreamWorker(settings).run(idle_stop_s=4)
+    preds = read_outputs(settings.stream_dir, "predictions")
+    assert len(preds) == 3_000
+    assert not preds.duplicated(["partition", "offset"]).any()
+    sent = {(r["sensor_id"], r["ts"]) for r in records}
+    got = {
+        (s, t.replace("Z", "+00:00")) for s, t in zip(preds["sensor_id"], preds["ts"], strict=True)
+    }
+    assert got == sent
+    assert set(preds["scored_by"]) == {"service"}
+    assert len(read_topic(settings.kafka_bootstrap, settings.predictions_topic)) == 3_000
+
+
+BAD = {
+    "malformed_json": b'{"sensor_id": "x", ',
+    "missing_field": "drop:raw_h2",
+    "wrong_type": "set:temperature_c=hot",
+    "out_of_range": "set:humidity_pct=140",
+    "unknown_field": "set:colour=red",
+    "oversized": "pad",
+}
+
+
+def _bad_message(kind, good):
+    spec = BAD[kind]
+    if isinstance(spec, bytes):
+        return spec
+    rec = dict(good)
+    if spec.startswith("drop:"):
+        rec.pop(spec[5:])
+    elif spec.startswith("set:"):
+        key, value = spec[4:].split("=")
+        rec[key] = float(value) if value.replace(".", "").isdigit() else value
+    else:
+        rec["scenario"] = "x" * 3_000
+    return json.dumps(rec).encode()
+
+
+def test_bad_messages_go_to_the_dlq_and_good_ones_are_scored(make_settings, open_service):
+    settings = make_settings(open_service, max_message_bytes=2_000)
+    goods = list(__import__("itertools").islice(live_source(seed=4, sensors=2), 60))
+    producer = ReadingProducer(settings)
+    for i, good in enumerate(goods):
+        producer.send(good)
+        kind = list(BAD)[(i // 10) % len(BAD)] if i % 10 == 0 else None
+        if kind:
+            producer.send_raw(_bad_message(kind, good), good["sensor_id"].encode())
+    assert producer.flush() == 0
+    StreamWorker(settings).run(idle_stop_s=4)
+    dlq = read_topic(settings.kafka_bootstrap, settings.dlq_topic)
+    headers = [dict(m.headers()) for m in dlq]
+    assert sorted(h["reason"].decode() for h in headers) == sorted(BAD)
+    for msg, h in zip(dlq, headers, strict=True):
+        assert {"field", "error", "source_topic", "source_partition", "source_offset"} <= set(h)
+        assert h["source_topic"].decode() == settings.topic
+        assert msg.value()  # the original bytes are kept
+    by_reason = {h["reason"].decode(): h for h in headers}
+    assert b"humidity_pct" in by_reason["out_of_range"]["field"]
+    assert b"0 to 100" in by_reason["out_of_range"]["error"]
+    assert b"colour" in by_reason["unknown_field"]["field"]
+    preds = read_outputs(settings.stream_dir, "predictions")
+    assert len(preds) == len(goods)
+
+
+def _worker_process(settings, log_path):
+    env = {f"SMOKE_{k.upper()}": str(v) for k, v in settings.model_dump().items()}
+    cmd = [sys.executable, "-m", "smoke_platform.cli", "worker", "--idle-stop", "6"]
+    return ManagedProcess("stream worker", cmd, log_path, env=env).start()
+
+
+def _fire_records(sensor_offset=0, seed=0):
+    """Whole fire sessions, event times starting now."""
+    import numpy.random as npr
+
+    from smoke_platform.core.io import to_canonical, to_records
+
+    rng = npr.default_rng(seed)
+    start = int(time.time())
+    frames = [
+        generate_session(rng, "wood_fire", f"sensor-{sensor_offset + i:03d}", f"f{i}", start)
+        for i in range(4)
+    ]
+    import pandas as pd
+
+    return to_records(to_canonical(pd.concat(frames, ignore_index=True)).sort_values("ts"))
+
+
+def test_sigkill_and_restart_lose_nothing_and_duplicate_no_alert(
+    make_settings, open_service, tmp_path
+):
+    settings = make_settings(open_service, batch_size=200)
+    records = _fire_records()
+    produce(records, settings, echo=lambda *_: None)
+    proc = _worker_process(settings, tmp_path / "worker1.log")
+    state_dir = tmp_path.joinpath(settings.stream_dir, "_state")
+    proc.wait_until(
+        lambda: len(read_outputs(settings.stream_dir, "predictions")) > 1_000,
+        120,
+        "writing predictions",
+    )
+    proc.kill()  # SIGKILL mid-stream
+    assert state_dir.exists()
+    restarted = _worker_process(settings, tmp_path / "worker2.log")
+    restarted.proc.wait(180)
+    assert restarted.proc.returncode == 0, restarted.log_tail()
+
+    preds = read_outputs(settings.stream_dir, "predictions")
+    assert len(preds) == len(records) and not preds.duplicated(["partition", "offset"]).any()
+    alerts = read_outputs(settings.stream_dir, "alerts")
+    assert not alerts.duplicated(["alert_id", "event"]).any()
+    # The same stream processed without a crash gives the same alerts.
+    clean = make_settings(open_service, topic=settings.topic, batch_size=500)
+    StreamWorker(clean).run(idle_stop_s=4)
+    reference = read_outputs(clean.stream_dir, "alerts")
+    assert set(alerts["alert_id"]) == set(reference["alert_id"])
+    assert (alerts["event"] == "open").sum() == 4  # one alert per fire session
+
+
+def test_service_down_falls_back_locally_and_switches_back(make_settings, served_model, tmp_path):
+    proc, url = bentoml_serve(
+        "bentos.service:SmokeDetector",
+        tmp_path / "svc.log",
+        env={"SMOKE_MODEL_TAG": served_model.version, "SMOKE_API_KEY": ""},
+    )
+    settings = make_settings(url, breaker_failures=1, breaker_reset_s=1.0, request_timeout_s=2.0)
+    import os
+
+    os.environ["SMOKE_MODEL_TAG"] = served_model.version  # what the local fallback loads
+    worker = StreamWorker(settings)
+    worker.open()
+    try:
+        _drain(worker, _produce(settings, 300, seed=7, sensors=2))
+        assert worker.metrics.value("smoke_worker_fallback_active") == 0
+        proc.stop()  # the service goes away mid-stream
+        _drain(worker, _produce(settings, 300, seed=8, sensors=2))
+        assert worker.metrics.value("smoke_worker_fallback_active") == 1
+        assert worker.metrics.value("smoke_worker_scored_total", scored_by="local") >= 300
+        proc, _ = bentoml_serve(
+            "bentos.service:SmokeDetector",
+            tmp_path / "svc2.log",
+            port=int(url.rsplit(":", 1)[1]),
+            env={"SMOKE_MODEL_TAG": served_model.version, "SMOKE_API_KEY": ""},
+        )
+        time.sleep(1.2)
+        _drain(worker, _produce(settings, 300, seed=9, sensors=2))
+        assert worker.metrics.value("smoke_worker_fallback_active") == 0
+    finally:
+        worker.close()
+        proc.stop()
+        os.environ.pop("SMOKE_MODEL_TAG", None)
+    preds = read_outputs(settings.stream_dir, "predictions")
+    assert len(preds) == 900
+    assert set(preds["scored_by"]) == {"service", "local"}
+    # Local and remote scoring are the same model: same probabilities for the same readings.
+    local = preds[preds["scored_by"] == "local"]
+    assert np.isfinite(local["probability"]).all()
+
+
+def _drain(worker, records, timeout=60):
+    deadline, seen = time.monotonic() + timeout, 0
+    while seen < len(records) and time.monotonic() < deadline:
+        seen += worker.poll_once()
+    assert seen == len(records)
+
+
+def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service):
+    import numpy.random as npr
+    import pandas as pd
+
+    from smoke_platform.core.io import to_canonical, to_records
+
+    settings = make_settings(open_service)
+    rng, start = npr.default_rng(11), int(time.time())
+    fire = generate_session(rng, "wood_fire", "sensor-fire", "fire", start, seconds=900)
+    steam = generate_session(rng, "cooking_steam", "sensor-kitchen", "steam", start, seconds=900)
+    records = to_records(
+        to_canonical(pd.concat([fire, steam], ignore_index=True)).sort_values("ts")
+    )
+    produce(records, settings, echo=lambda *_: None)
+    StreamWorker(settings).run(idle_stop_s=4)
+    alerts = read_outputs(settings.stream_dir, "alerts")
+    opened = alerts[alerts["event"] == "open"]
+    assert list(opened["sensor_id"]) == ["sensor-fire"]
+    assert "sensor-kitchen" not in set(alerts["sensor_id"])

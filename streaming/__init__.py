@@ -1,0 +1,1 @@
+"""Kafka producer, stream worker and Spark job, sharing `smoke_platform.core`."""

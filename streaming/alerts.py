@@ -1,0 +1,115 @@
+"""Per-sensor state: rolling statistics with z-score anomaly flags, and the alert machine.
+
+An alert opens after `consecutive` positive readings in a row, or at once on one
+reading with probability >= `critical_probability`; it closes after `close_after`
+negatives in a row. While open, further positives never open a second alert: one
+fire is one alert. Alert ids derive from the sensor and the opening reading's time,
+so replaying the same readings yields the same ids.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CHANNELS = ("tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5", "temperature_c", "humidity_pct")
+_LOG_CHANNELS = {"tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5"}
+WARM_UP = 30
+MIN_SD = 0.05  # floor (°C, %RH or log-units): a flat channel that jumps is still scored
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    consecutive: int = 3
+    critical_probability: float = 0.98
+    close_after: int = 30
+    zscore_threshold: float = 4.0
+    window: int = 120
+
+
+@dataclass
+class SensorState:
+    """Everything the worker remembers about one sensor (JSON-serialisable)."""
+
+    consecutive: int = 0
+    negatives: int = 0
+    alert_id: str | None = None
+    severity: str | None = None
+    opened_ts: str | None = None
+    max_probability: float = 0.0
+    readings_in_alert: int = 0
+    stats: dict[str, list[float]] = field(default_factory=dict)  # channel -> [n, mean, var]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SensorState:
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def zscores(self, reading: dict[str, Any], cfg: AlertConfig) -> dict[str, float]:
+        """Update the exponentially weighted mean/variance; return this reading's z-scores."""
+        alpha = 2.0 / (cfg.window + 1)
+        out = {}
+        for ch in CHANNELS:
+            x = float(reading[ch])
+            x = math.log1p(max(x, 0.0)) if ch in _LOG_CHANNELS else x
+            n, mean, var = self.stats.get(ch, [0.0, x, 0.0])
+            if n >= WARM_UP:
+                out[ch] = (x - mean) / (math.sqrt(var) + MIN_SD)
+            delta = x - mean
+            mean += alpha * delta
+            var = (1 - alpha) * (var + alpha * delta * delta)
+            self.stats[ch] = [n + 1, mean, var]
+        return out
+
+    def step(
+        self,
+        sensor: str,
+        ts: str,
+        probability: float,
+        is_fire: bool,
+        cfg: AlertConfig,
+    ) -> dict[str, Any] | None:
+        """Advance the alert machine by one scored reading; return an alert event or None."""
+        if self.alert_id is None:
+            self.consecutive = self.consecutive + 1 if is_fire else 0
+            critical = probability >= cfg.critical_probability
+            if is_fire and (critical or self.consecutive >= cfg.consecutive):
+                self.alert_id = f"{sensor}@{ts}"
+                self.severity = "critical" if critical else "warning"
+                self.opened_ts, self.max_probability = ts, probability
+                self.negatives, self.readings_in_alert = 0, 1
+                return self._event(sensor, ts, "open", probability)
+            return None
+        self.readings_in_alert += 1
+        self.max_probability = max(self.max_probability, probability)
+        if is_fire:
+            self.negatives = 0
+            if self.severity == "warning" and probability >= cfg.critical_probability:
+                self.severity = "critical"
+                return self._event(sensor, ts, "escalate", probability)
+            return None
+        self.negatives += 1
+        if self.negatives >= cfg.close_after:
+            event = self._event(sensor, ts, "close", probability)
+            self.alert_id = self.severity = self.opened_ts = None
+            self.consecutive = self.negatives = self.readings_in_alert = 0
+            self.max_probability = 0.0
+            return event
+        return None
+
+    def _event(self, sensor: str, ts: str, kind: str, probability: float) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "event": kind,
+            "sensor_id": sensor,
+            "severity": self.severity,
+            "ts": ts,
+            "opened_ts": self.opened_ts,
+            "probability": probability,
+            "max_probability": self.max_probability,
+            "readings_in_alert": self.readings_in_alert,
+            "source": "worker",
+        }

@@ -1,0 +1,42 @@
+"""Settings for the producer and the stream worker: one frozen object, from SMOKE_* env vars."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StreamSettings(BaseSettings):
+    """Every knob of the streaming side (README "Configuration" lists the variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="SMOKE_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic: str = "smoke_sensor_data"
+    dlq_topic: str = "smoke_sensor_data.dlq"
+    predictions_topic: str = "smoke_predictions"
+    alerts_topic: str = "smoke_alerts"
+    group_id: str = "smoke-stream-worker"
+    session_timeout_ms: int = 10_000
+
+    service_url: str = "http://127.0.0.1:3001"
+    api_key: str = ""
+    request_timeout_s: float = 5.0
+    breaker_failures: int = 3
+    breaker_reset_s: float = 5.0
+
+    batch_size: int = 500
+    poll_timeout_s: float = 0.5
+    max_message_bytes: int = 65_536
+    stream_dir: str = "data/processed_stream"
+
+    alert_consecutive: int = 3
+    alert_critical_probability: float = 0.98
+    alert_close_after: int = 30
+    zscore_threshold: float = 4.0
+    rolling_window: int = 120
+
+    worker_metrics_port: int = 0  # 0 = no metrics HTTP server
+
+    def kafka(self, **extra: object) -> dict[str, object]:
+        """librdkafka config shared by producers and consumers."""
+        return {"bootstrap.servers": self.kafka_bootstrap, "client.id": "smoke-platform", **extra}

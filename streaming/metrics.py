@@ -1,0 +1,46 @@
+"""Prometheus metrics of the stream worker (own registry; HTTP server on request)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        p = "smoke_worker"
+        self.consumed = Counter(f"{p}_consumed", "messages consumed", registry=r)
+        self.scored = Counter(f"{p}_scored", "readings scored", ["scored_by"], registry=r)
+        self.dlq = Counter(
+            f"{p}_dlq", "messages sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.skipped = Counter(
+            f"{p}_replayed_skipped", "already-durable messages skipped", registry=r
+        )
+        self.alerts = Counter(f"{p}_alerts", "alert events", ["event", "severity"], registry=r)
+        self.anomalies = Counter(f"{p}_anomalies", "readings with a z-score anomaly", registry=r)
+        self.fallback = Gauge(
+            f"{p}_fallback_active", "1 while scoring with the local model", registry=r
+        )
+        self.scoring_latency = Histogram(
+            f"{p}_scoring_latency_seconds",
+            "scoring time per batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.e2e_latency = Histogram(
+            f"{p}_end_to_end_latency_seconds",
+            "reading time to prediction/alert written",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def serve(self, port: int) -> None:
+        if port:
+            start_http_server(port, addr="127.0.0.1", registry=self.registry)
+
+    def value(self, name: str, **labels: str) -> float:
+        got = self.registry.get_sample_value(name, labels or None)
+        return float(got or 0.0)
