@@ -93,7 +93,7 @@ def champion_summary() -> list[str]:
 
 
 @app.command()
-def demo() -> None:
+def demo(stream: bool = typer.Option(True, help="also run the streaming part")) -> None:
     """The end-to-end demo on embedded defaults: every asset, every check, every report."""
     ok, elapsed, reports = materialize_all("*")
     typer.echo("")
@@ -102,6 +102,12 @@ def demo() -> None:
         typer.echo(f"  {asset}: {path}")
     for line in champion_summary():
         typer.echo(line)
+    if ok and stream:
+        typer.echo("")
+        typer.echo("Streaming: broker + service + producer + worker")
+        from streaming.demo import run_stream_demo
+
+        run_stream_demo("smoke_detector:latest", Path("data/processed_stream"), typer.echo)
     typer.echo("Serve it: `make serve` (bentoml serve smoke_detector:latest on 127.0.0.1:3001).")
     typer.echo("Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see runs and checks.")
     raise typer.Exit(0 if ok else 1)
@@ -138,6 +144,7 @@ def produce(
     count: int | None = typer.Option(None, help="stop after this many readings"),
     speed: str = typer.Option("max", help="'max', 'realtime' (1 Hz timing) or a speed-up factor"),
     seed: int = typer.Option(0),
+    stamp_now: bool = typer.Option(False, help="event time = send time (latency tests)"),
 ) -> None:
     """Stream readings into smoke_sensor_data (SMOKE_KAFKA_BOOTSTRAP)."""
     from streaming.config import StreamSettings
@@ -153,7 +160,9 @@ def produce(
     else:
         raise typer.BadParameter(f"--source must be 'live' or 'csv', not {source!r}")
     pace = None if speed == "max" else 1.0 if speed == "realtime" else float(speed)
-    stats = run_producer(records, StreamSettings(), count=count, speed=pace, echo=typer.echo)
+    stats = run_producer(
+        records, StreamSettings(), count=count, speed=pace, echo=typer.echo, stamp_now=stamp_now
+    )
     raise typer.Exit(0 if stats.failed == 0 else 1)
 
 

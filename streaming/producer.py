@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ def live_source(
     kwargs: dict[str, Any] = {"seed": seed, "n_sensors": sensors, "scenarios": scenarios}
     if start is not None:
         kwargs["start_epoch"] = start
-    for row in live_readings(**kwargs):
+    for row in live_readings(**kwargs):  # pragma: no branch - endless
         row.pop("row_index", None)
         yield {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
 
@@ -64,20 +64,25 @@ def csv_source(path: str | Path, sensors: int = 1) -> Iterator[dict[str, Any]]:
     yield from to_records(frame.sort_values("ts", kind="stable"))
 
 
-def paced(records: Iterable[dict[str, Any]], speed: float | None) -> Iterator[dict[str, Any]]:
-    """Release records at their event-time spacing divided by `speed` (None = no pacing)."""
-    if speed is None:
-        yield from records
-        return
+def paced(
+    records: Iterable[dict[str, Any]], speed: float | None, stamp_now: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Release records at their event-time spacing divided by `speed` (None = no pacing).
+
+    With `stamp_now`, each reading's event time becomes the moment it is sent, as a
+    device's clock would (for end-to-end latency measurements of replays)."""
     t0_event = t0_wall = None
     for rec in records:
-        event = datetime.fromisoformat(str(rec["ts"])).timestamp()
-        if t0_event is None:
-            t0_event, t0_wall = event, time.monotonic()
-        assert t0_wall is not None
-        delay = t0_wall + (event - t0_event) / speed - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        if speed is not None:
+            event = datetime.fromisoformat(str(rec["ts"])).timestamp()
+            if t0_event is None:
+                t0_event, t0_wall = event, time.monotonic()
+            assert t0_wall is not None
+            delay = t0_wall + (event - t0_event) / speed - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        if stamp_now:
+            rec = {**rec, "ts": datetime.now(UTC).isoformat()}
         yield rec
 
 
@@ -151,11 +156,12 @@ def produce(
     speed: float | None = None,
     progress_every_s: float = 5.0,
     echo: Any = print,
+    stamp_now: bool = False,
 ) -> ProduceStats:
     """Send up to `count` records (paced by `speed`), report progress, flush, return stats."""
     producer = ReadingProducer(settings)
     started = last = time.monotonic()
-    for rec in paced(itertools.islice(records, count), speed):
+    for rec in paced(itertools.islice(records, count), speed, stamp_now):
         producer.send(rec)
         if time.monotonic() - last >= progress_every_s:
             last = time.monotonic()
@@ -167,3 +173,20 @@ def produce(
     for err in producer.stats.errors:
         echo(f"  delivery error: {err}")
     return producer.stats
+
+
+def scenario_records(
+    scenarios: Sequence[str], seconds: int = 300, seed: int = 0
+) -> list[dict[str, Any]]:
+    """One session per scenario, one sensor each, in time order (demo and benchmarks)."""
+    import numpy as np
+
+    from smoke_platform.core.simulate import generate_session
+
+    rng, start = np.random.default_rng(seed), int(time.time())
+    frames = [
+        generate_session(rng, name, f"sensor-{i:03d}", f"{name}-{seed}", start, seconds)
+        for i, name in enumerate(scenarios)
+    ]
+    frame = to_canonical(pd.concat(frames, ignore_index=True))
+    return to_records(frame.sort_values(["ts", "sensor_id"], kind="stable"))

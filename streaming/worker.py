@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -68,6 +69,7 @@ class StreamWorker:
         self.sink = PartitionSink(settings.stream_dir, settings.topic)
         self.states: dict[int, dict[str, Any]] = {}
         self.stopping = False
+        self.assigned = threading.Event()  # set once the group gave us partitions
         self.consumer = Consumer(
             settings.kafka(
                 **{
@@ -96,6 +98,7 @@ class StreamWorker:
         for tp in partitions:
             self.states[tp.partition] = self.sink.load(tp.partition)
         log.info("assigned partitions %s", [tp.partition for tp in partitions])
+        self.assigned.set()
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         for tp in partitions:
@@ -171,7 +174,9 @@ class StreamWorker:
                 first = exc.errors[0]
                 self._dead_letter(msg, dlq_reason(exc), first.field, str(exc))
             else:
-                valid.append((msg, json.loads(reading.model_dump_json(exclude_none=True))))
+                record = json.loads(raw)  # valid JSON object: pydantic just said so
+                record["ts"] = reading.ts.isoformat()  # type: ignore[attr-defined]
+                valid.append((msg, record))
         return valid
 
     def _dead_letter(self, msg: Any, reason: str, field: str, error: str) -> None:

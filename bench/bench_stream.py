@@ -1,0 +1,121 @@
+"""Producer -> broker -> worker -> prediction output, against a real service.
+
+`stream.sustained_readings_per_s`: 60k readings produced as fast as possible while a
+worker consumes; first send to last prediction written. `stream.latency_*`: a steady
+1,000 readings/s for 20 s, reading time (stamped at send) to prediction written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import report
+
+
+def _setup(work: Path):
+    from bench.bench_serving import _model_and_readings
+    from smoke_platform.serving import bentoml_serve
+    from streaming.broker import start_broker
+
+    model, _ = _model_and_readings()
+    broker, bootstrap = start_broker(work / "broker.log")
+    service, url = bentoml_serve(
+        "bentos.service:SmokeDetector",
+        work / "serve.log",
+        env={"SMOKE_MODEL_TAG": model.version, "SMOKE_API_KEY": ""},
+    )
+    return model, broker, bootstrap, service, url
+
+
+def _settings(bootstrap: str, url: str, work: Path, name: str, **extra):
+    from streaming.broker import create_topics, platform_topics
+    from streaming.config import StreamSettings
+
+    s = StreamSettings(
+        kafka_bootstrap=bootstrap,
+        service_url=url,
+        api_key="",
+        topic=f"{name}-in",
+        dlq_topic=f"{name}-dlq",
+        predictions_topic=f"{name}-pred",
+        alerts_topic=f"{name}-alerts",
+        group_id=f"{name}-group",
+        stream_dir=str(work / name),
+        session_timeout_ms=6000,
+        **extra,
+    )
+    create_topics(bootstrap, platform_topics(s))
+    return s
+
+
+def _run(settings, producer_args: list[str], work: Path):
+    """Worker in this process; the producer in its own process (`smoke produce`), as deployed."""
+    import subprocess
+    import sys
+
+    from streaming.demo import wait_for_assignment
+    from streaming.sink import read_outputs
+    from streaming.worker import StreamWorker
+
+    worker = StreamWorker(settings)
+    thread = threading.Thread(target=worker.run, kwargs={"idle_stop_s": 15}, daemon=True)
+    thread.start()
+    wait_for_assignment(worker)
+    env = {
+        **os.environ,
+        "SMOKE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "SMOKE_TOPIC": settings.topic,
+    }
+    with open(work / "producer.log", "ab") as log:
+        subprocess.run(
+            [sys.executable, "-m", "smoke_platform.cli", "produce", *producer_args],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    thread.join(600)
+    preds = read_outputs(settings.stream_dir, "predictions")
+    written = pd.to_datetime(preds["processed_at"], utc=True, format="ISO8601")
+    # Sustained rate: first to last prediction batch written (the producer runs ahead).
+    return preds, (written.max() - written.min()).total_seconds()
+
+
+def run() -> None:
+    work = Path(tempfile.mkdtemp(prefix="smoke-bench-stream-"))
+    os.environ["BENTOML_HOME"] = str(work / "bentoml")
+    from streaming.demo import latency_ms
+
+    model, broker, bootstrap, service, url = _setup(work)
+    os.environ["SMOKE_MODEL_TAG"] = model.version  # for the local-model run
+    try:
+        n = 60_000
+        for name, down in (("service", False), ("local", True)):
+            s = _settings(bootstrap, url, work, f"sustained-{name}", batch_size=2_000)
+            if down:  # no service: the circuit opens and the local model scores
+                s = s.model_copy(update={"service_url": "http://127.0.0.1:9"})
+            preds, elapsed = _run(s, ["--count", str(n), "--sensors", "50", "--seed", "1"], work)
+            assert len(preds) == n, (len(preds), n)
+            metric = "sustained_local_readings_per_s" if down else "sustained_readings_per_s"
+            report(
+                "stream",
+                metric,
+                n / elapsed,
+                "readings/s",
+                f"60k readings, scoring via {name}; target >= 10,000",
+            )
+        s = _settings(bootstrap, url, work, "steady", batch_size=500, poll_timeout_s=0.1)
+        # 100 sensors at 10x their 1 Hz = 1,000 readings/s for 20 s, event time = send time.
+        args = ["--count", "20000", "--sensors", "100", "--speed", "10", "--stamp-now"]
+        preds, _ = _run(s, args, work)
+        lat = latency_ms(preds)
+        report("stream", "latency_p50_ms", float(lat.median()), "ms", "1,000 readings/s steady")
+        report("stream", "latency_p99_ms", float(lat.quantile(0.99)), "ms", "target <= 1,000 ms")
+    finally:
+        service.stop()
+        broker.stop()
