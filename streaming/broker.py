@@ -44,7 +44,9 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0)
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from streaming.config import KAFKA_LOG
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
         NewTopic(t, num_partitions=n, replication_factor=1)
@@ -77,6 +79,8 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, max_s: float = 6
 
     from confluent_kafka import Consumer
 
+    from streaming.config import KAFKA_LOG
+
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -84,6 +88,7 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, max_s: float = 6
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "session.timeout.ms": 6000,
+            "logger": KAFKA_LOG,
         }
     )
     consumer.subscribe([topic])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KAFKA_LOG = logging.getLogger("smoke.kafka")
 
 
 class StreamSettings(BaseSettings):
@@ -38,5 +42,11 @@ class StreamSettings(BaseSettings):
     worker_metrics_port: int = 0  # 0 = no metrics HTTP server
 
     def kafka(self, **extra: object) -> dict[str, object]:
-        """librdkafka config shared by producers and consumers."""
-        return {"bootstrap.servers": self.kafka_bootstrap, "client.id": "smoke-platform", **extra}
+        """librdkafka config shared by producers and consumers (its logs go to Python
+        logging, not straight to stderr)."""
+        return {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "client.id": "smoke-platform",
+            "logger": KAFKA_LOG,
+            **extra,
+        }

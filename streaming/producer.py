@@ -185,7 +185,7 @@ def scenario_records(
 
     rng, start = np.random.default_rng(seed), int(time.time())
     frames = [
-        generate_session(rng, name, f"sensor-{i:03d}", f"{name}-{seed}", start, seconds)
+        generate_session(rng, name, f"sensor-{i:03d}", f"{name}-{seed}-{i}", start, seconds)
         for i, name in enumerate(scenarios)
     ]
     frame = to_canonical(pd.concat(frames, ignore_index=True))

@@ -7,11 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from smoke_platform.core.simulate import generate_session
 from smoke_platform.procs import ManagedProcess
 from smoke_platform.serving import bentoml_serve
 from streaming.broker import read_topic
-from streaming.producer import ReadingProducer, live_source, produce
+from streaming.producer import ReadingProducer, live_source, produce, scenario_records
 from streaming.sink import read_outputs
 from streaming.worker import StreamWorker
 
@@ -98,28 +97,11 @@ def _worker_process(settings, log_path):
     return ManagedProcess("stream worker", cmd, log_path, env=env).start()
 
 
-def _fire_records(sensor_offset=0, seed=0):
-    """Whole fire sessions, event times starting now."""
-    import numpy.random as npr
-
-    from smoke_platform.core.io import to_canonical, to_records
-
-    rng = npr.default_rng(seed)
-    start = int(time.time())
-    frames = [
-        generate_session(rng, "wood_fire", f"sensor-{sensor_offset + i:03d}", f"f{i}", start)
-        for i in range(4)
-    ]
-    import pandas as pd
-
-    return to_records(to_canonical(pd.concat(frames, ignore_index=True)).sort_values("ts"))
-
-
 def test_sigkill_and_restart_lose_nothing_and_duplicate_no_alert(
     make_settings, open_service, tmp_path
 ):
     settings = make_settings(open_service, batch_size=200)
-    records = _fire_records()
+    records = scenario_records(["wood_fire"] * 4, seconds=1_100, seed=0)
     produce(records, settings, echo=lambda *_: None)
     proc = _worker_process(settings, tmp_path / "worker1.log")
     state_dir = tmp_path.joinpath(settings.stream_dir, "_state")
@@ -194,21 +176,11 @@ def _drain(worker, records, timeout=60):
 
 
 def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service):
-    import numpy.random as npr
-    import pandas as pd
-
-    from smoke_platform.core.io import to_canonical, to_records
-
     settings = make_settings(open_service)
-    rng, start = npr.default_rng(11), int(time.time())
-    fire = generate_session(rng, "wood_fire", "sensor-fire", "fire", start, seconds=900)
-    steam = generate_session(rng, "cooking_steam", "sensor-kitchen", "steam", start, seconds=900)
-    records = to_records(
-        to_canonical(pd.concat([fire, steam], ignore_index=True)).sort_values("ts")
-    )
+    records = scenario_records(["wood_fire", "cooking_steam"], seconds=900, seed=11)
     produce(records, settings, echo=lambda *_: None)
     StreamWorker(settings).run(idle_stop_s=4)
     alerts = read_outputs(settings.stream_dir, "alerts")
     opened = alerts[alerts["event"] == "open"]
-    assert list(opened["sensor_id"]) == ["sensor-fire"]
-    assert "sensor-kitchen" not in set(alerts["sensor_id"])
+    assert list(opened["sensor_id"]) == ["sensor-000"]  # the wood fire
+    assert "sensor-001" not in set(alerts["sensor_id"])  # the kitchen
