@@ -182,5 +182,37 @@ def worker(
     w.run(idle_stop_s=idle_stop)
 
 
+@app.command()
+def spark(
+    out: Path = typer.Option(Path("data/windowed"), help="windowed Parquet output"),
+    checkpoint: Path = typer.Option(Path("data/checkpoints/windows"), help="checkpoint folder"),
+    master: str | None = typer.Option(None, help="Spark master URL (default SMOKE_SPARK_MASTER)"),
+    available_now: bool = typer.Option(False, help="process what is there, then stop"),
+    max_per_trigger: int = typer.Option(0, help="maxOffsetsPerTrigger (0 = all available)"),
+) -> None:
+    """Run the Spark Structured Streaming window job over smoke_sensor_data."""
+    from streaming.config import StreamSettings
+    from streaming.spark_job import spark_session, start_query
+
+    settings = StreamSettings()
+    session = spark_session(master)
+    query = start_query(
+        session,
+        settings.kafka_bootstrap,
+        settings.topic,
+        str(out),
+        str(checkpoint),
+        available_now,
+        max_per_trigger,
+    )
+    typer.echo(f"window query {query.id} writing to {out} (checkpoint {checkpoint})")
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+    finally:
+        session.stop()
+
+
 if __name__ == "__main__":
     app()

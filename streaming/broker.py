@@ -7,6 +7,7 @@ nothing else in `streaming/` depends on Tansu.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from smoke_platform.procs import ManagedProcess, free_port
 
@@ -46,7 +47,8 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0)
 
     from streaming.config import KAFKA_LOG
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": KAFKA_LOG}
+    admin = AdminClient(conf)
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
         NewTopic(t, num_partitions=n, replication_factor=1)
