@@ -50,7 +50,7 @@ validate: setup
 	$(BIN)/dagster definitions validate -m smoke_platform.definitions
 
 # Each area in its own process (each sets up its own stores and services).
-BENCH_AREAS := gen graph train serving stream
+BENCH_AREAS := gen graph train serving stream spark
 bench: setup dagster-home
 	@for area in $(BENCH_AREAS); do $(BIN)/python -m bench $$area || exit 1; done
 

@@ -27,7 +27,7 @@ def _topic(broker, name):
     return StreamSettings(kafka_bootstrap=broker, topic=name)
 
 
-def _run(spark, settings, tmp, out="win", ckpt="ckpt"):
+def _run(spark, settings, tmp, out="win", ckpt="ckpt", model_tag=None, alerts_topic=None):
     q = start_query(
         spark,
         settings.kafka_bootstrap,
@@ -35,6 +35,8 @@ def _run(spark, settings, tmp, out="win", ckpt="ckpt"):
         str(tmp / out),
         str(tmp / ckpt),
         available_now=True,
+        model_tag=model_tag,
+        alerts_topic=alerts_topic,
     )
     q.awaitTermination(600)
     return q
@@ -70,11 +72,12 @@ def _reference(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_windows_equal_a_pandas_reference(spark, broker, tmp_path):
+def test_windows_equal_a_pandas_reference(spark, broker, tmp_path, served_model):
     settings = _topic(broker, "spark-ref")
+    create_topics(broker, {"spark-ref-alerts": 1})
     records = scenario_records(["wood_fire", "cooking_steam"], seconds=600, seed=5)
     produce(records, settings, echo=lambda *_: None)
-    _run(spark, settings, tmp_path)
+    _run(spark, settings, tmp_path, model_tag=served_model.version, alerts_topic="spark-ref-alerts")
     got = _windows(tmp_path)
     assert len(got.columns) >= 25 + 4
     ref = _reference(records)
@@ -83,6 +86,26 @@ def test_windows_equal_a_pandas_reference(spark, broker, tmp_path):
     for col in [c for c in ref.columns if c not in ("sensor_id", "window_start")]:
         np.testing.assert_allclose(merged[col], merged[f"{col}_ref"], rtol=1e-9, err_msg=col)
     assert (got["quality_score"] == 1.0).all()
+    # Model share per window: the fire's windows, not the kitchen's.
+    frame = pd.DataFrame(records)
+    expected_share = (
+        served_model.score(
+            frame.assign(ts=pd.to_datetime(frame["ts"], utc=True, format="ISO8601"))
+        )["is_fire"]
+        .groupby(frame["sensor_id"])
+        .mean()
+    )
+    fire = got[got["sensor_id"] == "sensor-000"]
+    kitchen = got[got["sensor_id"] == "sensor-001"]
+    assert fire["fire_share"].max() > 0.5 and kitchen["fire_share"].max() == 0.0
+    assert expected_share["sensor-001"] == 0.0
+    assert fire["tvoc_spike"].any() or fire["temperature_rise"].any()
+    # Window alerts reach smoke_alerts in the worker's alert schema.
+    from streaming.broker import read_topic
+
+    alerts = [json.loads(m.value()) for m in read_topic(broker, "spark-ref-alerts")]
+    assert alerts and {a["sensor_id"] for a in alerts} == {"sensor-000"}
+    assert {"alert_id", "event", "severity", "ts", "probability", "source"} <= set(alerts[0])
 
 
 def _send(settings, rec):
@@ -91,11 +114,14 @@ def _send(settings, rec):
     assert producer.flush() == 0
 
 
-def test_late_data_within_watermark_counts_later_data_is_dropped(spark, broker, tmp_path):
+def test_late_data_within_watermark_counts_later_data_is_dropped(
+    spark, broker, tmp_path, served_model
+):
     settings = _topic(broker, "spark-late")
+    tag = {"model_tag": served_model.version}
     records = scenario_records(["normal_indoor"], seconds=600, seed=6)
     produce(records, settings, echo=lambda *_: None)
-    _run(spark, settings, tmp_path)
+    _run(spark, settings, tmp_path, **tag)
     end = pd.Timestamp(records[-1]["ts"])
     # 1 minute late (inside the 2-minute watermark) and 8 minutes late (every window it
     # belongs to closed already).
@@ -105,7 +131,7 @@ def test_late_data_within_watermark_counts_later_data_is_dropped(spark, broker, 
         _send(settings, rec)
     # Advance event time so the affected windows close.
     _send(settings, {**records[-1], "ts": (end + pd.Timedelta(minutes=10)).isoformat()})
-    q = _run(spark, settings, tmp_path)
+    q = _run(spark, settings, tmp_path, **tag)
     dropped = sum(
         op.get("numRowsDroppedByWatermark", 0)
         for p in q.recentProgress
@@ -121,20 +147,21 @@ def test_late_data_within_watermark_counts_later_data_is_dropped(spark, broker, 
     assert counts[dropped_window] == expected[dropped_window]  # not counted
 
 
-def test_restart_resumes_from_checkpoint_without_duplicates(spark, broker, tmp_path):
+def test_restart_resumes_from_checkpoint_without_duplicates(spark, broker, tmp_path, served_model):
     settings = _topic(broker, "spark-restart")
+    tag = {"model_tag": served_model.version}
     records = scenario_records(["wood_fire", "normal_indoor"], seconds=900, seed=8)
     half = len(records) // 2
     produce(records[:half], settings, echo=lambda *_: None)
-    _run(spark, settings, tmp_path)
+    _run(spark, settings, tmp_path, **tag)
     first = _windows(tmp_path)
     produce(records[half:], settings, echo=lambda *_: None)
-    _run(spark, settings, tmp_path)
+    _run(spark, settings, tmp_path, **tag)
     both = _windows(tmp_path)
     assert len(both) > len(first)
     assert not both.duplicated(["sensor_id", "window_start"]).any()
     # Same result as one uninterrupted query over everything.
-    _run(spark, settings, tmp_path, out="once", ckpt="ckpt-once")
+    _run(spark, settings, tmp_path, out="once", ckpt="ckpt-once", **tag)
     once = _windows(tmp_path, "once")
     keys = ["sensor_id", "window_start"]
     pd.testing.assert_frame_equal(
