@@ -1,5 +1,5 @@
-"""Spark windowed job throughput: 60k readings through the `smoke_kafka` source, windows,
-model scoring and the Parquet sink, in micro-batches of 20k rows (maxOffsetsPerTrigger)."""
+"""Spark windowed job throughput: 120k readings through the `smoke_kafka` source, windows,
+model scoring and the Parquet sink, in micro-batches of 60k rows (maxOffsetsPerTrigger)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def run() -> None:
         produce(
             live_source(seed=3, sensors=50, retime=True),
             settings,
-            count=60_000,
+            count=120_000,
             echo=lambda *_: None,
         )
         spark = spark_session("local[2]", app="smoke-bench")
@@ -40,7 +40,7 @@ def run() -> None:
             str(work / "win"),
             str(work / "ckpt"),
             available_now=True,
-            max_per_trigger=20_000,
+            max_per_trigger=60_000,
             model_tag=model.version,
         )
         query.awaitTermination(1_800)
@@ -53,7 +53,7 @@ def run() -> None:
             "rows_per_s",
             rows / seconds,
             "rows/s",
-            f"{len(steady)} batches of <= 20k rows after warm-up; target >= 10,000",
+            f"{len(steady)} batches of <= 60k rows after warm-up; target >= 10,000",
         )
         durations = [p["durationMs"]["triggerExecution"] / 1000 for p in steady]
         report(
