@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from smoke_platform.procs import ManagedProcess, free_port
+from streaming.config import StreamSettings
 
 
 def tansu_binary() -> Path:
@@ -63,13 +64,13 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0)
                 raise RuntimeError(f"could not create topic {topic}: {exc}") from exc
 
 
-def platform_topics(settings: object, partitions: int = 3) -> dict[str, int]:
-    s = settings
+def platform_topics(settings: StreamSettings, partitions: int = 3) -> dict[str, int]:
+    """The platform's topics and partition counts (DLQ and alerts: one partition, ordered)."""
     return {
-        s.topic: partitions,  # type: ignore[attr-defined]
-        s.dlq_topic: 1,  # type: ignore[attr-defined]
-        s.predictions_topic: partitions,  # type: ignore[attr-defined]
-        s.alerts_topic: 1,  # type: ignore[attr-defined]
+        settings.topic: partitions,
+        settings.dlq_topic: 1,
+        settings.predictions_topic: partitions,
+        settings.alerts_topic: 1,
     }
 
 

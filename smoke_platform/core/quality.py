@@ -19,7 +19,6 @@ from smoke_platform.core.schema import FIELDS, pandas_dtype
 # A continuously varying channel that repeats the exact same value this long is stuck.
 STUCK_RUN_SECONDS = 600
 STUCK_CHANNELS = ("temperature_c", "humidity_pct", "raw_h2", "raw_ethanol", "pressure_hpa")
-SESSION_KEYS = ["sensor_id", "session_id"]
 
 
 def _dtype_schema() -> pa.DataFrameSchema:
