@@ -35,18 +35,47 @@ def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
     from smoke_platform.definitions import defs
 
     definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    # Partitioned assets (daily stream output) run per partition: see register_stream_days.
+    keys = sorted(
+        k
+        for k in dg.AssetSelection.from_string(selection).resolve(graph)
+        if not graph.get(k).is_partitioned
+    )
     job = definitions.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            asset_selection=sorted(
-                dg.AssetSelection.from_string(selection).resolve(definitions.resolve_asset_graph())
-            ),
+            instance=instance, raise_on_error=False, asset_selection=keys
         )
     elapsed = time.perf_counter() - started
     return result.success, elapsed, _report_paths(result)
+
+
+def register_stream_days() -> list[str]:
+    """Add a `stream_predictions` partition per day of stream output and materialise it,
+    as `stream_partition_sensor` does under the Dagster daemon."""
+    import dagster as dg
+
+    from smoke_platform.definitions import defs
+    from smoke_platform.defs.common.resources import (
+        SETTINGS_ENV,
+        PlatformSettingsResource,
+        from_env,
+    )
+    from smoke_platform.defs.monitoring.assets import stream_dir
+    from smoke_platform.defs.monitoring.partitions import stream_dates
+
+    settings = from_env(PlatformSettingsResource, SETTINGS_ENV)
+    days = sorted(
+        p.name.split("=", 1)[1] for p in (stream_dir(settings) / "predictions").glob("date=*")
+    )
+    job = defs().resolve_job_def("stream_predictions_job")
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(stream_dates.name or "", days)
+        for day in days:
+            job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
+    return days
 
 
 def _report_paths(result: object) -> dict[str, str]:
@@ -105,9 +134,18 @@ def demo(stream: bool = typer.Option(True, help="also run the streaming part")) 
     if ok and stream:
         typer.echo("")
         typer.echo("Streaming: broker + service + producer + worker")
+        from smoke_platform.defs.common.resources import (
+            SETTINGS_ENV,
+            PlatformSettingsResource,
+            from_env,
+        )
+        from smoke_platform.defs.monitoring.assets import stream_dir
         from streaming.demo import run_stream_demo
 
-        run_stream_demo("smoke_detector:latest", Path("data/processed_stream"), typer.echo)
+        out = stream_dir(from_env(PlatformSettingsResource, SETTINGS_ENV))
+        run_stream_demo("smoke_detector:latest", out, typer.echo)
+        days = register_stream_days()
+        typer.echo(f"registered stream output as Dagster asset partitions: {', '.join(days)}")
     typer.echo("Serve it: `make serve` (bentoml serve smoke_detector:latest on 127.0.0.1:3001).")
     typer.echo("Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see runs and checks.")
     raise typer.Exit(0 if ok else 1)

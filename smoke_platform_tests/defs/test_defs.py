@@ -18,6 +18,7 @@ EXPECTED_ASSETS = QUALITY_ASSETS | {
     "smoke_classifier",
     "training_report",
     "smoke_detector_bento",
+    "stream_predictions",
 }
 RAW_CHECKS = {
     f"raw_sensor_readings_{n}"

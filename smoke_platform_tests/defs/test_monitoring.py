@@ -1,0 +1,88 @@
+"""Stream output as daily-partitioned Dagster assets, discovered by a sensor."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from smoke_platform.defs.common.resources import PlatformSettingsResource
+from smoke_platform.defs.monitoring.assets import stream_predictions
+from smoke_platform.defs.monitoring.partitions import stream_dates
+from smoke_platform.defs.monitoring.sensors import stream_partition_sensor
+from streaming.sink import PartitionSink
+
+pytestmark = pytest.mark.dagster
+
+
+def _worker_output(root, day, first, n, fire):
+    """Files exactly as the worker writes them (its sink), for one day."""
+    ts = pd.date_range(f"{day}T10:00:00Z", periods=n, freq="s").map(lambda t: t.isoformat())
+    preds = pd.DataFrame(
+        {
+            "sensor_id": "sensor-000",
+            "ts": ts,
+            "probability": 0.9 if fire else 0.1,
+            "is_fire": fire,
+            "model_version": "smoke_detector:v1",
+            "scored_by": "service",
+            "partition": 0,
+            "offset": range(first, first + n),
+        }
+    )
+    alerts = (
+        pd.DataFrame(
+            [
+                {
+                    "alert_id": f"sensor-000@{ts[0]}",
+                    "event": "open",
+                    "ts": ts[0],
+                    "sensor_id": "sensor-000",
+                    "severity": "warning",
+                }
+            ]
+        )
+        if fire
+        else (pd.DataFrame())
+    )
+    PartitionSink(root, "smoke_sensor_data").write(
+        0,
+        first,
+        first + n - 1,
+        {"predictions": preds, "alerts": alerts},
+        {"hwm": first + n - 1, "sensors": {}},
+    )
+
+
+def test_a_partition_appears_for_each_day_of_stream_output(tmp_path):
+    settings = PlatformSettingsResource(data_dir=str(tmp_path))
+    root = tmp_path / "processed_stream"
+    _worker_output(root, "2026-11-26", 0, 50, fire=True)
+    _worker_output(root, "2026-11-27", 50, 30, fire=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_sensor_context(instance=instance, resources={"settings": settings})
+        result = stream_partition_sensor(ctx)
+        [added] = result.dynamic_partitions_requests
+        assert sorted(added.partition_keys) == ["2026-11-26", "2026-11-27"]
+        assert sorted(r.partition_key for r in result.run_requests) == ["2026-11-26", "2026-11-27"]
+        instance.add_dynamic_partitions(stream_dates.name, list(added.partition_keys))
+        mat = dg.materialize(
+            [stream_predictions],
+            instance=instance,
+            partition_key="2026-11-26",
+            resources={"settings": settings},
+            selection=[stream_predictions],
+        )
+        meta = mat.asset_materializations_for_node("stream_predictions")[0].metadata
+        assert meta["dagster/row_count"].value == 50 and meta["alerts_opened"].value == 1
+        # A day that is already known asks for no new partition, and the same files for
+        # no new run (same run key); a new file for that day does.
+        again = stream_partition_sensor(
+            dg.build_sensor_context(instance=instance, resources={"settings": settings})
+        )
+        assert not again.dynamic_partitions_requests[0].partition_keys
+        keys = {r.run_key for r in result.run_requests}
+        assert {r.run_key for r in again.run_requests} == keys
+        _worker_output(root, "2026-11-27", 80, 10, fire=False)
+        third = stream_partition_sensor(
+            dg.build_sensor_context(instance=instance, resources={"settings": settings})
+        )
+        assert len({r.run_key for r in third.run_requests} - keys) == 1
