@@ -19,6 +19,7 @@ EXPECTED_ASSETS = QUALITY_ASSETS | {
     "training_report",
     "smoke_detector_bento",
     "stream_predictions",
+    "model_performance_report",
 }
 RAW_CHECKS = {
     f"raw_sensor_readings_{n}"
@@ -37,6 +38,7 @@ EXPECTED_CHECKS = RAW_CHECKS | {
     "challenger_recall",
     "challenger_false_alarm_rate",
     "challenger_detection_latency",
+    "model_performance_report_no_degradation",
 }
 
 
@@ -57,6 +59,11 @@ def test_asset_graph_snapshot(definitions):
         assert dg.AssetKey(parent) in graph.get(dg.AssetKey(child)).parent_keys
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
+
+
+def test_performance_schedule_every_twelve_hours(definitions):
+    schedule = definitions.resolve_schedule_def("performance_job_schedule")
+    assert (schedule.cron_schedule, schedule.job_name) == ("0 */12 * * *", "performance_job")
 
 
 def test_quality_schedule_every_six_hours(definitions):

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from smoke_platform.defs.common.resources import PlatformSettingsResource
+from smoke_platform.defs.common.resources import ModelStoreResource, PlatformSettingsResource
 from smoke_platform.defs.monitoring.partitions import stream_dates
 
 
@@ -52,3 +52,52 @@ def stream_predictions(
             "path": dg.MetadataValue.path(str((root / "predictions" / f"date={date}").resolve())),
         }
     )
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"markdown"},
+    owners=["team:ml"],
+    deps=[stream_predictions],
+)
+def model_performance_report(
+    context: dg.AssetExecutionContext,
+    settings: PlatformSettingsResource,
+    model_store: ModelStoreResource,
+) -> dg.MaterializeResult:
+    """Recall, false alarms, latency and calibration on labelled live data vs training."""
+    from smoke_platform.reports.performance import write_performance_report
+    from streaming.sink import read_outputs
+
+    preds = read_outputs(stream_dir(settings), "predictions")
+    if preds.empty or preds["fire_alarm"].isna().all():
+        raise dg.Failure("no labelled stream predictions yet (data/processed_stream)")
+    version = str(preds["model_version"].mode().iloc[0])
+    info = modelstore_info(model_store, version)
+    threshold = float(info["metadata"]["threshold"]) if info else 0.5
+    training = info["metadata"].get("holdout_metrics", {}) if info else {}
+    path, m = write_performance_report(
+        preds, threshold, training, settings.report_dir("performance")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "report_path": dg.MetadataValue.path(str(path.resolve())),
+            "report": dg.MetadataValue.md(path.read_text(encoding="utf-8")),
+            "model_version": version,
+            **{
+                k: dg.MetadataValue.float(float(m[k]))
+                for k in ("recall", "false_alarm_rate", "precision", "f1")
+            },
+            "training_recall": dg.MetadataValue.float(float(training.get("recall", float("nan")))),
+            "training_false_alarm_rate": dg.MetadataValue.float(
+                float(training.get("false_alarm_rate", float("nan")))
+            ),
+        }
+    )
+
+
+def modelstore_info(store: ModelStoreResource, version: str) -> dict | None:
+    """The stored model that scored the stream (its threshold and training metrics)."""
+    from smoke_platform import modelstore
+
+    return modelstore.model_info(version)

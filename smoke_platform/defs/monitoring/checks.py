@@ -1,0 +1,29 @@
+"""Warn when live performance falls behind what the model showed in training."""
+
+import dagster as dg
+
+from smoke_platform.defs.monitoring.assets import model_performance_report
+
+RECALL_DROP = 0.05  # warn when live recall is 5 points below the training holdout
+FAR_RISE = 0.01  # or the false-alarm rate 1 point above it
+
+
+@dg.asset_check(asset=model_performance_report)
+def model_performance_report_no_degradation(
+    context: dg.AssetCheckExecutionContext,
+) -> dg.AssetCheckResult:
+    """Live recall and false-alarm rate stay near the training holdout (warning)."""
+    event = context.instance.get_latest_materialization_event(model_performance_report.key)
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    get = lambda k: float(meta[k].value) if k in meta else float("nan")  # noqa: E731
+    recall, far = get("recall"), get("false_alarm_rate")
+    problems = []
+    if recall < get("training_recall") - RECALL_DROP:
+        problems.append(f"live recall {recall:.3f} vs training {get('training_recall'):.3f}")
+    if far > get("training_false_alarm_rate") + FAR_RISE:
+        problems.append(f"live FAR {far:.4f} vs training {get('training_false_alarm_rate'):.4f}")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(problems) or f"live recall {recall:.3f}, FAR {far:.4f}: in line",
+    )

@@ -1,0 +1,71 @@
+"""Model performance on labelled live data: the same metrics as training, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from smoke_platform.core.metrics import evaluate
+from smoke_platform.reports.markdown import MarkdownReport, pyplot
+
+HEADLINE = ("recall", "false_alarm_rate", "precision", "f1", "roc_auc", "accuracy")
+
+
+def live_metrics(predictions: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """Metrics on the predictions that carry a label (simulated or replayed data)."""
+    labelled = predictions[predictions["fire_alarm"].notna()].copy()
+    labelled["fire_alarm"] = labelled["fire_alarm"].astype(int)
+    labelled["ts"] = pd.to_datetime(labelled["ts"], utc=True, format="ISO8601")
+    if "session_id" not in labelled or labelled["session_id"].isna().all():
+        labelled["session_id"] = labelled["sensor_id"]
+    return evaluate(labelled, labelled["probability"].to_numpy(), threshold)
+
+
+def rate_by(predictions: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Share of readings alarmed, by sensor and by hour of day (UTC)."""
+    hours = pd.to_datetime(predictions["ts"], utc=True, format="ISO8601").dt.hour
+    return predictions.groupby("sensor_id")["is_fire"].mean(), predictions.groupby(hours)[
+        "is_fire"
+    ].mean()
+
+
+def write_performance_report(
+    predictions: pd.DataFrame, threshold: float, training: dict[str, Any], directory: Path
+) -> tuple[Path, dict[str, Any]]:
+    metrics = live_metrics(predictions, threshold)
+    by_sensor, by_hour = rate_by(predictions)
+    rep = MarkdownReport("Model performance on live data", directory)
+    versions = ", ".join(sorted(predictions["model_version"].astype(str).unique()))
+    rep.text(
+        f"{len(predictions):,} scored readings, {int(metrics['rows']):,} labelled; "
+        f"model version(s): {versions}; scored by: "
+        f"{predictions['scored_by'].value_counts().to_dict()}."
+    )
+    rep.heading("Live vs training (held-out sessions)")
+    rep.table(
+        pd.DataFrame(
+            {
+                "live": {k: metrics[k] for k in HEADLINE},
+                "training": {k: training.get(k) for k in HEADLINE},
+            }
+        )
+    )
+    lat = metrics["latency"]
+    rep.text(
+        f"Detection latency: median {lat['median_s']} s, p90 {lat['p90_s']} s over "
+        f"{lat['fire_sessions']} fire sessions, {lat['missed_sessions']} missed."
+    )
+    rep.heading("Alarm rate by sensor")
+    rep.table(by_sensor.rename("alarm_share").to_frame())
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    by_hour.plot.bar(ax=a, title="alarm share by hour (UTC)")
+    cal = metrics["calibration"]
+    if cal:
+        b.plot(cal["mean_predicted"], cal["fraction_positive"], marker="o")
+        b.plot([0, 1], [0, 1], ls="--", c="grey")
+    b.set(title="calibration (live)", xlabel="mean predicted", ylabel="fraction fire")
+    rep.figure(fig, "live", "Alarm share by hour and live calibration")
+    return rep.write(), metrics
