@@ -28,6 +28,19 @@ def generate(
     typer.echo(f"wrote {len(frame)} rows, {frame['session_id'].nunique()} sessions to {out}")
 
 
+def selected_keys(definitions: object, selection: str) -> list:
+    """Unpartitioned asset keys for `selection`; "*" leaves out monitoring, which needs
+    stream output (the demo runs it after streaming). Partitioned assets run per
+    partition (see `register_stream_days`)."""
+    import dagster as dg
+
+    graph = definitions.resolve_asset_graph()  # type: ignore[attr-defined]
+    chosen = dg.AssetSelection.from_string(selection)
+    if selection == "*":
+        chosen = chosen - dg.AssetSelection.groups("monitoring")
+    return sorted(k for k in chosen.resolve(graph) if not graph.get(k).is_partitioned)
+
+
 def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
     """Run the asset graph in process against the configured instance (DAGSTER_HOME)."""
     import dagster as dg
@@ -35,13 +48,7 @@ def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
     from smoke_platform.definitions import defs
 
     definitions = defs()
-    graph = definitions.resolve_asset_graph()
-    # Partitioned assets (daily stream output) run per partition: see register_stream_days.
-    keys = sorted(
-        k
-        for k in dg.AssetSelection.from_string(selection).resolve(graph)
-        if not graph.get(k).is_partitioned
-    )
+    keys = selected_keys(definitions, selection)
     job = definitions.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:

@@ -157,3 +157,12 @@ def test_failing_check_blocks_downstream(definitions, tmp_path, kaggle_sample_cs
     assert "1 bad rows" in failed[0].description
     assert not result.asset_materializations_for_node("data_quality_report")
     assert not (tmp_path / "reports" / "data_quality" / "report.md").exists()
+
+
+def test_demo_materialises_everything_but_stream_monitoring_first(definitions):
+    from smoke_platform.cli import selected_keys
+
+    first = {k.to_user_string() for k in selected_keys(definitions, "*")}
+    assert first == EXPECTED_ASSETS - {"stream_predictions", "model_performance_report"}
+    later = {k.to_user_string() for k in selected_keys(definitions, "model_performance_report")}
+    assert later == {"model_performance_report"}
