@@ -53,8 +53,12 @@ def write_performance_report(
         )
     )
     lat = metrics["latency"]
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.1f}"
+
     rep.text(
-        f"Detection latency: median {lat['median_s']} s, p90 {lat['p90_s']} s over "
+        f"Detection latency: median {fmt(lat['median_s'])} s, p90 {fmt(lat['p90_s'])} s over "
         f"{lat['fire_sessions']} fire sessions, {lat['missed_sessions']} missed."
     )
     rep.heading("Alarm rate by sensor")
