@@ -53,7 +53,7 @@ def _worker_output(root, day, first, n, fire):
 
 
 def test_a_partition_appears_for_each_day_of_stream_output(tmp_path):
-    settings = PlatformSettingsResource(data_dir=str(tmp_path))
+    settings = PlatformSettingsResource(stream_dir=str(tmp_path / "processed_stream"))
     root = tmp_path / "processed_stream"
     _worker_output(root, "2026-11-26", 0, 50, fire=True)
     _worker_output(root, "2026-11-27", 50, 30, fire=False)

@@ -35,7 +35,9 @@ def test_performance_metrics_equal_a_hand_computation(tmp_path):
     PartitionSink(tmp_path / "processed_stream", "smoke_sensor_data").write(
         0, 0, 8, {"predictions": preds}, {"hwm": 8, "sensors": {}}
     )
-    settings = PlatformSettingsResource(data_dir=str(tmp_path), reports_dir=str(tmp_path / "r"))
+    settings = PlatformSettingsResource(
+        stream_dir=str(tmp_path / "processed_stream"), reports_dir=str(tmp_path / "r")
+    )
     result = dg.materialize(
         [model_performance_report, model_performance_report_no_degradation],
         resources={"settings": settings, "model_store": ModelStoreResource()},

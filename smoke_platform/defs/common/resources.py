@@ -20,6 +20,7 @@ SETTINGS_ENV: dict[str, tuple[str, type]] = {
     "seed": ("SMOKE_SEED", int),
     "n_rows": ("SMOKE_ROWS", int),
     "n_sensors": ("SMOKE_SENSORS", int),
+    "stream_dir": ("SMOKE_STREAM_DIR", str),  # the same variable the stream worker reads
 }
 
 
@@ -32,6 +33,7 @@ class PlatformSettingsResource(dg.ConfigurableResource):
     seed: int = 0
     n_rows: int = 60_000
     n_sensors: int = 8
+    stream_dir: str = "data/processed_stream"
 
     def path(self, *parts: str) -> Path:
         p = Path(self.data_dir, *parts)
@@ -82,6 +84,9 @@ class ModelStoreResource(dg.ConfigurableResource):
 
     def champion_info(self) -> dict[str, Any] | None:
         return modelstore.model_info(self.champion_tag)
+
+    def info(self, tag: str) -> dict[str, Any] | None:
+        return modelstore.model_info(tag)
 
     def load(self, tag: str | None = None) -> ScoringModel:
         return modelstore.load_model(tag or self.champion_tag)

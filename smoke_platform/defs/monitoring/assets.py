@@ -12,7 +12,7 @@ from smoke_platform.defs.monitoring.partitions import stream_dates
 
 
 def stream_dir(settings: PlatformSettingsResource) -> Path:
-    return Path(settings.data_dir, "processed_stream")
+    return Path(settings.stream_dir)
 
 
 def read_day(root: Path, kind: str, date: str) -> pd.DataFrame:
@@ -73,7 +73,7 @@ def model_performance_report(
     if preds.empty or preds["fire_alarm"].isna().all():
         raise dg.Failure("no labelled stream predictions yet (data/processed_stream)")
     version = str(preds["model_version"].mode().iloc[0])
-    info = modelstore_info(model_store, version)
+    info = model_store.info(version)
     threshold = float(info["metadata"]["threshold"]) if info else 0.5
     training = info["metadata"].get("holdout_metrics", {}) if info else {}
     path, m = write_performance_report(
@@ -94,10 +94,3 @@ def model_performance_report(
             ),
         }
     )
-
-
-def modelstore_info(store: ModelStoreResource, version: str) -> dict | None:
-    """The stored model that scored the stream (its threshold and training metrics)."""
-    from smoke_platform import modelstore
-
-    return modelstore.model_info(version)
