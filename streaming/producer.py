@@ -51,7 +51,7 @@ def live_source(
     kwargs: dict[str, Any] = {"seed": seed, "n_sensors": sensors, "scenarios": scenarios}
     if start is not None:
         kwargs["start_epoch"] = start
-    for row in live_readings(**kwargs):  # pragma: no branch - endless
+    for row in live_readings(**kwargs):
         row.pop("row_index", None)
         yield {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
 

@@ -42,9 +42,7 @@ _REASONS = {
 
 def dlq_reason(exc: ReadingValidationError) -> str:
     """A short machine-readable reason from the first validation error."""
-    cause: Any = exc.__cause__
-    details: list[Any] = cause.errors() if hasattr(cause, "errors") else []
-    kind = str(details[0].get("type", "")) if details else ""
+    kind = exc.errors[0].kind if exc.errors else ""
     return _REASONS.get(kind, "wrong_type" if kind else "invalid")
 
 

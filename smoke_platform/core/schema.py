@@ -123,6 +123,7 @@ class FieldError:
     message: str
     allowed: str
     row: int | None = None
+    kind: str = ""  # pydantic's error type, e.g. "missing", "less_than_equal"
 
     def __str__(self) -> str:
         shown = repr(self.value)
@@ -189,7 +190,12 @@ def field_errors(errors: Sequence[Mapping[str, Any]], payload: Any = None) -> li
         field = name if spec or err.get("type") == "extra_forbidden" else ".".join(map(str, loc))
         out.append(
             FieldError(
-                field or name, value, err.get("msg", "invalid"), allowed, rows[0] if rows else None
+                field or name,
+                value,
+                err.get("msg", "invalid"),
+                allowed,
+                rows[0] if rows else None,
+                str(err.get("type", "")),
             )
         )
     return out

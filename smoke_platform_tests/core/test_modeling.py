@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from smoke_platform.core.features import FEATURE_COLUMNS
 from smoke_platform.core.metrics import detection_latency, evaluate, recall_at_far
 from smoke_platform.core.modeling import (
     CANDIDATES,
@@ -137,7 +138,10 @@ def test_prior_baseline_has_no_skill(frame, holdout):
     assert Bars().failures(base.holdout)
 
 
-def test_default_candidates_are_pipelines():
+def test_every_candidate_is_a_pipeline_giving_probabilities(frame):
+    sample = frame.sample(2_000, random_state=0)
     for name, make in CANDIDATES.items():
-        pipe = make()
-        assert hasattr(pipe, "steps"), name
+        pipe = make().fit(sample[list(FEATURE_COLUMNS)], sample["fire_alarm"])
+        proba = pipe.predict_proba(sample[list(FEATURE_COLUMNS)])[:, 1]
+        assert hasattr(pipe, "steps") and proba.shape == (2_000,), name
+        assert ((proba >= 0) & (proba <= 1)).all(), name

@@ -1,5 +1,6 @@
 """The stream worker against a real broker and a real `bentoml serve`."""
 
+import itertools
 import json
 import sys
 import time
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.bentoml]
 
 
 def _produce(settings, count, **kwargs):
-    records = list(__import__("itertools").islice(live_source(**kwargs), count))
+    records = list(itertools.islice(live_source(**kwargs), count))
     stats = produce(records, settings, echo=lambda *_: None)
     assert (stats.sent, stats.delivered, stats.failed) == (count, count, 0)
     return records
@@ -68,7 +69,7 @@ def _bad_message(kind, good):
 
 def test_bad_messages_go_to_the_dlq_and_good_ones_are_scored(make_settings, open_service):
     settings = make_settings(open_service, max_message_bytes=2_000)
-    goods = list(__import__("itertools").islice(live_source(seed=4, sensors=2), 60))
+    goods = list(itertools.islice(live_source(seed=4, sensors=2), 60))
     producer = ReadingProducer(settings)
     for i, good in enumerate(goods):
         producer.send(good)
