@@ -13,7 +13,7 @@ export BENTOML_DO_NOT_TRACK := true
 export UV_COMPILE_BYTECODE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint format bench ui serve validate lock clean dagster-home
+.PHONY: setup demo test lint format bench ui serve validate lock clean dagster-home browser
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "smoke-platform needs Python 3.11+, found " + sys.version' 
@@ -34,7 +34,19 @@ dagster-home:
 demo: setup dagster-home
 	$(BIN)/smoke demo
 
-test: setup
+# The UI test drives Debian's chromium (a browser download is not possible here).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the UI test"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "The Dagster UI test needs Chromium: install the Debian package 'chromium' (sudo apt-get install chromium) and run make test again."; \
+	    exit 1; \
+	  fi; }
+
+test: setup browser
 	$(BIN)/pytest
 
 lint: setup

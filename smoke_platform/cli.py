@@ -60,8 +60,8 @@ def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
 
 
 def register_stream_days() -> list[str]:
-    """Add a `stream_predictions` partition per day of stream output and materialise it,
-    as `stream_partition_sensor` does under the Dagster daemon."""
+    """Add a partition per day of stream output and materialise the stream assets that have
+    files for it, as `stream_partition_sensor` does under the Dagster daemon."""
     import dagster as dg
 
     from smoke_platform.definitions import defs
@@ -72,16 +72,22 @@ def register_stream_days() -> list[str]:
     )
     from smoke_platform.defs.monitoring.assets import stream_dir
     from smoke_platform.defs.monitoring.partitions import stream_dates
+    from streaming.sink import output_days
 
     settings = from_env(PlatformSettingsResource, SETTINGS_ENV)
-    days = sorted(
-        p.name.split("=", 1)[1] for p in (stream_dir(settings) / "predictions").glob("date=*")
-    )
-    job = defs().resolve_job_def("stream_predictions_job")
+    sources = {
+        "stream_predictions": output_days(stream_dir(settings), "predictions"),
+        "windowed_analytics": output_days(settings.windowed_dir),
+    }
+    days = sorted({d for ds in sources.values() for d in ds})
+    job = defs().resolve_job_def("stream_outputs_job")
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(stream_dates.name or "", days)
         for day in days:
-            job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
+            keys = [dg.AssetKey(k) for k, ds in sources.items() if day in ds]
+            job.execute_in_process(
+                instance=instance, partition_key=day, asset_selection=keys, raise_on_error=False
+            )
     return days
 
 
@@ -128,6 +134,10 @@ def champion_summary() -> list[str]:
     ]
 
 
+# Reports over the stream output (the drift sensor reads `feature_drift`).
+MONITORING_REPORTS = "key:model_performance_report or key:feature_drift or key:weekly_insights"
+
+
 @app.command()
 def demo(stream: bool = typer.Option(True, help="also run the streaming part")) -> None:
     """The end-to-end demo on embedded defaults: every asset, every check, every report."""
@@ -153,7 +163,7 @@ def demo(stream: bool = typer.Option(True, help="also run the streaming part")) 
         run_stream_demo("smoke_detector:latest", out, typer.echo)
         days = register_stream_days()
         typer.echo(f"registered stream output as Dagster asset partitions: {', '.join(days)}")
-        ok, _, more = materialize_all("model_performance_report")
+        ok, _, more = materialize_all(MONITORING_REPORTS)
         reports.update(more)
         for asset, path in more.items():
             typer.echo(f"  {asset}: {path}")
@@ -233,8 +243,10 @@ def worker(
 
 @app.command()
 def spark(
-    out: Path = typer.Option(Path("data/windowed"), help="windowed Parquet output"),
-    checkpoint: Path = typer.Option(Path("data/checkpoints/windows"), help="checkpoint folder"),
+    out: Path | None = typer.Option(None, help="windowed Parquet (default SMOKE_WINDOWED_DIR)"),
+    checkpoint: Path | None = typer.Option(
+        None, help="checkpoint folder (default SMOKE_SPARK_CHECKPOINT_DIR)"
+    ),
     master: str | None = typer.Option(None, help="Spark master URL (default SMOKE_SPARK_MASTER)"),
     available_now: bool = typer.Option(False, help="process what is there, then stop"),
     max_per_trigger: int = typer.Option(0, help="maxOffsetsPerTrigger (0 = all available)"),
@@ -244,6 +256,8 @@ def spark(
     from streaming.spark_job import spark_session, start_query
 
     settings = StreamSettings()
+    out = out or Path(settings.windowed_dir)
+    checkpoint = checkpoint or Path(settings.spark_checkpoint_dir)
     session = spark_session(master)
     query = start_query(
         session,
@@ -253,6 +267,7 @@ def spark(
         str(checkpoint),
         available_now,
         max_per_trigger,
+        alerts_topic=settings.alerts_topic,
     )
     typer.echo(f"window query {query.id} writing to {out} (checkpoint {checkpoint})")
     try:

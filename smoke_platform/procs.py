@@ -53,6 +53,7 @@ class ManagedProcess:
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,  # own process group; SIGINT from a terminal is not ours
+            preexec_fn=_default_signals,
         )
         log.close()
         return self
@@ -111,6 +112,14 @@ class ManagedProcess:
         assert self.proc is not None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
+
+
+def _default_signals() -> None:
+    """In the child: SIGINT/SIGTERM back to their defaults. A parent started in the
+    background (`cmd &`) ignores SIGINT and children inherit that; `dagster dev` then
+    ignores the SIGTERM it turns into SIGINT for its own children (ENVIRONMENT.md)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def http_ok(url: str) -> bool:

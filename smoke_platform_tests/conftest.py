@@ -101,3 +101,45 @@ def open_service(served_model, tmp_path_factory):
     proc, url, _ = _serve(served_model, tmp_path_factory, "open", SMOKE_API_KEY="")
     yield url
     proc.stop()
+
+
+# ---- a real HTTP endpoint standing in for a Slack incoming webhook --------------------
+class WebhookInbox:
+    """JSON bodies POSTed to `url`, in arrival order."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.posts: list[dict] = []
+
+    def texts(self) -> list[str]:
+        return [p["text"] for p in self.posts]
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookInbox]:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    inbox: WebhookInbox
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            inbox.posts.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    inbox = WebhookInbox(f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield inbox
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -32,6 +32,9 @@ class StreamSettings(BaseSettings):
     poll_timeout_s: float = 0.5
     max_message_bytes: int = 65_536
     stream_dir: str = "data/processed_stream"
+    windowed_dir: str = "data/windowed"
+    spark_checkpoint_dir: str = "data/checkpoints/windows"
+    webhook_url: str = ""  # alert notifications (Slack-compatible JSON); empty = log only
 
     alert_consecutive: int = 3
     alert_critical_probability: float = 0.98
@@ -40,6 +43,7 @@ class StreamSettings(BaseSettings):
     rolling_window: int = 120
 
     worker_metrics_port: int = 0  # 0 = no metrics HTTP server
+    worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for Prometheus
 
     def kafka(self, **extra: object) -> dict[str, object]:
         """librdkafka config shared by producers and consumers (its logs go to Python

@@ -37,9 +37,16 @@ class WorkerMetrics:
             registry=r,
         )
 
-    def serve(self, port: int) -> None:
+        # Every known label set starts at 0, so dashboards show 0 rather than "no data".
+        for scorer in ("service", "local"):
+            self.scored.labels(scorer)
+        for event in ("open", "escalate", "close"):
+            for severity in ("warning", "critical"):
+                self.alerts.labels(event, severity)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
         if port:
-            start_http_server(port, addr="127.0.0.1", registry=self.registry)
+            start_http_server(port, addr=host, registry=self.registry)
 
     def value(self, name: str, **labels: str) -> float:
         got = self.registry.get_sample_value(name, labels or None)

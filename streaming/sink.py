@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +77,33 @@ def _atomic(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_outputs(root: str | Path, kind: str) -> pd.DataFrame:
-    """All rows of one output kind (for reports, tests and Dagster assets)."""
-    files = sorted(Path(root, kind).glob("date=*/*.parquet"))
+def output_days(root: str | Path, kind: str = "") -> list[str]:
+    """The dates (YYYY-MM-DD) with a `date=` folder under `root/kind`, oldest first."""
+    return sorted(p.name.split("=", 1)[1] for p in Path(root, kind).glob("date=*") if p.is_dir())
+
+
+def read_outputs(
+    root: str | Path, kind: str = "", days: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Rows of one output kind (`predictions`, `alerts`; "" for the Spark job's windows),
+    of all days or of the given ones (for reports, tests and Dagster assets)."""
+    base = Path(root, kind)
+    if days is None:
+        files = sorted(base.glob("date=*/*.parquet"))
+    else:
+        files = sorted(f for d in days for f in (base / f"date={d}").glob("*.parquet"))
     if not files:
         return pd.DataFrame()
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def remove_days_before(root: str | Path, cutoff: str, kind: str = "") -> list[str]:
+    """Delete `date=` folders older than `cutoff` (YYYY-MM-DD) under `root/kind`: retention
+    for derived stream output (never raw data). Returns the removed folders."""
+    removed = []
+    for day in output_days(root, kind):
+        if day < cutoff:
+            folder = Path(root, kind, f"date={day}")
+            shutil.rmtree(folder)
+            removed.append(str(folder))
+    return removed

@@ -20,8 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from smoke_platform.core.schema import ReadingValidationError, parse_reading
+from smoke_platform.core.schema import MEASUREMENTS, ReadingValidationError, parse_reading
 from smoke_platform.modelstore import served_model_tag
+from smoke_platform.notify import Notifier
 from streaming.alerts import AlertConfig, SensorState
 from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
@@ -65,6 +66,7 @@ class StreamWorker:
             CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
         )
         self.sink = PartitionSink(settings.stream_dir, settings.topic)
+        self.notifier = Notifier(settings.webhook_url, source="stream-worker")
         self.states: dict[int, dict[str, Any]] = {}
         self.stopping = False
         self.assigned = threading.Event()  # set once the group gave us partitions
@@ -104,7 +106,7 @@ class StreamWorker:
 
     def open(self) -> None:
         """Serve metrics and join the consumer group."""
-        self.metrics.serve(self.s.worker_metrics_port)
+        self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         self.consumer.subscribe(
             [self.s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -117,6 +119,7 @@ class StreamWorker:
     def close(self) -> None:
         self.producer.flush(30)
         self.consumer.close()  # leaves the group; offsets were committed per batch
+        self.notifier.close()
         log.info("worker stopped")
 
     def run(self, idle_stop_s: float | None = None, max_seconds: float | None = None) -> None:
@@ -238,7 +241,8 @@ class StreamWorker:
             "max_abs_z": abs(float(top[1])),
             "partition": msg.partition(),
             "offset": msg.offset(),
-            **{k: rec[k] for k in ("tvoc_ppb", "pm2_5", "nc0_5", "temperature_c", "humidity_pct")},
+            # Every measurement, so reports and drift see what the model saw.
+            **{k: rec[k] for k in MEASUREMENTS},
         }
 
     def _publish(self, rows: list[dict], alerts: list[dict]) -> None:
@@ -308,6 +312,14 @@ class StreamWorker:
                 event["alert_id"],
                 event["probability"],
             )
+            if event["event"] == "open":  # durable and committed by now: tell people
+                self.notifier.notify(
+                    f"Smoke alert ({event['severity']}) on {event['sensor_id']}",
+                    f"fire probability {event['probability']:.2f} since {event['ts']}",
+                    level=event["severity"],
+                    background=True,
+                    alert_id=event["alert_id"],
+                )
 
 
 class _Oversized(ValueError):

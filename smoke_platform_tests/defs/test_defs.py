@@ -19,7 +19,10 @@ EXPECTED_ASSETS = QUALITY_ASSETS | {
     "training_report",
     "smoke_detector_bento",
     "stream_predictions",
+    "windowed_analytics",
     "model_performance_report",
+    "feature_drift",
+    "weekly_insights",
 }
 RAW_CHECKS = {
     f"raw_sensor_readings_{n}"
@@ -39,6 +42,7 @@ EXPECTED_CHECKS = RAW_CHECKS | {
     "challenger_false_alarm_rate",
     "challenger_detection_latency",
     "model_performance_report_no_degradation",
+    "feature_drift_below_threshold",
 }
 
 
@@ -57,7 +61,18 @@ def test_asset_graph_snapshot(definitions):
     lineage = ["raw_sensor_readings", "training_dataset", "candidate_models", "smoke_classifier"]
     for parent, child in zip(lineage, [*lineage[1:], "smoke_detector_bento"], strict=True):
         assert dg.AssetKey(parent) in graph.get(dg.AssetKey(child)).parent_keys
-    warnings_only = {"model_performance_report_no_degradation"}  # degradation warns
+    # ... and on from the model to the live outputs and the reports over them.
+    live = {
+        "stream_predictions": {"smoke_classifier"},
+        "windowed_analytics": {"smoke_classifier"},
+        "model_performance_report": {"stream_predictions"},
+        "feature_drift": {"stream_predictions", "training_dataset"},
+        "weekly_insights": {"stream_predictions", "windowed_analytics"},
+    }
+    for child, parents in live.items():
+        assert graph.get(dg.AssetKey(child)).parent_keys == {dg.AssetKey(p) for p in parents}
+    # Degradation and drift warn (the drift sensor acts on drift); the rest block.
+    warnings_only = {"model_performance_report_no_degradation", "feature_drift_below_threshold"}
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking == (key.name not in warnings_only), key
 
@@ -65,6 +80,17 @@ def test_asset_graph_snapshot(definitions):
 def test_performance_schedule_every_twelve_hours(definitions):
     schedule = definitions.resolve_schedule_def("performance_job_schedule")
     assert (schedule.cron_schedule, schedule.job_name) == ("0 */12 * * *", "performance_job")
+
+
+def test_weekly_insights_on_sundays_and_drift_retrains(definitions):
+    schedule = definitions.resolve_schedule_def("insights_job_schedule")
+    assert (schedule.cron_schedule, schedule.job_name) == ("0 3 * * 0", "insights_job")
+    assert definitions.resolve_sensor_def("drift_sensor").job_name == "training_job"
+    performance = definitions.resolve_job_def("performance_job")
+    assert {k.to_user_string() for k in performance.asset_layer.selected_asset_keys} == {
+        "model_performance_report",
+        "feature_drift",
+    }
 
 
 def test_quality_schedule_every_six_hours(definitions):
@@ -160,9 +186,23 @@ def test_failing_check_blocks_downstream(definitions, tmp_path, kaggle_sample_cs
 
 
 def test_demo_materialises_everything_but_stream_monitoring_first(definitions):
-    from smoke_platform.cli import selected_keys
+    from smoke_platform.cli import MONITORING_REPORTS, selected_keys
 
+    monitoring = {
+        k.to_user_string()
+        for k in dg.AssetSelection.groups("monitoring").resolve(definitions.resolve_asset_graph())
+    }
+    assert monitoring == EXPECTED_ASSETS - {
+        "raw_sensor_readings",
+        "data_quality_report",
+        "training_dataset",
+        "candidate_models",
+        "smoke_classifier",
+        "training_report",
+        "smoke_detector_bento",
+    }
     first = {k.to_user_string() for k in selected_keys(definitions, "*")}
-    assert first == EXPECTED_ASSETS - {"stream_predictions", "model_performance_report"}
-    later = {k.to_user_string() for k in selected_keys(definitions, "model_performance_report")}
-    assert later == {"model_performance_report"}
+    assert first == EXPECTED_ASSETS - monitoring
+    later = {k.to_user_string() for k in selected_keys(definitions, MONITORING_REPORTS)}
+    # The partitioned stream assets run per day (register_stream_days), the reports after.
+    assert later == monitoring - {"stream_predictions", "windowed_analytics"}

@@ -4,7 +4,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from smoke_platform.defs.common.resources import ModelStoreResource, PlatformSettingsResource
+from smoke_platform.defs.common.resources import (
+    ModelStoreResource,
+    NotifierResource,
+    PlatformSettingsResource,
+)
 from smoke_platform.defs.monitoring.assets import model_performance_report
 from smoke_platform.defs.monitoring.checks import model_performance_report_no_degradation
 from streaming.sink import PartitionSink
@@ -12,7 +16,7 @@ from streaming.sink import PartitionSink
 pytestmark = pytest.mark.dagster
 
 
-def test_performance_metrics_equal_a_hand_computation(tmp_path):
+def test_performance_metrics_equal_a_hand_computation(tmp_path, webhook):
     # Session a: fire from t=2; alarms at t=1 (false), t=3, t=4. Session b: no fire,
     # one false alarm. Threshold 0.5 (model not in the store).
     labels = [0, 0, 1, 1, 1, 0, 0, 0, 0]
@@ -40,7 +44,11 @@ def test_performance_metrics_equal_a_hand_computation(tmp_path):
     )
     result = dg.materialize(
         [model_performance_report, model_performance_report_no_degradation],
-        resources={"settings": settings, "model_store": ModelStoreResource()},
+        resources={
+            "settings": settings,
+            "model_store": ModelStoreResource(),
+            "notifier": NotifierResource(webhook_url=webhook.url),
+        },
     )
     meta = result.asset_materializations_for_node("model_performance_report")[0].metadata
     tp, fn, fp, tn = 2, 1, 2, 4  # by hand
@@ -52,3 +60,4 @@ def test_performance_metrics_equal_a_hand_computation(tmp_path):
     assert "Detection latency: median 1.0 s" in text  # onset t=2, first alarm t=3
     [check] = result.get_asset_check_evaluations()
     assert check.passed  # no training metrics to fall behind
+    assert webhook.posts == []  # so nothing to tell anyone

@@ -181,8 +181,8 @@ def _drain(worker, records, timeout=60):
     assert seen == len(records)
 
 
-def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service):
-    settings = make_settings(open_service)
+def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service, webhook):
+    settings = make_settings(open_service, webhook_url=webhook.url)
     records = scenario_records(["wood_fire", "cooking_steam"], seconds=900, seed=11)
     produce(records, settings, echo=lambda *_: None)
     StreamWorker(settings).run(idle_stop_s=4)
@@ -190,3 +190,6 @@ def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service):
     opened = alerts[alerts["event"] == "open"]
     assert list(opened["sensor_id"]) == ["sensor-000"]  # the wood fire
     assert "sensor-001" not in set(alerts["sensor_id"])  # the kitchen
+    # One notification, for the opened alert (sent before the worker exited).
+    [post] = webhook.posts
+    assert "sensor-000" in post["text"] and opened["alert_id"].iloc[0] in str(post["blocks"])

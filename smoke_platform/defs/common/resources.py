@@ -9,8 +9,10 @@ import dagster as dg
 import pandas as pd
 
 from smoke_platform import modelstore
+from smoke_platform.core.drift import SIGNIFICANT_PSI
 from smoke_platform.core.modeling import Bars
 from smoke_platform.core.scoring import ScoringModel
+from smoke_platform.notify import Notifier
 
 # Environment variable -> resource field (documented in README "Configuration").
 SETTINGS_ENV: dict[str, tuple[str, type]] = {
@@ -21,6 +23,7 @@ SETTINGS_ENV: dict[str, tuple[str, type]] = {
     "n_rows": ("SMOKE_ROWS", int),
     "n_sensors": ("SMOKE_SENSORS", int),
     "stream_dir": ("SMOKE_STREAM_DIR", str),  # the same variable the stream worker reads
+    "windowed_dir": ("SMOKE_WINDOWED_DIR", str),  # ... and the Spark job
 }
 
 
@@ -34,6 +37,7 @@ class PlatformSettingsResource(dg.ConfigurableResource):
     n_rows: int = 60_000
     n_sensors: int = 8
     stream_dir: str = "data/processed_stream"
+    windowed_dir: str = "data/windowed"
 
     def path(self, *parts: str) -> Path:
         p = Path(self.data_dir, *parts)
@@ -71,6 +75,30 @@ class TrainingSettingsResource(dg.ConfigurableResource):
             self.max_median_latency_s,
             self.max_missed_fire_sessions,
         )
+
+
+MONITORING_ENV: dict[str, tuple[str, type]] = {
+    "drift_psi_threshold": ("SMOKE_DRIFT_PSI_THRESHOLD", float),
+    "drift_window_days": ("SMOKE_DRIFT_WINDOW_DAYS", int),
+    "retention_days": ("SMOKE_STREAM_RETENTION_DAYS", int),
+}
+
+
+class MonitoringSettingsResource(dg.ConfigurableResource):
+    """Drift threshold and window, and how long stream output is kept (raw data: always)."""
+
+    drift_psi_threshold: float = SIGNIFICANT_PSI
+    drift_window_days: int = 7
+    retention_days: int = 30
+
+
+class NotifierResource(dg.ConfigurableResource):
+    """Run failures, drift and degradation: logged, and posted to `SMOKE_WEBHOOK_URL` if set."""
+
+    webhook_url: str = ""
+
+    def notify(self, title: str, text: str, level: str = "info", **fields: Any) -> bool:
+        return Notifier(self.webhook_url, source="dagster").notify(title, text, level, **fields)
 
 
 class ModelStoreResource(dg.ConfigurableResource):
@@ -130,7 +158,11 @@ def from_env(cls: type[R], env: dict[str, tuple[str, type]], **fixed: Any) -> R:
     """
     fields: dict[str, Any] = dict(fixed)
     for field, (var, kind) in env.items():
-        if var in os.environ:
+        if var not in os.environ:
+            continue
+        if kind is float:  # Dagster has no float EnvVar: read when the code location loads
+            fields[field] = float(os.environ[var])
+        else:
             fields[field] = dg.EnvVar.int(var) if kind is int else dg.EnvVar(var)
     return cls(**fields)
 
@@ -143,6 +175,8 @@ def resources() -> dg.Definitions:
             "settings": settings,
             "io_manager": LocalFilesIOManager(settings=settings),
             "training": from_env(TrainingSettingsResource, TRAINING_ENV),
+            "monitoring": from_env(MonitoringSettingsResource, MONITORING_ENV),
+            "notifier": from_env(NotifierResource, {"webhook_url": ("SMOKE_WEBHOOK_URL", str)}),
             "model_store": from_env(ModelStoreResource, {"model_name": ("SMOKE_MODEL_NAME", str)}),
         }
     )

@@ -1,27 +1,35 @@
-"""The stream worker's daily outputs as Dagster assets, so lineage runs from the raw data
-and the model to live predictions. The files stay where the worker wrote them (never
-copied or modified); materialising a partition records what is there."""
+"""The stream outputs as Dagster assets, and the reports over them.
+
+The worker's predictions and the Spark job's windows are daily-partitioned assets, so
+lineage runs from the raw data and the model to live predictions and on to the
+performance, drift and weekly insights reports. Stream files stay where the worker and
+the Spark job wrote them (never copied); materialising a partition records what is there.
+"""
 
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from smoke_platform.defs.common.resources import ModelStoreResource, PlatformSettingsResource
+from smoke_platform.core.drift import feature_drift as drift_table
+from smoke_platform.core.features import FEATURE_COLUMNS, build_features
+from smoke_platform.core.schema import MEASUREMENTS
+from smoke_platform.defs.common.resources import (
+    ModelStoreResource,
+    MonitoringSettingsResource,
+    PlatformSettingsResource,
+)
 from smoke_platform.defs.monitoring.partitions import stream_dates
+from streaming.sink import output_days, read_outputs, remove_days_before
 
 
 def stream_dir(settings: PlatformSettingsResource) -> Path:
     return Path(settings.stream_dir)
 
 
-def read_day(root: Path, kind: str, date: str) -> pd.DataFrame:
-    files = sorted((root / kind / f"date={date}").glob("*.parquet"))
-    return (
-        pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-        if files
-        else (pd.DataFrame())
-    )
+def recent_days(root: Path, kind: str, n: int) -> list[str]:
+    """The newest `n` days of output (relative to the data, so a replayed week reports as one)."""
+    return output_days(root, kind)[-n:]
 
 
 @dg.asset(
@@ -37,7 +45,8 @@ def stream_predictions(
     """One day of the stream worker's scored readings and alerts (data/processed_stream)."""
     date = context.partition_key
     root = stream_dir(settings)
-    preds, alerts = read_day(root, "predictions", date), read_day(root, "alerts", date)
+    preds = read_outputs(root, "predictions", [date])
+    alerts = read_outputs(root, "alerts", [date])
     if preds.empty:
         raise dg.Failure(f"no predictions under {root}/predictions/date={date}")
     opened = alerts[alerts["event"] == "open"] if not alerts.empty else alerts
@@ -67,7 +76,6 @@ def model_performance_report(
 ) -> dg.MaterializeResult:
     """Recall, false alarms, latency and calibration on labelled live data vs training."""
     from smoke_platform.reports.performance import write_performance_report
-    from streaming.sink import read_outputs
 
     preds = read_outputs(stream_dir(settings), "predictions")
     if preds.empty or preds["fire_alarm"].isna().all():
@@ -92,5 +100,127 @@ def model_performance_report(
             "training_false_alarm_rate": dg.MetadataValue.float(
                 float(training.get("false_alarm_rate", float("nan")))
             ),
+        }
+    )
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"spark", "parquet"},
+    owners=["team:data-platform"],
+    partitions_def=stream_dates,
+    deps=["smoke_classifier"],
+)
+def windowed_analytics(
+    context: dg.AssetExecutionContext, settings: PlatformSettingsResource
+) -> dg.MaterializeResult:
+    """One day of the Spark job's 5-minute windows per sensor (data/windowed)."""
+    date = context.partition_key
+    windows = read_outputs(settings.windowed_dir, "", [date])
+    if windows.empty:
+        raise dg.Failure(f"no windows under {settings.windowed_dir}/date={date}")
+    # A retried Spark batch rewrites its own file, so (sensor, window) is unique per day.
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(windows),
+            "sensors": int(windows["sensor_id"].nunique()),
+            "mean_quality_score": float(windows["quality_score"].mean()),
+            "anomalous_windows": int(windows["anomaly"].sum()),
+            "fire_windows": int((windows["fire_share"] >= 0.5).sum()),
+            "path": dg.MetadataValue.path(
+                str(Path(settings.windowed_dir, f"date={date}").resolve())
+            ),
+        }
+    )
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"markdown"},
+    owners=["team:ml"],
+    deps=[stream_predictions],
+)
+def feature_drift(
+    settings: PlatformSettingsResource,
+    monitoring: MonitoringSettingsResource,
+    training_dataset: pd.DataFrame,
+) -> dg.MaterializeResult:
+    """PSI per model feature: the last days of live readings vs the training data."""
+    from smoke_platform.reports.drift import write_drift_report
+
+    root = stream_dir(settings)
+    days = recent_days(root, "predictions", monitoring.drift_window_days)
+    live = read_outputs(root, "predictions", days)
+    missing = [c for c in MEASUREMENTS if c not in live.columns]
+    if live.empty or missing:
+        raise dg.Failure(f"no live readings with all measurements under {root} (missing {missing})")
+    live = live.dropna(subset=list(MEASUREMENTS))
+    table = drift_table(
+        training_dataset, build_features(live), FEATURE_COLUMNS, monitoring.drift_psi_threshold
+    )
+    path = write_drift_report(
+        table,
+        monitoring.drift_psi_threshold,
+        len(live),
+        len(training_dataset),
+        settings.report_dir("drift"),
+    )
+    drifted = table.loc[table["status"] == "drifted", "feature"].tolist()
+    return dg.MaterializeResult(
+        metadata={
+            "max_psi": dg.MetadataValue.float(float(table["psi"].max())),
+            "threshold": dg.MetadataValue.float(monitoring.drift_psi_threshold),
+            "drifted_features": dg.MetadataValue.json(drifted),
+            "live_days": dg.MetadataValue.json(days),
+            "live_rows": len(live),
+            "psi": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4g")),
+            "report_path": dg.MetadataValue.path(str(path.resolve())),
+        }
+    )
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"markdown"},
+    owners=["team:data-platform"],
+    deps=[stream_predictions, windowed_analytics],
+)
+def weekly_insights(
+    settings: PlatformSettingsResource, monitoring: MonitoringSettingsResource
+) -> dg.MaterializeResult:
+    """The week in the stream: sessions, fires, alerts and their precision, noisy sensors,
+    false-alarm causes, data-quality trend; then stream output past retention is removed."""
+    from smoke_platform.reports.insights import insights, write_insights_report
+
+    root = stream_dir(settings)
+    days = recent_days(root, "predictions", 7)
+    preds = read_outputs(root, "predictions", days)
+    if preds.empty:
+        raise dg.Failure(f"no stream predictions under {root}")
+    figures = insights(
+        preds, read_outputs(root, "alerts", days), read_outputs(settings.windowed_dir, "", days)
+    )
+    cutoff = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=monitoring.retention_days)).strftime(
+        "%Y-%m-%d"
+    )
+    removed = [
+        *remove_days_before(root, cutoff, "predictions"),
+        *remove_days_before(root, cutoff, "alerts"),
+        *remove_days_before(settings.windowed_dir, cutoff),
+    ]
+    path = write_insights_report(figures, removed, settings.report_dir("insights"))
+    precision = figures["alert_precision"]
+    return dg.MaterializeResult(
+        metadata={
+            "days": dg.MetadataValue.json(figures["days"]),
+            "readings": figures["readings"],
+            "fire_sessions": figures["fire_sessions"],
+            "alerts_opened": figures["alerts_opened"],
+            "alert_precision": dg.MetadataValue.float(
+                float("nan") if precision is None else precision
+            ),
+            "removed_past_retention": dg.MetadataValue.json(removed),
+            "report_path": dg.MetadataValue.path(str(path.resolve())),
+            "report": dg.MetadataValue.md(path.read_text(encoding="utf-8")),
         }
     )

@@ -1,0 +1,36 @@
+"""Feature drift report: PSI per model feature, live vs training, with the thresholds used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from smoke_platform.core.drift import MODERATE_PSI
+from smoke_platform.reports.markdown import MarkdownReport, pyplot
+
+
+def write_drift_report(
+    drift: pd.DataFrame, threshold: float, live_rows: int, train_rows: int, directory: Path
+) -> Path:
+    rep = MarkdownReport("Feature drift: live readings vs training data", directory)
+    drifted = drift.loc[drift["status"] == "drifted", "feature"].tolist()
+    rep.text(
+        f"{live_rows:,} live readings against {train_rows:,} training rows. Population "
+        f"stability index per feature (bins at the training deciles): < {MODERATE_PSI} stable, "
+        f"{MODERATE_PSI}–{threshold} moderate, >= {threshold} drifted (retraining is requested)."
+    )
+    rep.text(
+        f"**Drifted: {', '.join(drifted)}**" if drifted else "**No feature crosses the threshold.**"
+    )
+    rep.table(drift.set_index("feature"))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(drift) + 1))
+    colours = drift["status"].map({"drifted": "tab:red", "moderate": "tab:orange"}).fillna("grey")
+    ax.barh(drift["feature"], drift["psi"].fillna(0), color=colours)
+    ax.axvline(threshold, ls="--", c="tab:red")
+    ax.axvline(MODERATE_PSI, ls=":", c="tab:orange")
+    ax.invert_yaxis()
+    ax.set(xlabel="PSI", title="drift per feature")
+    rep.figure(fig, "psi", "PSI per feature (dashed: retraining threshold)")
+    return rep.write()

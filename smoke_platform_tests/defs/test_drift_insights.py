@@ -1,0 +1,226 @@
+"""Drift requests retraining only when live data drifted; weekly insights and retention;
+run failures and drift reach the webhook (a real HTTP endpoint)."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from smoke_platform.core.modeling import training_frame
+from smoke_platform.core.simulate import generate_readings
+from smoke_platform.defs.common.resources import (
+    LocalFilesIOManager,
+    MonitoringSettingsResource,
+    NotifierResource,
+    PlatformSettingsResource,
+)
+from smoke_platform.defs.monitoring.assets import feature_drift, weekly_insights
+from smoke_platform.defs.monitoring.checks import feature_drift_below_threshold
+from smoke_platform.defs.monitoring.sensors import drift_sensor, run_failure_notifier
+from smoke_platform.reports.insights import insights
+from streaming.sink import PartitionSink, output_days
+
+pytestmark = pytest.mark.dagster
+
+
+@pytest.fixture(scope="module")
+def readings() -> pd.DataFrame:
+    return generate_readings(n_rows=8_000, seed=3, n_sensors=4)
+
+
+def _as_worker_output(root, readings: pd.DataFrame, first: int = 0) -> None:
+    """Predictions exactly as the worker's sink writes them (label as the 'model')."""
+    preds = readings.assign(
+        ts=readings["ts"].map(lambda t: t.isoformat()),
+        fire_alarm=readings["fire_alarm"].astype(float),
+        probability=readings["fire_alarm"].astype(float),
+        is_fire=readings["fire_alarm"].astype(bool),
+        model_version="smoke_detector:v1",
+        scored_by="service",
+        anomaly=False,
+        partition=0,
+        offset=range(first, first + len(readings)),
+    ).drop(columns=["cnt", "row_index"])
+    last = first + len(preds) - 1
+    PartitionSink(root, "smoke_sensor_data").write(
+        0, first, last, {"predictions": preds}, {"hwm": last, "sensors": {}}
+    )
+
+
+def _drift_run(tmp_path, readings, live, webhook_url=""):
+    settings = PlatformSettingsResource(
+        data_dir=str(tmp_path / "data"),
+        stream_dir=str(tmp_path / "stream"),
+        reports_dir=str(tmp_path / "reports"),
+    )
+    io = LocalFilesIOManager(settings=settings)
+    # The training data as the training job's IO manager stored it.
+    training_frame(readings).to_parquet(settings.path("assets", "training_dataset.parquet"))
+    _as_worker_output(tmp_path / "stream", live)
+    resources = {
+        "settings": settings,
+        "io_manager": io,
+        "monitoring": MonitoringSettingsResource(),
+        "notifier": NotifierResource(webhook_url=webhook_url),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [
+            dg.AssetSpec("training_dataset").with_io_manager_key("io_manager"),
+            feature_drift,
+            feature_drift_below_threshold,
+        ],
+        instance=instance,
+        resources=resources,
+        selection=[feature_drift],
+    )
+    ctx = dg.build_sensor_context(instance=instance, resources={"notifier": resources["notifier"]})
+    # The daemon's path (cursor, resources): one tick over the latest materialisation.
+    return result, drift_sensor.evaluate_tick(ctx), instance
+
+
+def test_undrifted_live_data_requests_no_training(tmp_path, readings, webhook):
+    result, decision, _ = _drift_run(tmp_path, readings, readings, webhook.url)
+    meta = result.asset_materializations_for_node("feature_drift")[0].metadata
+    assert meta["max_psi"].value < 0.01 and meta["drifted_features"].value == []
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed
+    assert decision.run_requests == [] and "no retraining" in decision.skip_message
+    assert webhook.posts == []
+
+
+def test_drifted_live_data_requests_the_training_job(tmp_path, readings, webhook):
+    # A fleet recalibrated or moved: temperature +12 °C, humidity +25 %RH.
+    drifted = readings.assign(
+        temperature_c=readings["temperature_c"] + 12,
+        humidity_pct=(readings["humidity_pct"] + 25).clip(upper=100),
+    )
+    result, decision, _ = _drift_run(tmp_path, readings, drifted, webhook.url)
+    meta = result.asset_materializations_for_node("feature_drift")[0].metadata
+    assert {"temperature_c", "humidity_pct"} <= set(meta["drifted_features"].value)
+    assert "pm2_5" not in meta["drifted_features"].value
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    [request] = decision.run_requests
+    assert request.tags["smoke/trigger"] == "feature_drift"
+    assert float(request.tags["smoke/max_psi"]) == pytest.approx(meta["max_psi"].value, abs=1e-3)
+    assert drift_sensor.job_name == "training_job"
+    [post] = webhook.posts
+    assert "retraining requested" in post["text"] and "temperature_c" in post["text"]
+    assert post["blocks"][0]["type"] == "section"
+    assert (tmp_path / "reports" / "drift" / "psi.png").exists()
+
+
+def test_insights_equal_a_hand_computation():
+    # s1: a labelled fire, one true alert. s2: a nuisance (cooking steam) scored as fire for
+    # two readings, one false alert. s3: quiet.
+    ts = [f"2026-11-2{d}T10:00:0{i}+00:00" for d in (2, 3) for i in range(3)]
+    preds = pd.DataFrame(
+        {
+            "sensor_id": ["s1", "s1", "s2", "s2", "s3", "s3"],
+            "session_id": ["a", "a", "b", "b", "c", "c"],
+            "scenario": ["wood_fire", "wood_fire", "cooking_steam", "cooking_steam", "x", "x"],
+            "ts": ts,
+            "fire_alarm": [1.0, 1.0, 0.0, 0.0, 0.0, None],
+            "is_fire": [True, True, True, True, False, False],
+            "anomaly": [True, False, False, False, False, False],
+        }
+    )
+    alerts = pd.DataFrame(
+        [
+            {
+                "alert_id": "a1",
+                "event": "open",
+                "sensor_id": "s1",
+                "ts": ts[0],
+                "severity": "critical",
+            },
+            {
+                "alert_id": "a1",
+                "event": "close",
+                "sensor_id": "s1",
+                "ts": ts[1],
+                "severity": "critical",
+            },
+            {
+                "alert_id": "a2",
+                "event": "open",
+                "sensor_id": "s2",
+                "ts": ts[2],
+                "severity": "warning",
+            },
+        ]
+    )
+    f = insights(preds, alerts, pd.DataFrame())
+    assert f["days"] == ["2026-11-22", "2026-11-23"]
+    assert (f["sessions"], f["fire_sessions"], f["alerts_opened"]) == (3, 1, 2)
+    assert f["alerts_by_severity"] == {"critical": 1, "warning": 1}
+    assert f["alert_precision"] == 0.5
+    assert f["noisy_sensors"].index[0] == "s2"
+    assert f["noisy_sensors"].loc["s2"].tolist() == [2, 1]
+    assert f["false_alarm_causes"]["false_alarm_readings"].to_dict() == {"cooking_steam": 2}
+    assert f["daily"]["alerts_opened"].tolist() == [2, 0]
+    assert f["daily"]["anomaly_share"].tolist() == pytest.approx([1 / 3, 0])
+
+
+def test_weekly_insights_report_and_retention(tmp_path, readings):
+    stream, windowed = tmp_path / "stream", tmp_path / "windowed"
+    today = pd.Timestamp.now(tz="UTC").normalize()
+    old = readings.iloc[:100].assign(ts=today - pd.Timedelta(days=40))
+    recent = readings.iloc[100:].assign(
+        ts=today + pd.to_timedelta(range(len(readings) - 100), unit="s")
+    )
+    _as_worker_output(stream, old)
+    _as_worker_output(stream, recent, first=100)
+    (windowed / f"date={(today - pd.Timedelta(days=40)):%Y-%m-%d}").mkdir(parents=True)
+    raw = tmp_path / "data" / "raw" / "readings.parquet"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(b"raw data is never removed")
+    settings = PlatformSettingsResource(
+        data_dir=str(tmp_path / "data"),
+        stream_dir=str(stream),
+        windowed_dir=str(windowed),
+        reports_dir=str(tmp_path / "reports"),
+    )
+    result = dg.materialize(
+        [weekly_insights],
+        resources={
+            "settings": settings,
+            "monitoring": MonitoringSettingsResource(retention_days=30),
+        },
+    )
+    meta = result.asset_materializations_for_node("weekly_insights")[0].metadata
+    assert meta["readings"].value == len(readings)  # the old day is in the newest 7 folders
+    assert meta["alert_precision"].value != meta["alert_precision"].value  # no alerts: NaN
+    assert len(meta["removed_past_retention"].value) == 2  # old predictions + old windows
+    assert output_days(stream, "predictions") == [f"{today:%Y-%m-%d}"]
+    assert output_days(windowed) == [] and raw.exists()
+    report = (tmp_path / "reports" / "insights" / "report.md").read_text()
+    assert (
+        "Noisiest sensors" in report and (tmp_path / "reports" / "insights" / "week.png").exists()
+    )
+
+
+def test_a_failed_run_is_posted_to_the_webhook(webhook):
+    @dg.op
+    def explode():
+        raise RuntimeError("sensor file unreadable")
+
+    @dg.job
+    def broken_job():
+        explode()
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = broken_job.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_notifier",
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=failure,
+            resources={"notifier": NotifierResource(webhook_url=webhook.url)},
+        ).for_run_failure()
+        run_failure_notifier(ctx)
+    [post] = webhook.posts
+    assert post["text"].startswith("[critical] Dagster run failed: broken_job")
+    assert any(result.run_id in f["text"] for b in post["blocks"] for f in b.get("fields", []))
