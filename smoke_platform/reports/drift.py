@@ -11,7 +11,12 @@ from smoke_platform.reports.markdown import MarkdownReport, pyplot
 
 
 def write_drift_report(
-    drift: pd.DataFrame, threshold: float, live_rows: int, train_rows: int, directory: Path
+    drift: pd.DataFrame,
+    threshold: float,
+    live_rows: int,
+    train_rows: int,
+    directory: Path,
+    min_rows: int = 0,
 ) -> Path:
     rep = MarkdownReport("Feature drift: live readings vs training data", directory)
     drifted = drift.loc[drift["status"] == "drifted", "feature"].tolist()
@@ -20,9 +25,18 @@ def write_drift_report(
         f"stability index per feature (bins at the training deciles): < {MODERATE_PSI} stable, "
         f"{MODERATE_PSI}–{threshold} moderate, >= {threshold} drifted (retraining is requested)."
     )
-    rep.text(
-        f"**Drifted: {', '.join(drifted)}**" if drifted else "**No feature crosses the threshold.**"
-    )
+    if live_rows < min_rows:
+        rep.text(
+            f"**Not enough live data to act on: {live_rows:,} readings, drift needs "
+            f"{min_rows:,}.** PSI compares populations; a few sensors over minutes are not the "
+            "training population, so the figures below are shown but retraining is not requested."
+        )
+    else:
+        rep.text(
+            f"**Drifted: {', '.join(drifted)}**"
+            if drifted
+            else "**No feature crosses the threshold.**"
+        )
     rep.table(drift.set_index("feature"))
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(drift) + 1))

@@ -94,10 +94,15 @@ def write_insights_report(figures: dict[str, Any], removed: list[str], directory
     )
     rep.heading("Per day")
     rep.table(figures["daily"])
-    rep.heading("Noisiest sensors (false alarms)")
-    rep.table(figures["noisy_sensors"])
-    rep.heading("False-alarm causes by scenario")
-    rep.table(figures["false_alarm_causes"])
+    for heading, key in (
+        ("Noisiest sensors (false alarms)", "noisy_sensors"),
+        ("False-alarm causes by scenario", "false_alarm_causes"),
+    ):
+        rep.heading(heading)
+        if figures[key].empty:
+            rep.text("No false alarms this week.")
+        else:
+            rep.table(figures[key])
     rep.heading("Retention")
     rep.text(
         f"Removed {len(removed)} stream-output folders past retention: {', '.join(removed)}"

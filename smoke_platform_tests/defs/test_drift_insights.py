@@ -110,6 +110,17 @@ def test_drifted_live_data_requests_the_training_job(tmp_path, readings, webhook
     assert (tmp_path / "reports" / "drift" / "psi.png").exists()
 
 
+def test_drift_on_too_few_readings_is_reported_but_not_acted_on(tmp_path, readings, webhook):
+    few = readings.iloc[:1_000].assign(temperature_c=readings["temperature_c"].iloc[:1_000] + 12)
+    result, decision, _ = _drift_run(tmp_path, readings, few, webhook.url)
+    meta = result.asset_materializations_for_node("feature_drift")[0].metadata
+    assert meta["max_psi"].value > 0.25 and not meta["enough_data"].value
+    assert meta["drifted_features"].value == []
+    assert decision.run_requests == [] and "too few" in decision.skip_message
+    assert "Not enough live data" in (tmp_path / "reports" / "drift" / "report.md").read_text()
+    assert webhook.posts == []
+
+
 def test_insights_equal_a_hand_computation():
     # s1: a labelled fire, one true alert. s2: a nuisance (cooking steam) scored as fire for
     # two readings, one false alert. s3: quiet.

@@ -80,6 +80,7 @@ class TrainingSettingsResource(dg.ConfigurableResource):
 MONITORING_ENV: dict[str, tuple[str, type]] = {
     "drift_psi_threshold": ("SMOKE_DRIFT_PSI_THRESHOLD", float),
     "drift_window_days": ("SMOKE_DRIFT_WINDOW_DAYS", int),
+    "drift_min_rows": ("SMOKE_DRIFT_MIN_ROWS", int),
     "retention_days": ("SMOKE_STREAM_RETENTION_DAYS", int),
 }
 
@@ -89,6 +90,9 @@ class MonitoringSettingsResource(dg.ConfigurableResource):
 
     drift_psi_threshold: float = SIGNIFICANT_PSI
     drift_window_days: int = 7
+    # PSI compares populations: a handful of sensors for minutes is not the training
+    # population, so below this many live readings drift is reported, never acted on.
+    drift_min_rows: int = 5_000
     retention_days: int = 30
 
 

@@ -158,14 +158,16 @@ def feature_drift(
     table = drift_table(
         training_dataset, build_features(live), FEATURE_COLUMNS, monitoring.drift_psi_threshold
     )
+    enough = len(live) >= monitoring.drift_min_rows
     path = write_drift_report(
         table,
         monitoring.drift_psi_threshold,
         len(live),
         len(training_dataset),
         settings.report_dir("drift"),
+        min_rows=monitoring.drift_min_rows,
     )
-    drifted = table.loc[table["status"] == "drifted", "feature"].tolist()
+    drifted = table.loc[table["status"] == "drifted", "feature"].tolist() if enough else []
     return dg.MaterializeResult(
         metadata={
             "max_psi": dg.MetadataValue.float(float(table["psi"].max())),
@@ -173,6 +175,7 @@ def feature_drift(
             "drifted_features": dg.MetadataValue.json(drifted),
             "live_days": dg.MetadataValue.json(days),
             "live_rows": len(live),
+            "enough_data": dg.MetadataValue.bool(enough),
             "psi": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4g")),
             "report_path": dg.MetadataValue.path(str(path.resolve())),
         }

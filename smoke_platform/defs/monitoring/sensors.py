@@ -84,6 +84,9 @@ def drift_sensor(
     max_psi = float(meta["max_psi"].value) if "max_psi" in meta else float("nan")  # type: ignore[arg-type]
     threshold = float(meta["threshold"].value) if "threshold" in meta else float("nan")  # type: ignore[arg-type]
     drifted = list(meta["drifted_features"].value) if "drifted_features" in meta else []  # type: ignore[arg-type]
+    if "enough_data" in meta and not meta["enough_data"].value:
+        rows = meta["live_rows"].value if "live_rows" in meta else "?"
+        return dg.SkipReason(f"only {rows} live readings: too few to act on drift")
     if not max_psi >= threshold:
         return dg.SkipReason(
             f"max PSI {max_psi:.3f} below the threshold {threshold}: no retraining"
