@@ -13,7 +13,7 @@ export BENTOML_DO_NOT_TRACK := true
 export UV_COMPILE_BYTECODE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint format bench ui serve validate lock clean dagster-home browser
+.PHONY: setup demo test lint format bench ui serve validate lock clean dagster-home browser up down
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "smoke-platform needs Python 3.11+, found " + sys.version' 
@@ -72,6 +72,14 @@ bench-%: setup dagster-home
 ui: setup dagster-home
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
+# The whole stack as local processes (no Docker): broker, service, worker, producer,
+# Spark job, Dagster webserver + daemon. Trains first if no model was promoted yet.
+up: setup dagster-home
+	$(BIN)/smoke up
+
+down: setup
+	$(BIN)/smoke down
+
 # Serve the bento the Dagster asset built (run `make demo` first).
 serve: setup
 	$(BIN)/bentoml serve smoke_detector:latest --host 127.0.0.1 --port 3001
@@ -81,4 +89,4 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/lock.txt
 
 clean:
-	rm -rf $(VENV) .dagster_home .bentoml data reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .dagster_home .bentoml .stack data reports .pytest_cache .mypy_cache .ruff_cache

@@ -278,5 +278,74 @@ def spark(
         session.stop()
 
 
+@app.command()
+def topics(
+    partitions: int = typer.Option(3, min=1, help="partitions of each platform topic"),
+) -> None:
+    """Create the platform's topics on SMOKE_KAFKA_BOOTSTRAP (existing ones are kept)."""
+    from streaming.broker import create_topics, platform_topics
+    from streaming.config import StreamSettings
+
+    settings = StreamSettings()
+    wanted = platform_topics(settings, partitions)
+    create_topics(settings.kafka_bootstrap, wanted)
+    typer.echo(f"topics on {settings.kafka_bootstrap}: {', '.join(wanted)}")
+
+
+@app.command()
+def bootstrap() -> None:
+    """Initial training: when no model is promoted yet, materialise the asset graph (recorded
+    in DAGSTER_HOME); then make sure the champion has a bento to serve."""
+    from smoke_platform.stack import ensure_champion
+
+    bento, model = ensure_champion(Path("data/logs/initial-training.log"), echo=typer.echo)
+    typer.echo(f"champion {model}, bento {bento}: ready to serve")
+
+
+@app.command()
+def up(
+    broker_port: int = typer.Option(9092),
+    service_port: int = typer.Option(3001),
+    dagster_port: int = typer.Option(3000),
+    worker_metrics_port: int = typer.Option(9108, help="first worker's; the next get +1, +2"),
+    workers: int = typer.Option(1, min=1, help="stream workers (one consumer group)"),
+    partitions: int = typer.Option(3, min=1, help="partitions of smoke_sensor_data"),
+    sensors: int = typer.Option(8, min=1, help="simulated sensors the producer streams"),
+    scenario: list[str] = typer.Option([], help="restrict the producer to these scenarios"),
+    speed: str = typer.Option("realtime", help="producer pace: realtime, a factor, or max"),
+    count: int | None = typer.Option(None, help="producer stops after this many readings"),
+    spark: bool = typer.Option(True, help="run the Spark window job"),
+) -> None:
+    """Start the whole stack as local processes (no Docker); `smoke down` stops it."""
+    from smoke_platform.stack import StackConfig
+    from smoke_platform.stack import up as stack_up
+
+    cfg = StackConfig(
+        broker_port=broker_port,
+        service_port=service_port,
+        dagster_port=dagster_port,
+        worker_metrics_port=worker_metrics_port,
+        partitions=partitions,
+        workers=workers,
+        sensors=sensors,
+        scenarios=list(scenario),
+        speed=speed,
+        count=count,
+        spark=spark,
+    )
+    stack_up(cfg, typer.echo)
+    typer.echo(f"stack up; logs and process ids in {cfg.state_dir}/; stop it with `make down`")
+
+
+@app.command()
+def down() -> None:
+    """Stop the stack `smoke up` started (SIGTERM, then SIGKILL after 30 s)."""
+    from smoke_platform.stack import StackConfig
+    from smoke_platform.stack import down as stack_down
+
+    killed = stack_down(StackConfig(), typer.echo)
+    typer.echo("stack down" + (f"; had to kill: {', '.join(killed)}" if killed else ""))
+
+
 if __name__ == "__main__":
     app()

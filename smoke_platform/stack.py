@@ -3,10 +3,17 @@ Docker-free stack (`smoke up`) and the tests."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from smoke_platform.procs import ManagedProcess, free_port
+from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,3 +32,178 @@ def dagster_dev(
     url = f"http://127.0.0.1:{port}"
     proc.start().wait_http(f"{url}/server_info", timeout=240)
     return proc, url
+
+
+# ---- the Docker-free stack: `smoke up` / `smoke down` (`make up` / `make down`) ---------
+PIDS_FILE = "pids.json"
+
+
+@dataclass
+class StackConfig:
+    """Where the stack keeps its logs and process ids, its ports, and what the producer sends."""
+
+    state_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("SMOKE_STACK_DIR", ".stack"))
+    )
+    broker_port: int = 9092
+    service_port: int = 3001
+    dagster_port: int = 3000
+    worker_metrics_port: int = 9108
+    partitions: int = 3
+    workers: int = 1
+    sensors: int = 8
+    scenarios: list[str] = field(default_factory=list)
+    speed: str = "realtime"
+    count: int | None = None
+    spark: bool = True
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "smoke_platform.cli", *args]
+
+
+def _alive_groups(pids: dict[str, int]) -> dict[str, int]:
+    """The recorded process groups that still have a process in them."""
+    alive = {}
+    for name, pgid in pids.items():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        alive[name] = pgid
+    return alive
+
+
+def read_pids(cfg: StackConfig) -> dict[str, int]:
+    path = cfg.state_dir / PIDS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def ensure_champion(
+    log_path: Path, env: dict[str, str] | None = None, echo: Callable[[str], object] = print
+) -> tuple[str, str]:
+    """The initial training: when no model has been promoted yet, materialise the asset graph
+    (raw data, checks, training, gate, bento) in a `smoke materialize` process recorded in
+    DAGSTER_HOME. Then make sure the champion has a bento. Returns (bento tag, model tag)."""
+    from smoke_platform import modelstore
+    from smoke_platform.defs.serving.assets import build_bento, default_build_ctx, find_bento
+
+    if modelstore.model_info(modelstore.served_model_tag()) is None:
+        echo("no promoted model yet: initial training (the whole asset graph) ...")
+        training = ManagedProcess(
+            "initial training", _cli("materialize"), log_path, env=env, cwd=REPO_ROOT
+        ).start()
+        if training.proc is None or training.proc.wait() != 0:
+            raise ProcessFailed(f"initial training failed; log {log_path}:\n{training.log_tail()}")
+    champion = modelstore.model_info(modelstore.served_model_tag())
+    if champion is None:
+        raise ProcessFailed("training ran but promoted no model (see the training report)")
+    bento = find_bento(champion["tag"]) or build_bento(champion["tag"], default_build_ctx())
+    return str(bento.tag), str(champion["tag"])
+
+
+def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str]:
+    """Start broker -> (initial training) -> service -> workers -> producer -> Spark job ->
+    Dagster (webserver + daemon), each in its own process group; record them for `down`.
+    Returns the URLs. On any failure everything started so far is stopped again."""
+    from smoke_platform.serving import bentoml_serve
+    from streaming.broker import create_topics, platform_topics, start_broker
+    from streaming.config import StreamSettings
+
+    running = _alive_groups(read_pids(cfg))
+    if running:
+        raise ProcessFailed(f"the stack is already running ({', '.join(running)}): `make down`")
+    logs = cfg.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started: dict[str, ManagedProcess] = {}
+
+    def spawn(name: str, args: list[str], env: dict[str, str]) -> ManagedProcess:
+        proc = ManagedProcess(name, _cli(*args), logs / f"{name}.log", env=env, cwd=REPO_ROOT)
+        return proc.start()
+
+    def record() -> None:
+        pids = {n: p.proc.pid for n, p in started.items() if p.proc is not None}
+        (cfg.state_dir / PIDS_FILE).write_text(json.dumps(pids, indent=1))
+
+    try:
+        broker, bootstrap = start_broker(logs / "broker.log", cfg.broker_port)
+        started["broker"] = broker
+        record()
+        create_topics(
+            bootstrap, platform_topics(StreamSettings(kafka_bootstrap=bootstrap), cfg.partitions)
+        )
+        echo(f"broker        {bootstrap} (topics with {cfg.partitions} partitions)")
+        service_url = f"http://127.0.0.1:{cfg.service_port}"
+        env = {
+            "SMOKE_KAFKA_BOOTSTRAP": bootstrap,
+            "SMOKE_SERVICE_URL": service_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        bento, champion = ensure_champion(logs / "initial-training.log", env, echo)
+        started["service"], _ = bentoml_serve(bento, logs / "service.log", cfg.service_port, env)
+        record()
+        echo(f"service       {service_url} (bentoml serve {bento}, model {champion})")
+        for i in range(cfg.workers):
+            port = cfg.worker_metrics_port + i
+            worker = spawn(
+                f"worker-{i}", ["worker"], {**env, "SMOKE_WORKER_METRICS_PORT": str(port)}
+            )
+            started[worker.name] = worker
+            record()
+            worker.wait_port(port, timeout=120)
+            echo(f"worker-{i}      metrics http://127.0.0.1:{port}/metrics")
+        produce = ["produce", "--sensors", str(cfg.sensors), "--speed", cfg.speed]
+        for scenario in cfg.scenarios:
+            produce += ["--scenario", scenario]
+        if cfg.count is not None:
+            produce += ["--count", str(cfg.count)]
+        started["producer"] = spawn("producer", produce, env)
+        record()
+        echo(f"producer      {cfg.sensors} simulated sensors at {cfg.speed} speed")
+        if cfg.spark:
+            started["spark"] = spawn("spark", ["spark"], env)
+            record()
+            echo(f"spark         5-minute windows (log {logs / 'spark.log'})")
+        started["dagster"], ui = dagster_dev(logs / "dagster.log", cfg.dagster_port, env)
+        record()
+        echo(f"dagster       {ui} (webserver + daemon: schedules and sensors run)")
+    except BaseException:
+        for proc in reversed(started.values()):
+            proc.stop()
+        (cfg.state_dir / PIDS_FILE).unlink(missing_ok=True)
+        raise
+    return {"broker": bootstrap, "service": service_url, "dagster": ui}
+
+
+def down(
+    cfg: StackConfig, echo: Callable[[str], object] = print, timeout: float = 30.0
+) -> list[str]:
+    """Stop what `up` started, newest first: SIGTERM each process group (the worker drains
+    and commits, Dagster stops its webserver and daemon), SIGKILL what is left after
+    `timeout`. Returns the names of groups that had to be killed (normally none)."""
+    pids = read_pids(cfg)
+    killed = []
+    for name, pgid in reversed(list(pids.items())):
+        if not _alive_groups({name: pgid}):
+            continue
+        # The leader first: `dagster dev` and `bentoml serve` stop their own children in
+        # order; signalling the whole group at once races them. Stragglers get the group
+        # SIGTERM halfway, and SIGKILL at the end.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        grouped = False
+        while _alive_groups({name: pgid}) and time.monotonic() < deadline:
+            if not grouped and time.monotonic() > deadline - timeout / 2:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGTERM)
+                grouped = True
+            time.sleep(0.2)
+        if _alive_groups({name: pgid}):
+            os.killpg(pgid, signal.SIGKILL)
+            killed.append(name)
+        echo(f"stopped {name}" + (f" (killed after {timeout:.0f} s)" if name in killed else ""))
+    (cfg.state_dir / PIDS_FILE).unlink(missing_ok=True)
+    return killed

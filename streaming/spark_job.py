@@ -40,8 +40,11 @@ def spark_session(master: str | None = None, app: str = "smoke-windows") -> Any:
             "spark.sql.shuffle.partitions", os.environ.get("SMOKE_SPARK_SHUFFLE_PARTITIONS", "2")
         )
         .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.showConsoleProgress", "false")  # no progress bars in logs
+        # Local mode talks over loopback; against a cluster, the executors must reach the
+        # driver: set SMOKE_SPARK_DRIVER_HOST to this host's name or address.
+        .config("spark.driver.host", os.environ.get("SMOKE_SPARK_DRIVER_HOST", "127.0.0.1"))
+        .config("spark.driver.bindAddress", os.environ.get("SMOKE_SPARK_BIND_ADDRESS", "127.0.0.1"))
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )

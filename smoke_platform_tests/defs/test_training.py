@@ -184,7 +184,17 @@ def test_sensor_fires_once_per_new_raw_materialisation():
         ctx = dg.build_sensor_context(
             instance=instance, definitions=definitions, cursor=first.cursor
         )
-        assert len(sensor.evaluate_tick(ctx).run_requests) == 1
+        second = sensor.evaluate_tick(ctx)
+        assert len(second.run_requests) == 1
+        # Data that a model was trained on afterwards (the run that landed it trained too,
+        # as the initial training does) asks for no second training.
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_sensor_readings"))
+        instance.report_runless_asset_event(dg.AssetMaterialization("smoke_classifier"))
+        ctx = dg.build_sensor_context(
+            instance=instance, definitions=definitions, cursor=second.cursor
+        )
+        skipped = sensor.evaluate_tick(ctx)
+        assert not skipped.run_requests and "already trained on" in skipped.skip_message
 
 
 def test_training_job_refuses_raw_data_that_fails_checks(tmp_path, monkeypatch, kaggle_sample_csv):

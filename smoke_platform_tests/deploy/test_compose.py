@@ -1,0 +1,116 @@
+"""The compose file, the image and the scrape config agree with the code (no Docker engine
+here, so this is what can be verified: the stack itself runs in tests/stack without it)."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smoke_platform.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+OURS = {name: s for name, s in SERVICES.items() if s.get("image") == "smoke-platform:latest"}
+INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)")
+
+
+def test_every_python_service_runs_an_entry_point_that_exists():
+    smoke_commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert len(OURS) >= 9
+    for name, service in OURS.items():
+        cmd = service["command"]
+        assert shutil.which(cmd[0]) or (Path(sys.executable).parent / cmd[0]).exists(), name
+        if cmd[0] == "smoke":
+            assert cmd[1] in smoke_commands, (name, cmd)
+            continue
+        # dagster / dagster-webserver / dagster-daemon / bentoml: the same subcommand parses.
+        words = [w for w in cmd[1:] if not w.startswith("-")][:2]
+        if cmd[0] == "bentoml":
+            words = words[:1]
+        exe = Path(sys.executable).parent / cmd[0]
+        done = subprocess.run(
+            [str(exe), *words, "--help"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, (name, cmd, done.stderr[-500:])
+    modules = {w for s in OURS.values() for w in s["command"] if w.endswith(".definitions")}
+    assert modules == {"smoke_platform.definitions"}
+
+
+def test_every_variable_it_uses_is_documented():
+    text = (REPO / "docker-compose.yml").read_text()
+    readme = (REPO / "README.md").read_text()
+    used = set(INTERPOLATION.findall(text))
+    for service in OURS.values():
+        used |= set(service.get("environment", {}))
+    undocumented = sorted(v for v in used if f"`{v}`" not in readme)
+    assert not undocumented, undocumented
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
+    example = (REPO / ".env.example").read_text()
+    assert required and all(f"\n{v}=" in f"\n{example}" for v in required), required
+    assert not re.search(r"PASSWORD:\s*['\"]?[A-Za-z0-9]", text), "no secret values in the file"
+
+
+def test_ports_do_not_clash_and_match_the_scrape_config():
+    host_ports = [p.split(":")[0] for s in SERVICES.values() for p in s.get("ports", [])]
+    assert len(host_ports) == len(set(host_ports)), host_ports
+    assert "ports" not in SERVICES["worker"] and "container_name" not in SERVICES["worker"]
+    prometheus = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in prometheus["scrape_configs"]}
+    [target] = jobs["smoke-service"]["static_configs"][0]["targets"]
+    assert target == "service:3000" and "--port" in SERVICES["service"]["command"]
+    assert SERVICES["service"]["command"][-1] == "3000"
+    assert jobs["smoke-worker"]["dns_sd_configs"][0]["port"] == int(
+        SERVICES["worker"]["environment"]["SMOKE_WORKER_METRICS_PORT"]
+    )
+
+
+def _needs(service: str) -> dict:
+    return SERVICES[service].get("depends_on", {})
+
+
+@pytest.mark.parametrize(
+    ("service", "needs", "condition"),
+    [
+        ("kafka-topics", "kafka", "service_healthy"),
+        ("initial-training", "postgres", "service_healthy"),
+        ("initial-training", "kafka-topics", "service_completed_successfully"),
+        ("service", "initial-training", "service_completed_successfully"),
+        ("producer", "service", "service_healthy"),
+        ("worker", "producer", "service_started"),
+        ("spark", "worker", "service_started"),
+        ("dagster-daemon", "spark", "service_started"),
+        ("dagster-webserver", "code-location", "service_healthy"),
+    ],
+)
+def test_start_order(service, needs, condition):
+    assert _needs(service)[needs]["condition"] == condition
+
+
+def test_long_running_services_restart_and_data_lives_in_volumes():
+    one_shot = {"kafka-topics", "initial-training"}
+    for name, service in SERVICES.items():
+        expected = "no" if name in one_shot else "unless-stopped"
+        assert service.get("restart") == expected, name
+    for name in ("postgres", "kafka"):
+        assert "healthcheck" in SERVICES[name]
+    volumes = {v.split(":")[0] for s in OURS.values() for v in s["volumes"]}
+    assert {"models", "data", "checkpoints"} <= volumes <= set(COMPOSE["volumes"])
+
+
+def test_the_image_uses_the_lock_the_makefile_uses_and_a_non_root_user():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    uv = re.search(r"UV_VERSION := (\S+)", makefile)[1]
+    assert f'"uv=={uv}"' in dockerfile
+    assert "-r requirements/lock.txt" in dockerfile and "-r requirements/lock.txt" in makefile
+    users = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert users and users[-1] not in ("root", "0")
+    workspace = yaml.safe_load((REPO / "deploy/dagster/workspace.yaml").read_text())
+    [location] = workspace["load_from"]
+    assert location["grpc_server"]["host"] == "code-location"
+    assert str(location["grpc_server"]["port"]) in SERVICES["code-location"]["command"]

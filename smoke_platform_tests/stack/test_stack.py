@@ -1,0 +1,100 @@
+"""The Docker-free stack end to end: `smoke up` starts broker, service, worker, producer,
+Spark job and Dagster (webserver + daemon); a fire streams through to an alert, the daemon's
+sensor runs a Dagster job that succeeds, and `smoke down` leaves no process behind."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import dagster as dg
+import httpx
+import pytest
+
+from smoke_platform.procs import free_port, port_open
+from streaming.sink import read_outputs
+
+pytestmark = [pytest.mark.kafka, pytest.mark.bentoml, pytest.mark.spark, pytest.mark.dagster]
+
+
+def _smoke(env, *args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "smoke_platform.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _wait(what, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(2)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_model, tmp_path):
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SMOKE_STACK_DIR": str(tmp_path / "stack"),
+        "SMOKE_DATA_DIR": str(tmp_path / "data"),
+        "SMOKE_REPORTS_DIR": str(tmp_path / "reports"),
+        "SMOKE_STREAM_DIR": str(tmp_path / "stream"),
+        "SMOKE_WINDOWED_DIR": str(tmp_path / "windowed"),
+        "SMOKE_SPARK_CHECKPOINT_DIR": str(tmp_path / "checkpoint"),
+        "SMOKE_API_KEY": "",
+        # The fixture's model is the champion (the initial training path is the demo's).
+        "SMOKE_MODEL_TAG": served_model.version,
+    }
+    ports = {name: free_port() for name in ("broker", "service", "dagster", "metrics")}
+    up = _smoke(
+        env, "up",
+        "--broker-port", str(ports["broker"]), "--service-port", str(ports["service"]),
+        "--dagster-port", str(ports["dagster"]), "--worker-metrics-port", str(ports["metrics"]),
+        "--scenario", "wood_fire", "--sensors", "2", "--speed", "10", "--count", "4000",
+    )  # fmt: skip
+    pids = json.loads((tmp_path / "stack" / "pids.json").read_text()) if up.returncode == 0 else {}
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert list(pids) == ["broker", "service", "worker-0", "producer", "spark", "dagster"]
+        assert _smoke(env, "up").returncode != 0  # a second `up` refuses: already running
+        service = f"http://127.0.0.1:{ports['service']}"
+        assert httpx.get(f"{service}/readyz", timeout=10).status_code == 200
+        metrics = httpx.get(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=10).text
+        assert "smoke_worker_consumed_total" in metrics
+
+        def fire_alert():
+            alerts = read_outputs(tmp_path / "stream", "alerts")
+            return not alerts.empty and (alerts["event"] == "open").any()
+
+        _wait("an alert for the streamed fire", fire_alert, 240)
+
+        def dagster_run_succeeded():
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
+                return any(r.job_name == "stream_outputs_job" for r in runs)
+
+        # The daemon's stream_partition_sensor registers the day and runs the job.
+        _wait("a successful Dagster run of stream_outputs_job", dagster_run_succeeded, 300)
+    finally:
+        down = _smoke(env, "down", timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "had to kill" not in down.stdout
+    assert pids and not [name for name, pgid in pids.items() if _group_alive(pgid)]
+    assert not [name for name, port in ports.items() if port_open(port)]
