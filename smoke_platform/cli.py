@@ -59,6 +59,15 @@ def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
     return result.success, elapsed, _report_paths(result)
 
 
+def _sigterm_interrupts() -> None:
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def register_stream_days() -> list[str]:
     """Add a partition per day of stream output and materialise the stream assets that have
     files for it, as `stream_partition_sensor` does under the Dagster daemon."""
@@ -219,6 +228,7 @@ def produce(
     else:
         raise typer.BadParameter(f"--source must be 'live' or 'csv', not {source!r}")
     pace = None if speed == "max" else 1.0 if speed == "realtime" else float(speed)
+    _sigterm_interrupts()  # `make down` / docker stop: flush what was sent, then exit
     stats = run_producer(
         records, StreamSettings(), count=count, speed=pace, echo=typer.echo, stamp_now=stamp_now
     )
@@ -270,6 +280,7 @@ def spark(
         alerts_topic=settings.alerts_topic,
     )
     typer.echo(f"window query {query.id} writing to {out} (checkpoint {checkpoint})")
+    _sigterm_interrupts()  # stop the query between batches; the checkpoint resumes it
     try:
         query.awaitTermination()
     except KeyboardInterrupt:

@@ -161,11 +161,14 @@ def produce(
     """Send up to `count` records (paced by `speed`), report progress, flush, return stats."""
     producer = ReadingProducer(settings)
     started = last = time.monotonic()
-    for rec in paced(itertools.islice(records, count), speed, stamp_now):
-        producer.send(rec)
-        if time.monotonic() - last >= progress_every_s:
-            last = time.monotonic()
-            echo(producer.stats.line(last - started))
+    try:
+        for rec in paced(itertools.islice(records, count), speed, stamp_now):
+            producer.send(rec)
+            if time.monotonic() - last >= progress_every_s:
+                last = time.monotonic()
+                echo(producer.stats.line(last - started))
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI maps it): deliver what was sent
+        echo("stopping: delivering what was already sent ...")
     remaining = producer.flush()
     if remaining:
         producer.stats.failed += remaining

@@ -17,6 +17,7 @@ from smoke_platform.core.schema import FIELDS, LIMITS
 
 STATS_CHANNELS = ("tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5", "temperature_c", "humidity_pct")
 PERCENTILE_CHANNELS = ("tvoc_ppb", "pm2_5")
+PERCENTILE_ACCURACY = 10_000
 THRESHOLDS = {"tvoc_ppb": 1_000.0, "pm2_5": 35.0}  # share of readings above (alarm levels)
 _SPARK_TYPES = {"float": "double", "int": "long", "str": "string", "datetime": "string"}
 
@@ -132,10 +133,13 @@ def window_aggregations() -> list[Any]:
             F.max(ch).alias(f"{ch}_max"),
             F.stddev_samp(ch).alias(f"{ch}_std"),
         ]
+    # percentile_approx: exact while a group holds fewer than PERCENTILE_ACCURACY readings
+    # (a 5-minute window at 1 Hz holds 300) and returns a real reading (the inverted-CDF
+    # definition, no interpolation); the exact `percentile` made batches ~40 % slower.
     for ch in PERCENTILE_CHANNELS:
         aggs += [
-            F.percentile(ch, 0.5).alias(f"{ch}_p50"),
-            F.percentile(ch, 0.95).alias(f"{ch}_p95"),
+            F.percentile_approx(ch, 0.5, PERCENTILE_ACCURACY).alias(f"{ch}_p50"),
+            F.percentile_approx(ch, 0.95, PERCENTILE_ACCURACY).alias(f"{ch}_p95"),
         ]
     for ch, limit in THRESHOLDS.items():
         aggs.append(

@@ -66,7 +66,11 @@ def _reference(records: list[dict]) -> pd.DataFrame:
                     f"{ch}_std": g[ch].std(),
                 }
             for ch in PERCENTILE_CHANNELS:
-                row |= {f"{ch}_p50": g[ch].quantile(0.5), f"{ch}_p95": g[ch].quantile(0.95)}
+                # Spark's percentile_approx, exact at this size: the inverted-CDF reading.
+                row |= {
+                    f"{ch}_p{int(q * 100)}": np.quantile(g[ch], q, method="inverted_cdf")
+                    for q in (0.5, 0.95)
+                }
             row["tvoc_ppb_over_1000_share"] = (g["tvoc_ppb"] > 1000).mean()
             rows.append(row)
     return pd.DataFrame(rows)
