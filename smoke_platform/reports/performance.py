@@ -31,8 +31,26 @@ def rate_by(predictions: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     ].mean()
 
 
+def service_health(url: str, api_key: str = "", timeout_s: float = 3.0) -> dict[str, Any]:
+    """Is the service ready, and which model version does it serve (its own endpoints)."""
+    import httpx
+
+    headers = {"x-api-key": api_key.split(",")[0]} if api_key else {}
+    try:
+        ready = httpx.get(f"{url}/readyz", timeout=timeout_s).status_code == 200
+        info = httpx.post(f"{url}/model_info", json={}, headers=headers, timeout=timeout_s)
+        version = info.json().get("version") if info.status_code == 200 else None
+    except httpx.HTTPError as exc:
+        return {"url": url, "ready": False, "version": None, "error": type(exc).__name__}
+    return {"url": url, "ready": ready, "version": version, "error": None}
+
+
 def write_performance_report(
-    predictions: pd.DataFrame, threshold: float, training: dict[str, Any], directory: Path
+    predictions: pd.DataFrame,
+    threshold: float,
+    training: dict[str, Any],
+    directory: Path,
+    service: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     metrics = live_metrics(predictions, threshold)
     by_sensor, by_hour = rate_by(predictions)
@@ -43,6 +61,11 @@ def write_performance_report(
         f"model version(s): {versions}; scored by: "
         f"{predictions['scored_by'].value_counts().to_dict()}."
     )
+    if service is not None:
+        state = "ready" if service["ready"] else f"NOT ready ({service['error'] or 'readyz'})"
+        rep.text(
+            f"Service {service['url']}: {state}; serving model {service['version'] or 'unknown'}."
+        )
     rep.heading("Live vs training (held-out sessions)")
     rep.table(
         pd.DataFrame(

@@ -16,7 +16,9 @@ from streaming.sink import PartitionSink
 pytestmark = pytest.mark.dagster
 
 
-def test_performance_metrics_equal_a_hand_computation(tmp_path, webhook):
+def test_performance_metrics_equal_a_hand_computation(
+    tmp_path, webhook, open_service, served_model
+):
     # Session a: fire from t=2; alarms at t=1 (false), t=3, t=4. Session b: no fire,
     # one false alarm. Threshold 0.5 (model not in the store).
     labels = [0, 0, 1, 1, 1, 0, 0, 0, 0]
@@ -40,7 +42,9 @@ def test_performance_metrics_equal_a_hand_computation(tmp_path, webhook):
         0, 0, 8, {"predictions": preds}, {"hwm": 8, "sensors": {}}
     )
     settings = PlatformSettingsResource(
-        stream_dir=str(tmp_path / "processed_stream"), reports_dir=str(tmp_path / "r")
+        stream_dir=str(tmp_path / "processed_stream"),
+        reports_dir=str(tmp_path / "r"),
+        service_url=open_service,
     )
     result = dg.materialize(
         [model_performance_report, model_performance_report_no_degradation],
@@ -58,6 +62,10 @@ def test_performance_metrics_equal_a_hand_computation(tmp_path, webhook):
     assert meta["f1"].value == pytest.approx(2 * tp / (2 * tp + fp + fn))
     text = (tmp_path / "r" / "performance" / "report.md").read_text()
     assert "Detection latency: median 1.0 s" in text  # onset t=2, first alarm t=3
+    # Service health from the running service's own endpoints.
+    assert meta["service_ready"].value is True
+    assert meta["service_model_version"].value == served_model.version
+    assert f"Service {open_service}: ready; serving model {served_model.version}" in text
     [check] = result.get_asset_check_evaluations()
     assert check.passed  # no training metrics to fall behind
     assert webhook.posts == []  # so nothing to tell anyone

@@ -24,6 +24,8 @@ SETTINGS_ENV: dict[str, tuple[str, type]] = {
     "n_sensors": ("SMOKE_SENSORS", int),
     "stream_dir": ("SMOKE_STREAM_DIR", str),  # the same variable the stream worker reads
     "windowed_dir": ("SMOKE_WINDOWED_DIR", str),  # ... and the Spark job
+    "service_url": ("SMOKE_SERVICE_URL", str),  # the service the worker calls
+    "api_key": ("SMOKE_API_KEY", str),
 }
 
 
@@ -38,6 +40,8 @@ class PlatformSettingsResource(dg.ConfigurableResource):
     n_sensors: int = 8
     stream_dir: str = "data/processed_stream"
     windowed_dir: str = "data/windowed"
+    service_url: str = "http://127.0.0.1:3001"
+    api_key: str = ""
 
     def path(self, *parts: str) -> Path:
         p = Path(self.data_dir, *parts)

@@ -75,7 +75,7 @@ def model_performance_report(
     model_store: ModelStoreResource,
 ) -> dg.MaterializeResult:
     """Recall, false alarms, latency and calibration on labelled live data vs training."""
-    from smoke_platform.reports.performance import write_performance_report
+    from smoke_platform.reports.performance import service_health, write_performance_report
 
     preds = read_outputs(stream_dir(settings), "predictions")
     if preds.empty or preds["fire_alarm"].isna().all():
@@ -84,14 +84,17 @@ def model_performance_report(
     info = model_store.info(version)
     threshold = float(info["metadata"]["threshold"]) if info else 0.5
     training = info["metadata"].get("holdout_metrics", {}) if info else {}
+    service = service_health(settings.service_url, settings.api_key)
     path, m = write_performance_report(
-        preds, threshold, training, settings.report_dir("performance")
+        preds, threshold, training, settings.report_dir("performance"), service
     )
     return dg.MaterializeResult(
         metadata={
             "report_path": dg.MetadataValue.path(str(path.resolve())),
             "report": dg.MetadataValue.md(path.read_text(encoding="utf-8")),
             "model_version": version,
+            "service_ready": dg.MetadataValue.bool(bool(service["ready"])),
+            "service_model_version": str(service["version"]),
             **{
                 k: dg.MetadataValue.float(float(m[k]))
                 for k in ("recall", "false_alarm_rate", "precision", "f1")
