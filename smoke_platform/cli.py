@@ -148,7 +148,10 @@ MONITORING_REPORTS = "key:model_performance_report or key:feature_drift or key:w
 
 
 @app.command()
-def demo(stream: bool = typer.Option(True, help="also run the streaming part")) -> None:
+def demo(
+    stream: bool = typer.Option(True, help="also run the streaming part"),
+    spark: bool = typer.Option(True, help="and the Spark window job over the stream"),
+) -> None:
     """The end-to-end demo on embedded defaults: every asset, every check, every report."""
     ok, elapsed, reports = materialize_all("*")
     typer.echo("")
@@ -159,7 +162,7 @@ def demo(stream: bool = typer.Option(True, help="also run the streaming part")) 
         typer.echo(line)
     if ok and stream:
         typer.echo("")
-        typer.echo("Streaming: broker + service + producer + worker")
+        typer.echo("Streaming: broker + service + producer + worker (+ Spark windows)")
         from smoke_platform.defs.common.resources import (
             SETTINGS_ENV,
             PlatformSettingsResource,
@@ -168,8 +171,11 @@ def demo(stream: bool = typer.Option(True, help="also run the streaming part")) 
         from smoke_platform.defs.monitoring.assets import stream_dir
         from streaming.demo import run_stream_demo
 
-        out = stream_dir(from_env(PlatformSettingsResource, SETTINGS_ENV))
-        run_stream_demo("smoke_detector:latest", out, typer.echo)
+        settings = from_env(PlatformSettingsResource, SETTINGS_ENV)
+        windowed = Path(settings.windowed_dir) if spark else None
+        run_stream_demo(
+            "smoke_detector:latest", stream_dir(settings), typer.echo, windowed_dir=windowed
+        )
         days = register_stream_days()
         typer.echo(f"registered stream output as Dagster asset partitions: {', '.join(days)}")
         ok, _, more = materialize_all(MONITORING_REPORTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -32,9 +33,22 @@ def wait_for_assignment(worker: StreamWorker, timeout: float = 60.0) -> None:
         raise TimeoutError(f"stream worker got no partitions within {timeout:.0f} s")
 
 
-def run_stream_demo(bento: str, stream_dir: Path, echo: Any = print, speed: float = 30.0) -> dict:
-    """Start everything on 127.0.0.1, stream one burst with a fire in it, stop everything."""
+def run_stream_demo(
+    bento: str,
+    stream_dir: Path,
+    echo: Any = print,
+    speed: float = 30.0,
+    windowed_dir: Path | None = None,
+) -> dict:
+    """Start everything on 127.0.0.1, stream one burst with a fire in it, stop everything.
+    With `windowed_dir`, the Spark window job then processes the same topic (AvailableNow)."""
     logs = Path(tempfile.mkdtemp(prefix="smoke-demo-logs-"))
+    # A fresh embedded broker restarts offsets at 0, so the previous demo's outputs and
+    # partition state (keyed by offset) belong to another cluster: start them afresh.
+    for old in (stream_dir, windowed_dir):
+        if old is not None and old.exists():
+            echo(f"removing the previous demo's stream output {old}/")
+            shutil.rmtree(old)
     broker, bootstrap = start_broker(logs / "broker.log")
     service = None
     try:
@@ -57,11 +71,39 @@ def run_stream_demo(bento: str, stream_dir: Path, echo: Any = print, speed: floa
         echo(f"producing {len(records)} readings, one sensor each for {names}, at {speed:g}x ...")
         produce(records, settings, speed=speed, stamp_now=True, echo=echo)
         thread.join(300)
-        return _summary(settings, echo)
+        summary = _summary(settings, echo)
+        if windowed_dir is not None:
+            summary["windows"] = _spark_windows(settings, windowed_dir, logs, echo)
+        return summary
     finally:
         if service is not None:
             service.stop()
         broker.stop()
+
+
+def _spark_windows(settings: StreamSettings, out: Path, logs: Path, echo: Any) -> int:
+    """The Spark window job over what was streamed (AvailableNow: process it, then stop)."""
+    from streaming.spark_job import spark_session, start_query
+
+    echo("Spark window job over the same topic (AvailableNow) ...")
+    spark = spark_session()
+    try:
+        query = start_query(
+            spark,
+            settings.kafka_bootstrap,
+            settings.topic,
+            str(out),
+            str(logs / "spark-checkpoint"),
+            available_now=True,
+            alerts_topic=settings.alerts_topic,
+        )
+        query.awaitTermination(600)
+    finally:
+        spark.stop()
+    windows = read_outputs(out, "")
+    fire = int((windows["fire_share"] >= 0.5).sum()) if len(windows) else 0
+    echo(f"{len(windows)} five-minute windows under {out}/ ({fire} with a fire share >= 0.5)")
+    return len(windows)
 
 
 def _summary(settings: StreamSettings, echo: Any) -> dict:
