@@ -86,3 +86,43 @@ def test_a_partition_appears_for_each_day_of_stream_output(tmp_path):
             dg.build_sensor_context(instance=instance, resources={"settings": settings})
         )
         assert len({r.run_key for r in third.run_requests} - keys) == 1
+
+
+def test_spark_windows_become_partitions_of_windowed_analytics(tmp_path):
+    """A day of the Spark job's window files: the sensor asks for that asset only."""
+    from smoke_platform.defs.monitoring.assets import windowed_analytics
+
+    windowed = tmp_path / "windowed"
+    day = windowed / "date=2026-11-27"
+    day.mkdir(parents=True)
+    starts = pd.date_range("2026-11-27T10:00:00", periods=4, freq="min")
+    pd.DataFrame(
+        {
+            "sensor_id": ["s1", "s1", "s2", "s2"],
+            "window_start": starts,
+            "window_end": starts + pd.Timedelta(minutes=5),
+            "quality_score": [1.0, 0.8, 1.0, 1.0],
+            "anomaly": [False, True, False, False],
+            "fire_share": [0.0, 0.9, 0.1, 0.6],
+        }
+    ).to_parquet(day / "batch-00000003.parquet", index=False)
+    settings = PlatformSettingsResource(
+        stream_dir=str(tmp_path / "stream"), windowed_dir=str(windowed)
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_sensor_context(instance=instance, resources={"settings": settings})
+        result = stream_partition_sensor(ctx)
+        [request] = result.run_requests
+        assert request.partition_key == "2026-11-27"
+        assert request.asset_selection == [windowed_analytics.key]
+        instance.add_dynamic_partitions(stream_dates.name, ["2026-11-27"])
+        mat = dg.materialize(
+            [windowed_analytics],
+            instance=instance,
+            partition_key="2026-11-27",
+            resources={"settings": settings},
+        )
+        meta = mat.asset_materializations_for_node("windowed_analytics")[0].metadata
+    assert meta["dagster/row_count"].value == 4 and meta["sensors"].value == 2
+    assert meta["mean_quality_score"].value == pytest.approx(0.95)
+    assert (meta["anomalous_windows"].value, meta["fire_windows"].value) == (1, 2)

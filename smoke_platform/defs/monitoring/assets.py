@@ -7,6 +7,7 @@ the Spark job wrote them (never copied); materialising a partition records what 
 """
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -32,23 +33,33 @@ def recent_days(root: Path, kind: str, n: int) -> list[str]:
     return output_days(root, kind)[-n:]
 
 
-@dg.asset(
-    group_name="monitoring",
-    kinds={"kafka", "parquet"},
-    owners=["team:data-platform"],
-    partitions_def=stream_dates,
-    deps=["smoke_classifier"],
-)
+# The stream outputs: one partition per day, downstream of the model that produced them.
+STREAM_DAY: dict[str, Any] = {
+    "group_name": "monitoring",
+    "owners": ["team:data-platform"],
+    "partitions_def": stream_dates,
+    "deps": ["smoke_classifier"],
+}
+
+
+def read_day(root: Path | str, kind: str, date: str) -> tuple[pd.DataFrame, Path]:
+    """One day of one output kind and its folder; a day with no rows fails the run."""
+    folder = Path(root, kind, f"date={date}")
+    frame = read_outputs(root, kind, [date])
+    if frame.empty:
+        raise dg.Failure(f"no rows under {folder}")
+    return frame, folder
+
+
+@dg.asset(kinds={"kafka", "parquet"}, **STREAM_DAY)
 def stream_predictions(
     context: dg.AssetExecutionContext, settings: PlatformSettingsResource
 ) -> dg.MaterializeResult:
     """One day of the stream worker's scored readings and alerts (data/processed_stream)."""
     date = context.partition_key
     root = stream_dir(settings)
-    preds = read_outputs(root, "predictions", [date])
+    preds, folder = read_day(root, "predictions", date)
     alerts = read_outputs(root, "alerts", [date])
-    if preds.empty:
-        raise dg.Failure(f"no predictions under {root}/predictions/date={date}")
     opened = alerts[alerts["event"] == "open"] if not alerts.empty else alerts
     return dg.MaterializeResult(
         metadata={
@@ -58,7 +69,7 @@ def stream_predictions(
             "alerts_opened": len(opened),
             "scored_by": dg.MetadataValue.json(preds["scored_by"].value_counts().to_dict()),
             "model_versions": dg.MetadataValue.json(sorted(preds["model_version"].unique())),
-            "path": dg.MetadataValue.path(str((root / "predictions" / f"date={date}").resolve())),
+            "path": dg.MetadataValue.path(str(folder.resolve())),
         }
     )
 
@@ -107,21 +118,12 @@ def model_performance_report(
     )
 
 
-@dg.asset(
-    group_name="monitoring",
-    kinds={"spark", "parquet"},
-    owners=["team:data-platform"],
-    partitions_def=stream_dates,
-    deps=["smoke_classifier"],
-)
+@dg.asset(kinds={"spark", "parquet"}, **STREAM_DAY)
 def windowed_analytics(
     context: dg.AssetExecutionContext, settings: PlatformSettingsResource
 ) -> dg.MaterializeResult:
     """One day of the Spark job's 5-minute windows per sensor (data/windowed)."""
-    date = context.partition_key
-    windows = read_outputs(settings.windowed_dir, "", [date])
-    if windows.empty:
-        raise dg.Failure(f"no windows under {settings.windowed_dir}/date={date}")
+    windows, folder = read_day(settings.windowed_dir, "", context.partition_key)
     # A retried Spark batch rewrites its own file, so (sensor, window) is unique per day.
     return dg.MaterializeResult(
         metadata={
@@ -130,9 +132,7 @@ def windowed_analytics(
             "mean_quality_score": float(windows["quality_score"].mean()),
             "anomalous_windows": int(windows["anomaly"].sum()),
             "fire_windows": int((windows["fire_share"] >= 0.5).sum()),
-            "path": dg.MetadataValue.path(
-                str(Path(settings.windowed_dir, f"date={date}").resolve())
-            ),
+            "path": dg.MetadataValue.path(str(folder.resolve())),
         }
     )
 
