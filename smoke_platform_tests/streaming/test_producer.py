@@ -29,9 +29,19 @@ def test_sigterm_delivers_everything_sent_then_exits(make_settings):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(8)
+    # Signal only once it is sending (its first progress line), not while it starts up.
+    assert proc.stdout is not None
+    head = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        head.append(line)
+        if line.startswith("sent ") or not line:
+            break
+    assert head[-1].startswith("sent "), "".join(head)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    rest, _ = proc.communicate(timeout=60)
+    out = "".join(head) + rest
     assert proc.returncode == 0, out
     assert "stopping: delivering what was already sent" in out
     done = re.search(r"done: sent ([\d,]+)\s+delivered ([\d,]+)\s+failed 0", out)
