@@ -25,9 +25,16 @@ KINDS = ("predictions", "alerts")
 
 
 class PartitionSink:
-    def __init__(self, root: str | Path, topic: str) -> None:
+    """`topic_id` is the topic's Kafka id: offsets only mean something within one
+    incarnation of a topic. When a partition's state was written for another id (the topic
+    was recreated, or an embedded broker restarted empty), that state is void: the old
+    files are kept under an `x<old id>-` prefix (still read as outputs, never mistaken for
+    this incarnation's) and the partition starts from scratch."""
+
+    def __init__(self, root: str | Path, topic: str, topic_id: str | None = None) -> None:
         self.root = Path(root)
         self.topic = topic
+        self.topic_id = topic_id
 
     def _state_path(self, partition: int) -> Path:
         return self.root / "_state" / f"{self.topic}-p{partition}.json"
@@ -38,12 +45,21 @@ class PartitionSink:
         state: dict[str, Any] = (
             json.loads(path.read_text()) if path.exists() else {"hwm": -1, "sensors": {}}
         )
+        previous = state.get("topic_id")
+        if self.topic_id and previous and previous != self.topic_id:
+            self._archive(partition, previous)
+            state = {"hwm": -1, "sensors": {}}
         for kind in KINDS:
             for f in (self.root / kind).glob(f"date=*/p{partition}-o*.parquet"):
                 m = _FILE.search(f.name)
                 if m and int(m["first"]) > state["hwm"]:
                     f.unlink()
         return state
+
+    def _archive(self, partition: int, old_id: str) -> None:
+        for kind in KINDS:
+            for f in (self.root / kind).glob(f"date=*/p{partition}-o*.parquet"):
+                f.rename(f.with_name(f"x{old_id}-{f.name}"))
 
     def write(
         self,
@@ -65,6 +81,8 @@ class PartitionSink:
                     / f"p{partition}-o{first:012d}-{last:012d}.parquet"
                 )
                 _atomic(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
+        if self.topic_id:
+            state = {**state, "topic_id": self.topic_id}
         _atomic(self._state_path(partition), lambda tmp: tmp.write_text(json.dumps(state)))
 
 

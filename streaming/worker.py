@@ -105,8 +105,9 @@ class StreamWorker:
             self.states.pop(tp.partition, None)
 
     def open(self) -> None:
-        """Serve metrics and join the consumer group."""
+        """Serve metrics, learn the topic's id (see `PartitionSink`), join the group."""
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
+        self.sink.topic_id = topic_id(self.s)
         self.consumer.subscribe(
             [self.s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -320,6 +321,23 @@ class StreamWorker:
                     background=True,
                     alert_id=event["alert_id"],
                 )
+
+
+def topic_id(settings: StreamSettings, timeout: float = 10.0) -> str | None:
+    """The topic's Kafka id (KIP-516), or None where the broker does not report one."""
+    from confluent_kafka import KafkaException, TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka())  # type: ignore[arg-type]  # logger is allowed
+    try:
+        [future] = admin.describe_topics(
+            TopicCollection([settings.topic]), request_timeout=timeout
+        ).values()
+        found = future.result()
+    except KafkaException as exc:
+        log.warning("topic id of %s unknown (%s): offsets trusted as they are", settings.topic, exc)
+        return None
+    return str(found.topic_id) if found.topic_id is not None else None
 
 
 class _Oversized(ValueError):

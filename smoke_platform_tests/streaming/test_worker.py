@@ -193,3 +193,29 @@ def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service, webho
     # One notification, for the opened alert (sent before the worker exited).
     [post] = webhook.posts
     assert "sensor-000" in post["text"] and opened["alert_id"].iloc[0] in str(post["blocks"])
+
+
+def test_a_new_incarnation_of_the_topic_is_processed_not_skipped(
+    make_settings, open_service, tmp_path
+):
+    """Offsets restart at 0 when a topic is recreated (or an embedded broker restarts empty):
+    the worker must not skip the new messages as 'already durable', nor lose the old rows."""
+    from streaming.broker import create_topics, platform_topics, start_broker
+
+    first = make_settings(open_service)
+    produce(scenario_records(["normal_indoor"], seconds=120, seed=1), first, echo=lambda *_: None)
+    StreamWorker(first).run(idle_stop_s=4)
+    assert len(read_outputs(first.stream_dir, "predictions")) == 120
+    broker, bootstrap = start_broker(tmp_path / "second-broker.log")
+    try:
+        again = first.model_copy(update={"kafka_bootstrap": bootstrap})
+        create_topics(bootstrap, platform_topics(again))
+        produce(scenario_records(["wood_fire"], seconds=90, seed=2), again, echo=lambda *_: None)
+        StreamWorker(again).run(idle_stop_s=4)
+    finally:
+        broker.stop()
+    preds = read_outputs(first.stream_dir, "predictions")
+    assert len(preds) == 210  # 120 from the first incarnation (kept) + 90 new
+    assert set(preds["scenario"]) == {"normal_indoor", "wood_fire"}
+    states = [json.loads(p.read_text()) for p in tmp_path.glob("stream-*/_state/*.json")]
+    assert states and len({s.get("topic_id") for s in states}) == 1  # the new topic's id
