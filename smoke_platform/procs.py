@@ -90,17 +90,11 @@ class ManagedProcess:
         self.wait_until(lambda: port_open(port), timeout, f"listening on port {port}")
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM the process group, wait, then SIGKILL. Returns the exit code."""
+        """Stop the process and its group (`stop_group`). Returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self.proc.wait(10)
-        return self.proc.returncode
+        stop_group(self.proc.pid, timeout, reap=self.proc.poll)
+        return self.proc.wait(10)
 
     def kill(self) -> None:
         """SIGKILL the whole process group at once (crash simulation)."""
@@ -112,6 +106,45 @@ class ManagedProcess:
         assert self.proc is not None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group is left."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def stop_group(pgid: int, timeout: float = 30.0, reap: Callable[[], object] | None = None) -> bool:
+    """SIGTERM the group's leader first (`dagster dev` and `bentoml serve` stop their own
+    children in order; signalling the whole group at once races them), the whole group
+    halfway through `timeout`, SIGKILL at the end. `reap` collects the leader when it is
+    our child (a zombie still counts as a member). True when SIGKILL was needed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    grouped = False
+
+    def alive() -> bool:
+        if reap is not None:
+            reap()
+        return group_alive(pgid)
+
+    while alive() and time.monotonic() < deadline:
+        if not grouped and time.monotonic() > deadline - timeout / 2:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+            grouped = True
+        time.sleep(0.1)
+    if not alive():
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    return True
 
 
 def _default_signals() -> None:

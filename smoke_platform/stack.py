@@ -3,19 +3,15 @@ Docker-free stack (`smoke up`) and the tests."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port, group_alive, stop_group
+from smoke_platform.serving import REPO_ROOT, bentoml_serve
 
 
 def dagster_dev(
@@ -64,16 +60,7 @@ def _cli(*args: str) -> list[str]:
 
 def _alive_groups(pids: dict[str, int]) -> dict[str, int]:
     """The recorded process groups that still have a process in them."""
-    alive = {}
-    for name, pgid in pids.items():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            continue
-        except PermissionError:
-            pass
-        alive[name] = pgid
-    return alive
+    return {name: pgid for name, pgid in pids.items() if group_alive(pgid)}
 
 
 def read_pids(cfg: StackConfig) -> dict[str, int]:
@@ -108,7 +95,6 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
     """Start broker -> (initial training) -> service -> workers -> producer -> Spark job ->
     Dagster (webserver + daemon), each in its own process group; record them for `down`.
     Returns the URLs. On any failure everything started so far is stopped again."""
-    from smoke_platform.serving import bentoml_serve
     from streaming.broker import create_topics, platform_topics, start_broker
     from streaming.config import StreamSettings
 
@@ -180,29 +166,15 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
 def down(
     cfg: StackConfig, echo: Callable[[str], object] = print, timeout: float = 30.0
 ) -> list[str]:
-    """Stop what `up` started, newest first: SIGTERM each process group (the worker drains
-    and commits, Dagster stops its webserver and daemon), SIGKILL what is left after
-    `timeout`. Returns the names of groups that had to be killed (normally none)."""
+    """Stop what `up` started, newest first, each with `stop_group` (the worker drains and
+    commits, Dagster stops its webserver and daemon). Returns the names of groups that had
+    to be killed (normally none)."""
     pids = read_pids(cfg)
     killed = []
     for name, pgid in reversed(list(pids.items())):
-        if not _alive_groups({name: pgid}):
+        if not group_alive(pgid):
             continue
-        # The leader first: `dagster dev` and `bentoml serve` stop their own children in
-        # order; signalling the whole group at once races them. Stragglers get the group
-        # SIGTERM halfway, and SIGKILL at the end.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        grouped = False
-        while _alive_groups({name: pgid}) and time.monotonic() < deadline:
-            if not grouped and time.monotonic() > deadline - timeout / 2:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGTERM)
-                grouped = True
-            time.sleep(0.2)
-        if _alive_groups({name: pgid}):
-            os.killpg(pgid, signal.SIGKILL)
+        if stop_group(pgid, timeout):
             killed.append(name)
         echo(f"stopped {name}" + (f" (killed after {timeout:.0f} s)" if name in killed else ""))
     (cfg.state_dir / PIDS_FILE).unlink(missing_ok=True)
