@@ -10,6 +10,13 @@ from smoke_platform.procs import ManagedProcess, free_port
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def auth_headers(api_key: str) -> dict[str, str]:
+    """Headers for a client of the service: `SMOKE_API_KEY` may list several keys (comma-
+    separated, for rotation); a client sends the first."""
+    first = api_key.split(",")[0].strip()
+    return {"x-api-key": first} if first else {}
+
+
 def bentoml_serve(
     target: str, log_path: Path, port: int | None = None, env: dict[str, str] | None = None
 ) -> tuple[ManagedProcess, str]:

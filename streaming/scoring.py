@@ -57,7 +57,9 @@ class RemoteScorer:
     def __init__(self, url: str, api_key: str, timeout_s: float) -> None:
         import httpx
 
-        headers = {"x-api-key": api_key} if api_key else {}
+        from smoke_platform.serving import auth_headers
+
+        headers = auth_headers(api_key)
         self.url = url.rstrip("/") + "/predict_batch"
         self.client = httpx.Client(timeout=timeout_s, headers=headers)
 

@@ -35,7 +35,9 @@ def service_health(url: str, api_key: str = "", timeout_s: float = 3.0) -> dict[
     """Is the service ready, and which model version does it serve (its own endpoints)."""
     import httpx
 
-    headers = {"x-api-key": api_key.split(",")[0]} if api_key else {}
+    from smoke_platform.serving import auth_headers
+
+    headers = auth_headers(api_key)
     try:
         ready = httpx.get(f"{url}/readyz", timeout=timeout_s).status_code == 200
         info = httpx.post(f"{url}/model_info", json={}, headers=headers, timeout=timeout_s)

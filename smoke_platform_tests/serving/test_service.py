@@ -154,3 +154,13 @@ def test_audit_log_has_identity_route_status_version_never_payload_or_key(
     assert str(reading["raw_ethanol"]) not in "".join(
         line for line in text.splitlines() if "AUDIT" in line
     )
+
+
+def test_clients_send_the_first_of_several_configured_keys(secured_service, readings):
+    """SMOKE_API_KEY may list keys for rotation; the worker's scorer sends the first."""
+    from streaming.scoring import RemoteScorer
+
+    url, _, API_KEY = secured_service
+    time.sleep(2.5)  # let the rate limiter's bucket refill after the 429 test
+    scores = RemoteScorer(url, f"{API_KEY},next-key", 10).score(payload(readings.iloc[:5]))
+    assert len(scores.probability) == 5
