@@ -79,21 +79,18 @@ def register_stream_days() -> list[str]:
         PlatformSettingsResource,
         from_env,
     )
-    from smoke_platform.defs.monitoring.assets import stream_dir
+    from smoke_platform.defs.monitoring.assets import stream_sources
     from smoke_platform.defs.monitoring.partitions import stream_dates
     from streaming.sink import output_days
 
-    settings = from_env(PlatformSettingsResource, SETTINGS_ENV)
-    sources = {
-        "stream_predictions": output_days(stream_dir(settings), "predictions"),
-        "windowed_analytics": output_days(settings.windowed_dir),
-    }
+    settings = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True)
+    sources = {key: output_days(root) for key, root in stream_sources(settings).items()}
     days = sorted({d for ds in sources.values() for d in ds})
     job = defs().resolve_job_def("stream_outputs_job")
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(stream_dates.name or "", days)
         for day in days:
-            keys = [dg.AssetKey(k) for k, ds in sources.items() if day in ds]
+            keys = [key for key, ds in sources.items() if day in ds]
             job.execute_in_process(
                 instance=instance, partition_key=day, asset_selection=keys, raise_on_error=False
             )
@@ -171,7 +168,7 @@ def demo(
         from smoke_platform.defs.monitoring.assets import stream_dir
         from streaming.demo import run_stream_demo
 
-        settings = from_env(PlatformSettingsResource, SETTINGS_ENV)
+        settings = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True)
         windowed = Path(settings.windowed_dir) if spark else None
         run_stream_demo(
             "smoke_detector:latest", stream_dir(settings), typer.echo, windowed_dir=windowed

@@ -126,3 +126,19 @@ def test_spark_windows_become_partitions_of_windowed_analytics(tmp_path):
     assert meta["dagster/row_count"].value == 4 and meta["sensors"].value == 2
     assert meta["mean_quality_score"].value == pytest.approx(0.95)
     assert (meta["anomalous_windows"].value, meta["fire_windows"].value) == (1, 2)
+
+
+def test_the_cli_registers_stream_days_from_the_configured_folders(tmp_path, monkeypatch):
+    """`smoke demo` registers the stream days itself; it must read SMOKE_STREAM_DIR's
+    value (outside a run an unresolved EnvVar field reads as the variable's name)."""
+    from smoke_platform.cli import register_stream_days
+
+    root = tmp_path / "configured-stream"
+    _worker_output(root, "2026-11-20", 0, 40, fire=False)
+    monkeypatch.setenv("SMOKE_STREAM_DIR", str(root))
+    monkeypatch.setenv("SMOKE_WINDOWED_DIR", str(tmp_path / "no-windows"))
+    assert register_stream_days() == ["2026-11-20"]
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("stream_predictions"))
+    assert event is not None and event.asset_materialization.partition == "2026-11-20"
+    assert event.asset_materialization.metadata["dagster/row_count"].value == 40

@@ -158,18 +158,22 @@ class LocalFilesIOManager(dg.ConfigurableIOManager):
 R = TypeVar("R", bound=dg.ConfigurableResource)
 
 
-def from_env(cls: type[R], env: dict[str, tuple[str, type]], **fixed: Any) -> R:
+def from_env(
+    cls: type[R], env: dict[str, tuple[str, type]], resolved: bool = False, **fixed: Any
+) -> R:
     """A resource bound to `EnvVar`s where the variable is set, defaults otherwise.
 
     Dagster resolves `EnvVar` when a run starts, so the daemon and the webserver pick
-    up the values of their own environment; unset variables keep the defaults.
+    up the values of their own environment; unset variables keep the defaults. Code that
+    reads the fields outside a run (the CLI) asks for `resolved` values instead: an
+    unresolved `EnvVar` field reads as the variable's name.
     """
     fields: dict[str, Any] = dict(fixed)
     for field, (var, kind) in env.items():
         if var not in os.environ:
             continue
-        if kind is float:  # Dagster has no float EnvVar: read when the code location loads
-            fields[field] = float(os.environ[var])
+        if resolved or kind is float:  # Dagster has no float EnvVar: read at load time
+            fields[field] = kind(os.environ[var])
         else:
             fields[field] = dg.EnvVar.int(var) if kind is int else dg.EnvVar(var)
     return cls(**fields)

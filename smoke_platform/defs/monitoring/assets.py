@@ -28,6 +28,14 @@ def stream_dir(settings: PlatformSettingsResource) -> Path:
     return Path(settings.stream_dir)
 
 
+def stream_sources(settings: PlatformSettingsResource) -> dict[dg.AssetKey, Path]:
+    """Each daily stream asset and the folder whose `date=` subfolders are its partitions."""
+    return {
+        dg.AssetKey("stream_predictions"): stream_dir(settings) / "predictions",
+        dg.AssetKey("windowed_analytics"): Path(settings.windowed_dir),
+    }
+
+
 def recent_days(root: Path, kind: str, n: int) -> list[str]:
     """The newest `n` days of output (relative to the data, so a replayed week reports as one)."""
     return output_days(root, kind)[-n:]

@@ -13,8 +13,8 @@ import dagster as dg
 from smoke_platform.defs.common.resources import NotifierResource, PlatformSettingsResource
 from smoke_platform.defs.monitoring.assets import (
     feature_drift,
-    stream_dir,
     stream_predictions,
+    stream_sources,
     windowed_analytics,
 )
 from smoke_platform.defs.monitoring.partitions import stream_dates
@@ -44,14 +44,10 @@ def stream_partition_sensor(
 ) -> dg.SensorResult:
     """A partition per date folder the worker or the Spark job writes; a run whenever a
     day's files change (the run key carries the folder's version: one run per update)."""
-    sources = {
-        stream_predictions.key: Path(stream_dir(settings), "predictions"),
-        windowed_analytics.key: Path(settings.windowed_dir),
-    }
     known = set(context.instance.get_dynamic_partitions(stream_dates.name or ""))
     seen: set[str] = set()
     requests = []
-    for key, root in sources.items():
+    for key, root in stream_sources(settings).items():
         for day in output_days(root):
             seen.add(day)
             requests.append(
