@@ -1,6 +1,8 @@
 """Drift requests retraining only when live data drifted; weekly insights and retention;
 run failures and drift reach the webhook (a real HTTP endpoint)."""
 
+import math
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -201,7 +203,7 @@ def test_weekly_insights_report_and_retention(tmp_path, readings):
     )
     meta = result.asset_materializations_for_node("weekly_insights")[0].metadata
     assert meta["readings"].value == len(readings)  # the old day is in the newest 7 folders
-    assert meta["alert_precision"].value != meta["alert_precision"].value  # no alerts: NaN
+    assert math.isnan(meta["alert_precision"].value)  # no alerts, so no precision
     assert len(meta["removed_past_retention"].value) == 2  # old predictions + old windows
     assert output_days(stream, "predictions") == [f"{today:%Y-%m-%d}"]
     assert output_days(windowed) == [] and raw.exists()

@@ -13,6 +13,9 @@ from smoke_platform.core.drift import SIGNIFICANT_PSI
 from smoke_platform.core.modeling import Bars
 from smoke_platform.core.scoring import ScoringModel
 from smoke_platform.notify import Notifier
+from streaming.config import StreamSettings
+
+_STREAM = StreamSettings.model_fields
 
 # Environment variable -> resource field (documented in README "Configuration").
 SETTINGS_ENV: dict[str, tuple[str, type]] = {
@@ -38,10 +41,11 @@ class PlatformSettingsResource(dg.ConfigurableResource):
     seed: int = 0
     n_rows: int = 60_000
     n_sensors: int = 8
-    stream_dir: str = "data/processed_stream"
-    windowed_dir: str = "data/windowed"
-    service_url: str = "http://127.0.0.1:3001"
-    api_key: str = ""
+    # Shared with the worker and the Spark job: their defaults, declared once.
+    stream_dir: str = _STREAM["stream_dir"].default
+    windowed_dir: str = _STREAM["windowed_dir"].default
+    service_url: str = _STREAM["service_url"].default
+    api_key: str = _STREAM["api_key"].default
 
     def path(self, *parts: str) -> Path:
         p = Path(self.data_dir, *parts)

@@ -82,12 +82,16 @@ def stream_predictions(
     )
 
 
-@dg.asset(
-    group_name="monitoring",
-    kinds={"markdown"},
-    owners=["team:ml"],
-    deps=[stream_predictions],
-)
+# The ML team's reports over the live predictions.
+ML_REPORT: dict[str, Any] = {
+    "group_name": "monitoring",
+    "kinds": {"markdown"},
+    "owners": ["team:ml"],
+    "deps": [stream_predictions],
+}
+
+
+@dg.asset(**ML_REPORT)
 def model_performance_report(
     context: dg.AssetExecutionContext,
     settings: PlatformSettingsResource,
@@ -145,12 +149,7 @@ def windowed_analytics(
     )
 
 
-@dg.asset(
-    group_name="monitoring",
-    kinds={"markdown"},
-    owners=["team:ml"],
-    deps=[stream_predictions],
-)
+@dg.asset(**ML_REPORT)
 def feature_drift(
     settings: PlatformSettingsResource,
     monitoring: MonitoringSettingsResource,

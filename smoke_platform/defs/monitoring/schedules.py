@@ -2,18 +2,15 @@
 
 import dagster as dg
 
+from smoke_platform.defs.common.automation import utc_schedule
+
 performance_job = dg.define_asset_job(
     "performance_job",
     selection=["model_performance_report", "feature_drift"],
     description="Model performance on labelled live data vs training, and feature drift.",
 )
 
-performance_job_schedule = dg.ScheduleDefinition(
-    job=performance_job,
-    cron_schedule="0 */12 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+performance_job_schedule = utc_schedule(performance_job, "0 */12 * * *")
 
 insights_job = dg.define_asset_job(
     "insights_job",
@@ -21,9 +18,5 @@ insights_job = dg.define_asset_job(
     description="The week in the stream, then retention of old stream output.",
 )
 
-insights_job_schedule = dg.ScheduleDefinition(
-    job=insights_job,
-    cron_schedule="0 3 * * 0",  # Sundays 03:00 UTC, after the nightly training
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+# Sundays 03:00 UTC, after the nightly training.
+insights_job_schedule = utc_schedule(insights_job, "0 3 * * 0")

@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from smoke_platform.defs.common.automation import utc_schedule
+
 training_job = dg.define_asset_job(
     "training_job",
     selection=(
@@ -13,9 +15,4 @@ training_job = dg.define_asset_job(
     op_retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
 )
 
-training_job_schedule = dg.ScheduleDefinition(
-    job=training_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+training_job_schedule = utc_schedule(training_job, "0 2 * * *")
