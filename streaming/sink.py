@@ -80,13 +80,15 @@ class PartitionSink:
                     / f"date={date}"
                     / f"p{partition}-o{first:012d}-{last:012d}.parquet"
                 )
-                _atomic(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
+                atomic_write(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
         if self.topic_id:
             state = {**state, "topic_id": self.topic_id}
-        _atomic(self._state_path(partition), lambda tmp: tmp.write_text(json.dumps(state)))
+        atomic_write(self._state_path(partition), lambda tmp: tmp.write_text(json.dumps(state)))
 
 
-def _atomic(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """`write(tmp)` to a hidden temporary file next to `path`, fsync, rename into place:
+    readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)

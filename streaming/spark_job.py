@@ -231,6 +231,8 @@ def window_alerts(frame: Any) -> list[dict[str, Any]]:
 def batch_writer(out_dir: str | Path, alert_sink: Any = None) -> Any:
     """foreachBatch sink: one Parquet file per batch id and date, overwritten on retry;
     window alerts to `alert_sink` (keyed by alert id, so a retried batch repeats ids)."""
+    from streaming.sink import atomic_write
+
     root = Path(out_dir)
 
     def write(batch: Any, batch_id: int) -> None:
@@ -240,10 +242,7 @@ def batch_writer(out_dir: str | Path, alert_sink: Any = None) -> Any:
         frame["batch_id"] = batch_id
         for date, part in frame.groupby(frame["window_start"].dt.strftime("%Y-%m-%d")):
             path = root / f"date={date}" / f"batch-{batch_id:08d}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            part.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
         if alert_sink is not None:
             alert_sink(window_alerts(frame))
 
