@@ -22,6 +22,7 @@ import pandas as pd
 
 _FILE = re.compile(r"p(?P<p>\d+)-o(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 KINDS = ("predictions", "alerts")
+_URL_SAFE = str.maketrans("+/", "-_")
 
 
 class PartitionSink:
@@ -57,6 +58,9 @@ class PartitionSink:
         return state
 
     def _archive(self, partition: int, old_id: str) -> None:
+        # librdkafka prints ids in standard base64 ('+', '/'); file names use Kafka's own
+        # URL-safe form of the same id
+        old_id = old_id.translate(_URL_SAFE)
         for kind in KINDS:
             for f in (self.root / kind).glob(f"date=*/p{partition}-o*.parquet"):
                 f.rename(f.with_name(f"x{old_id}-{f.name}"))
