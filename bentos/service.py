@@ -10,9 +10,11 @@ import bentoml
 from pydantic import BaseModel, Field
 
 with bentoml.importing():
+    import pandas as pd
+
     from bentos.guard import GuardMiddleware, set_model_version
     from smoke_platform.core.features import frame_from_readings
-    from smoke_platform.core.schema import MEASUREMENTS, Reading
+    from smoke_platform.core.schema import MEASUREMENTS, Reading, ReadingColumns
     from smoke_platform.modelstore import scoring_model_from_stored, served_model_tag
 
 
@@ -21,6 +23,15 @@ class Prediction(BaseModel):
 
     probability: float = Field(description="fire probability, 0..1")
     is_fire: bool = Field(description="probability >= the model's operating threshold")
+    threshold: float
+    model_version: str
+
+
+class PredictionColumns(BaseModel):
+    """The model's answers for a `ReadingColumns` request, in the same order."""
+
+    probability: list[float] = Field(description="fire probability per reading, 0..1")
+    is_fire: list[bool] = Field(description="probability >= threshold, per reading")
     threshold: float
     model_version: str
 
@@ -80,6 +91,19 @@ class SmokeDetector:
     def predict_batch(self, readings: list[Reading]) -> list[Prediction]:  # type: ignore[valid-type]
         """Score a list of readings; concurrent calls are merged by adaptive batching."""
         return self._predict(readings)
+
+    @bentoml.api
+    def predict_columns(self, columns: ReadingColumns) -> PredictionColumns:  # type: ignore[valid-type]
+        """Score many readings sent as one list per field (the bulk path: the stream worker
+        uses it); values are validated per row against the same limits as `predict`."""
+        frame = pd.DataFrame({n: getattr(columns, n) for n in MEASUREMENTS}, dtype="float64")
+        proba = self.model.predict_proba(frame)
+        return PredictionColumns(
+            probability=proba.tolist(),
+            is_fire=(proba >= self.model.threshold).tolist(),
+            threshold=self.model.threshold,
+            model_version=self.model.version,
+        )
 
     @bentoml.api
     def model_info(self) -> ModelInfo:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from smoke_platform.core.features import frame_from_readings
-from smoke_platform.core.schema import MEASUREMENTS
+from smoke_platform.core.schema import MEASUREMENTS, REQUIRED, columns_from_records
 
 log = logging.getLogger("smoke.worker.scoring")
 
@@ -52,7 +52,8 @@ class CircuitBreaker:
 
 
 class RemoteScorer:
-    """POST /predict_batch on the BentoML service."""
+    """POST /predict_columns on the BentoML service: the batch as one list per field (the
+    required fields only; the service needs nothing else to score)."""
 
     def __init__(self, url: str, api_key: str, timeout_s: float) -> None:
         import httpx
@@ -60,19 +61,21 @@ class RemoteScorer:
         from smoke_platform.serving import auth_headers
 
         headers = auth_headers(api_key)
-        self.url = url.rstrip("/") + "/predict_batch"
+        self.url = url.rstrip("/") + "/predict_columns"
         self.client = httpx.Client(timeout=timeout_s, headers=headers)
 
     def score(self, records: list[dict[str, Any]]) -> Scores:
-        resp = self.client.post(self.url, json={"readings": records})
+        columns = columns_from_records(records, REQUIRED)
+        resp = self.client.post(self.url, json={"columns": columns})
         resp.raise_for_status()
         preds = resp.json()
-        if len(preds) != len(records):
-            raise RuntimeError(f"service returned {len(preds)} predictions for {len(records)}")
+        if len(preds["probability"]) != len(records):
+            got = len(preds["probability"])
+            raise RuntimeError(f"service returned {got} predictions for {len(records)}")
         return Scores(
-            np.array([p["probability"] for p in preds], dtype="float64"),
-            np.array([p["is_fire"] for p in preds], dtype=bool),
-            str(preds[0]["model_version"]) if preds else "",
+            np.asarray(preds["probability"], dtype="float64"),
+            np.asarray(preds["is_fire"], dtype=bool),
+            str(preds["model_version"]),
             "service",
         )
 

@@ -53,7 +53,12 @@ def test_openapi_fuzzing_finds_no_server_errors(open_service):
     schema = schemathesis.openapi.from_url(f"{open_service}/docs.json")
     schema.config.base_url = open_service
     operations = [op.ok() for op in schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/predict", "/predict_batch", "/model_info"}
+    assert {op.path for op in operations} >= {
+        "/predict",
+        "/predict_batch",
+        "/predict_columns",
+        "/model_info",
+    }
     statuses: dict[GenerationMode, list[int]] = {mode: [] for mode in GenerationMode}
     for operation in operations:
         # An operation with nothing to send (no body, no parameters) has no negative cases.

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from smoke_platform.core.io import to_records as payload
+from smoke_platform.core.schema import columns_from_records
 
 pytestmark = pytest.mark.bentoml
 
@@ -164,3 +165,38 @@ def test_clients_send_the_first_of_several_configured_keys(secured_service, read
     time.sleep(2.5)  # let the rate limiter's bucket refill after the 429 test
     scores = RemoteScorer(url, f"{API_KEY},next-key", 10).score(payload(readings.iloc[:5]))
     assert len(scores.probability) == 5
+
+
+def test_column_predictions_equal_the_in_memory_model(open_service, served_model, readings):
+    sample = readings.iloc[:700]
+    resp = _post(
+        open_service, "predict_columns", {"columns": columns_from_records(payload(sample))}
+    )
+    assert resp.status_code == 200, resp.text
+    got = resp.json()
+    expected = served_model.predict_proba(sample)
+    np.testing.assert_allclose(got["probability"], expected, rtol=1e-9)
+    assert got["is_fire"] == list(expected >= served_model.threshold)
+    assert got["model_version"] == served_model.version
+
+
+def test_columns_with_bad_values_name_row_field_value_and_range(open_service, readings):
+    columns = columns_from_records(payload(readings.iloc[:5]))
+    columns["humidity_pct"][3] = 140.5
+    columns["raw_h2"][1] = None
+    resp = _post(open_service, "predict_columns", {"columns": columns})
+    assert resp.status_code == 400
+    body = resp.json()
+    assert body["bad_rows"] == [1, 3]
+    assert {(e["row"], e["field"]) for e in body["errors"]} == {(1, "raw_h2"), (3, "humidity_pct")}
+    assert "row 3: humidity_pct=140.5" in body["error"] and "0 to 100 %" in body["error"]
+
+
+def test_columns_of_different_lengths_are_a_400_naming_the_column(open_service, readings):
+    columns = columns_from_records(payload(readings.iloc[:5]))
+    columns["pm2_5"] = columns["pm2_5"][:4]
+    resp = _post(open_service, "predict_columns", {"columns": columns})
+    assert resp.status_code == 400
+    [error] = resp.json()["errors"]
+    assert (error["field"], error["value"]) == ("pm2_5", 4)
+    assert error["allowed"] == "5 values, one per reading"
