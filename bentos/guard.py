@@ -2,7 +2,8 @@
 
 - API key (when `SMOKE_API_KEY` is set): header `X-API-Key` (or `Authorization: Bearer`),
   compared in constant time; 401 otherwise. Health, readiness, metrics and the docs are open.
-- Per-client token-bucket rate limit: 429 with `Retry-After`.
+- Per-client token-bucket rate limit: 429 with `Retry-After` (split evenly over the
+  `SMOKE_SERVICE_WORKERS` processes, each of which keeps its own buckets).
 - Request size limit: 413.
 - Validation errors (BentoML's 400 with pydantic details) rewritten to name the row,
   the field, the value sent and the allowed range.
@@ -55,6 +56,18 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def service_workers() -> int:
+    """`SMOKE_SERVICE_WORKERS`: API worker processes (a whole number >= 1, or `cpu_count`)."""
+    raw = os.environ.get("SMOKE_SERVICE_WORKERS", "").strip() or "1"
+    if raw == "cpu_count":
+        return os.cpu_count() or 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"SMOKE_SERVICE_WORKERS={raw!r}: allowed is a whole number >= 1 or 'cpu_count'"
+        )
+    return int(raw)
+
+
 class GuardMiddleware:
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -66,8 +79,12 @@ class GuardMiddleware:
             audit_log.propagate = False
         keys = os.environ.get("SMOKE_API_KEY", "")
         self.keys = [k.strip().encode() for k in keys.split(",") if k.strip()]
+        # Each worker process has its own buckets and the kernel spreads connections over
+        # the workers, so each enforces its share of the per-client limit.
+        workers = service_workers()
         rate = _env_float("SMOKE_RATE_LIMIT_PER_S", 0.0)  # 0 = unlimited
-        self.bucket = TokenBucket(rate, _env_float("SMOKE_RATE_LIMIT_BURST", max(rate * 2, 1)))
+        burst = _env_float("SMOKE_RATE_LIMIT_BURST", max(rate * 2, 1))
+        self.bucket = TokenBucket(rate / workers, max(burst / workers, 1.0))
         self.max_body = int(_env_float("SMOKE_MAX_REQUEST_BYTES", 4 * 1024 * 1024))
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

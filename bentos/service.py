@@ -4,15 +4,24 @@ Serve from the source folder:   bentoml serve bentos.service:SmokeDetector
 Serve the bento Dagster built:  bentoml serve smoke_detector:latest
 """
 
+import os
+
+# One OpenMP thread per model call: BentoML runs concurrent requests in a thread pool, and
+# each call spinning up threads on every core burnt ~2x the CPU under load on 2 cores.
+# Set before scikit-learn's OpenMP runtime loads; export OMP_NUM_THREADS to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import time
+from typing import Annotated
 
 import bentoml
+from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
 with bentoml.importing():
     import pandas as pd
 
-    from bentos.guard import GuardMiddleware, set_model_version
+    from bentos.guard import GuardMiddleware, service_workers, set_model_version
     from smoke_platform.core.features import frame_from_readings
     from smoke_platform.core.schema import MEASUREMENTS, Reading, ReadingColumns
     from smoke_platform.modelstore import scoring_model_from_stored, served_model_tag
@@ -56,7 +65,7 @@ class ModelInfo(BaseModel):
     metrics: dict
 
 
-@bentoml.service(name="smoke_detector", traffic={"timeout": 30})
+@bentoml.service(name="smoke_detector", traffic={"timeout": 30}, workers=service_workers())
 class SmokeDetector:
     """Fire detection on smoke-sensor readings."""
 
@@ -88,8 +97,13 @@ class SmokeDetector:
         return self._predict([reading])[0]
 
     @bentoml.api(batchable=True, max_batch_size=5_000, max_latency_ms=1_000)
-    def predict_batch(self, readings: list[Reading]) -> list[Prediction]:  # type: ignore[valid-type]
+    def predict_batch(
+        self,
+        readings: list[Reading],  # type: ignore[valid-type]
+    ) -> Annotated[list[Prediction], ContentType("application/json")]:
         """Score a list of readings; concurrent calls are merged by adaptive batching."""
+        # The declared content type spares BentoML from deriving a list's media type from
+        # its JSON schema on every response (~14 % of the service's CPU under load).
         return self._predict(readings)
 
     @bentoml.api

@@ -9,7 +9,6 @@ the current batch, commit and leave the group.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from pydantic_core import from_json, to_json
 
 from smoke_platform.core.schema import MEASUREMENTS, ReadingValidationError, parse_reading
 from smoke_platform.modelstore import served_model_tag
@@ -176,7 +176,7 @@ class StreamWorker:
                 first = exc.errors[0]
                 self._dead_letter(msg, dlq_reason(exc), first.field, str(exc))
             else:
-                record = json.loads(raw)  # valid JSON object: pydantic just said so
+                record = from_json(raw)  # valid JSON object: pydantic just said so
                 record["ts"] = reading.ts.isoformat()  # type: ignore[attr-defined]
                 valid.append((msg, record))
         return valid
@@ -253,14 +253,14 @@ class StreamWorker:
             self.producer.produce(
                 self.s.predictions_topic,
                 key=row["sensor_id"].encode(),
-                value=json.dumps(row, default=str).encode(),
+                value=to_json(row, fallback=str),
             )
         for event in alerts:
             event["emitted_at"] = now
             self.producer.produce(
                 self.s.alerts_topic,
                 key=str(event["alert_id"]).encode(),
-                value=json.dumps(event, default=str).encode(),
+                value=to_json(event, fallback=str),
             )
         remaining = self.producer.flush(30)
         if remaining:
@@ -299,11 +299,11 @@ class StreamWorker:
 
     def _observe(self, rows: list[dict], alerts: list[dict]) -> None:
         now = time.time()
+        if rows:  # one batch is scored by one scorer
+            self.metrics.scored.labels(rows[0]["scored_by"]).inc(len(rows))
+            self.metrics.anomalies.inc(sum(1 for row in rows if row["anomaly"]))
         for row in rows:
-            self.metrics.scored.labels(row["scored_by"]).inc()
             self.metrics.e2e_latency.observe(max(0.0, now - _epoch(row["ts"])))
-            if row["anomaly"]:
-                self.metrics.anomalies.inc()
         for event in alerts:
             self.metrics.alerts.labels(event["event"], event["severity"]).inc()
             log.warning(

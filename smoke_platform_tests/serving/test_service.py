@@ -200,3 +200,17 @@ def test_columns_of_different_lengths_are_a_400_naming_the_column(open_service, 
     [error] = resp.json()["errors"]
     assert (error["field"], error["value"]) == ("pm2_5", 4)
     assert error["allowed"] == "5 values, one per reading"
+
+
+def test_service_workers_setting_starts_that_many_api_processes(secured_process, readings):
+    import psutil
+
+    proc, url, _, key = secured_process
+    workers = [
+        p
+        for p in psutil.Process(proc.proc.pid).children(recursive=True)
+        if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
+    ]
+    assert len(workers) == 2  # SMOKE_SERVICE_WORKERS=2 in this fixture
+    body = {"reading": payload(readings.iloc[[0]])[0]}
+    assert _post(url, "predict", body, **{"x-api-key": key}).status_code == 200
