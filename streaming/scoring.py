@@ -1,5 +1,6 @@
-"""Scoring for the worker: the BentoML service's batch endpoint behind a circuit breaker,
-with the same promoted model loaded locally as the fallback while the service is down."""
+"""Scoring for the worker: the BentoML service's bulk endpoint (`/predict_columns`) behind a
+circuit breaker, with the same promoted model loaded locally as the fallback while the
+service is down."""
 
 from __future__ import annotations
 
