@@ -68,6 +68,8 @@ class RemoteScorer:
     def score(self, records: list[dict[str, Any]]) -> Scores:
         columns = columns_from_records(records, REQUIRED)
         resp = self.client.post(self.url, json={"columns": columns})
+        if resp.status_code == 404:  # a bento built before the bulk route existed
+            raise RuntimeError(f"{self.url} not found: serve a bento built by this version")
         resp.raise_for_status()
         preds = resp.json()
         if len(preds["probability"]) != len(records):

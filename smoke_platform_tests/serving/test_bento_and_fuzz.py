@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
 from smoke_platform.core.io import to_records
+from smoke_platform.core.schema import columns_from_records
 from smoke_platform.defs.serving.assets import build_bento, default_build_ctx
 from smoke_platform.serving import bentoml_serve
 
@@ -24,6 +25,10 @@ def test_bento_built_by_the_asset_code_serves_the_model(served_model, readings, 
         assert resp.status_code == 200, resp.text
         got = [p["probability"] for p in resp.json()]
         assert got == pytest.approx(list(served_model.predict_proba(sample)))
+        columns = {"columns": columns_from_records(to_records(sample))}
+        bulk = httpx.post(f"{url}/predict_columns", json=columns, timeout=30)
+        assert bulk.status_code == 200, bulk.text
+        assert bulk.json()["probability"] == pytest.approx(got)
         info = httpx.post(f"{url}/model_info", json={}, timeout=30).json()
         assert info["version"] == served_model.version
     finally:
