@@ -47,6 +47,9 @@ def spark_session(master: str | None = None, app: str = "smoke-windows") -> Any:
         .config("spark.driver.host", os.environ.get("SMOKE_SPARK_DRIVER_HOST", "127.0.0.1"))
         .config("spark.driver.bindAddress", os.environ.get("SMOKE_SPARK_BIND_ADDRESS", "127.0.0.1"))
         .config("spark.sql.session.timeZone", "UTC")
+        # Each task's Python worker scores with one OpenMP thread: the executor already runs
+        # a task per core, and scikit-learn's per-call threads on every core only contend.
+        .config("spark.executorEnv.OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
         .getOrCreate()
     )
     spark.dataSource.register(KafkaDataSource)
@@ -104,7 +107,7 @@ def score(readings: Any, model_tag: str) -> Any:
 
     Why locally and not through the service: it is the same artefact (the BentoML
     store's champion) and the same `build_features`, it scales with the Spark
-    executors, and it keeps the service's capacity (~8k rows/s here) for the worker."""
+    executors, and it keeps the service's capacity for the stream worker."""
     from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
 
     schema = StructType(
