@@ -2,7 +2,9 @@
 
 `stream.sustained_readings_per_s`: 60k readings produced as fast as possible while a
 worker consumes; first send to last prediction written. `stream.latency_*`: a steady
-1,000 readings/s for 20 s, reading time (stamped at send) to prediction written.
+1,000 readings/s for 20 s, reading time (stamped at send) to prediction written;
+`stream.alert_latency_*`: the same run, the reading that opened an alert to the alert
+event published.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def run() -> None:
     work = Path(tempfile.mkdtemp(prefix="smoke-bench-stream-"))
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
     from streaming.demo import latency_ms
+    from streaming.sink import read_outputs
 
     model, broker, bootstrap, service, url = _setup(work)
     os.environ["SMOKE_MODEL_TAG"] = model.version  # for the local-model run
@@ -116,6 +119,15 @@ def run() -> None:
         lat = latency_ms(preds)
         report("stream", "latency_p50_ms", float(lat.median()), "ms", "1,000 readings/s steady")
         report("stream", "latency_p99_ms", float(lat.quantile(0.99)), "ms", "target <= 1,000 ms")
+        alerts = read_outputs(s.stream_dir, "alerts")
+        opened = alerts[alerts["event"] == "open"] if len(alerts) else alerts
+        if len(opened):
+            alat = latency_ms(opened, "emitted_at")
+            note = f"reading that opened an alert -> alert published, {len(opened)} alerts"
+            report("stream", "alert_latency_p50_ms", float(alat.median()), "ms", note)
+            report("stream", "alert_latency_max_ms", float(alat.max()), "ms", "target <= 1,000 ms")
+        else:
+            print("no alert opened in the steady run: no alert latency figure", flush=True)
     finally:
         service.stop()
         broker.stop()

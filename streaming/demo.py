@@ -20,10 +20,11 @@ from streaming.worker import StreamWorker
 SCENARIOS = ("wood_fire", "cooking_steam", "gas_fire", "normal_indoor")
 
 
-def latency_ms(predictions: pd.DataFrame) -> pd.Series:
-    """Reading time -> prediction written, per reading."""
-    written = pd.to_datetime(predictions["processed_at"], utc=True, format="ISO8601")
-    read = pd.to_datetime(predictions["ts"], utc=True, format="ISO8601")
+def latency_ms(outputs: pd.DataFrame, written_at: str = "processed_at") -> pd.Series:
+    """Reading time -> output written, per row: predictions (`processed_at`) or alert
+    events (`emitted_at`; `ts` is the reading that raised the event)."""
+    written = pd.to_datetime(outputs[written_at], utc=True, format="ISO8601")
+    read = pd.to_datetime(outputs["ts"], utc=True, format="ISO8601")
     return (written - read).dt.total_seconds() * 1000
 
 
