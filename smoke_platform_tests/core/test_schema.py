@@ -12,7 +12,10 @@ from smoke_platform.core.schema import (
     KAGGLE_TO_CANONICAL,
     MEASUREMENTS,
     Reading,
+    ReadingColumns,
     ReadingValidationError,
+    columns_from_records,
+    field_errors,
     parse_reading,
 )
 
@@ -115,3 +118,38 @@ def _accepts(data):
     except Exception:
         return False
     return True
+
+
+def _column_errors(columns):
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError) as info:
+        ReadingColumns.model_validate(columns)
+    return field_errors(info.value.errors(), columns)
+
+
+def test_columns_take_the_same_fields_and_limits_as_one_reading():
+    """Every field of the table is a column; every column value obeys the field's limits."""
+    assert set(ReadingColumns.model_fields) == {f.name for f in FIELDS}
+    second = {**GOOD, "sensor_id": "sensor-002", "scenario": "wood_fire"}
+    columns = columns_from_records([GOOD, second])
+    assert columns["scenario"] == [None, "wood_fire"]  # a field only some records carry
+    parsed = ReadingColumns.model_validate(columns)
+    assert len(parsed) == 2 and parsed.ts[0] == parse_reading(GOOD).ts
+    for spec in FIELDS:
+        if spec.max is None:
+            continue
+        bad = columns_from_records([GOOD, {**second, spec.name: spec.max + 1}])
+        [error] = _column_errors(bad)
+        assert (error.row, error.field, error.allowed) == (1, spec.name, spec.allowed())
+
+
+def test_columns_of_unequal_length_name_the_column_and_the_expected_length():
+    columns = columns_from_records([GOOD, GOOD, GOOD])
+    columns["nc1_0"] = columns["nc1_0"][:2]
+    [error] = _column_errors(columns)
+    assert (error.field, error.value, error.allowed) == ("nc1_0", 2, "3 values, one per reading")
+    # The same answer when a server passes the error on without pydantic's context.
+    plain = [{"type": "column_length", "loc": [], "msg": "wrong length"}]
+    [again] = field_errors(plain, columns)
+    assert (again.field, again.value) == ("nc1_0", 2)
