@@ -54,31 +54,50 @@ class CircuitBreaker:
 
 class RemoteScorer:
     """POST /predict_columns on the BentoML service: the batch as one list per field (the
-    required fields only; the service needs nothing else to score)."""
+    required fields only; the service needs nothing else to score). A service that lacks
+    the route (a bento built by an earlier version, still served after an upgrade until the
+    next training builds a new one) is scored through /predict_batch instead."""
 
     def __init__(self, url: str, api_key: str, timeout_s: float) -> None:
         import httpx
 
         from smoke_platform.serving import auth_headers
 
-        headers = auth_headers(api_key)
-        self.url = url.rstrip("/") + "/predict_columns"
-        self.client = httpx.Client(timeout=timeout_s, headers=headers)
+        self.base = url.rstrip("/")
+        self.bulk = True  # False once the service answered 404 for /predict_columns
+        self.client = httpx.Client(timeout=timeout_s, headers=auth_headers(api_key))
 
     def score(self, records: list[dict[str, Any]]) -> Scores:
-        columns = columns_from_records(records, REQUIRED)
-        resp = self.client.post(self.url, json={"columns": columns})
-        if resp.status_code == 404:  # a bento built before the bulk route existed
-            raise RuntimeError(f"{self.url} not found: serve a bento built by this version")
+        if self.bulk:
+            columns = columns_from_records(records, REQUIRED)
+            resp = self.client.post(f"{self.base}/predict_columns", json={"columns": columns})
+            if resp.status_code != 404:
+                resp.raise_for_status()
+                preds = resp.json()
+                return self._scores(preds["probability"], preds["is_fire"], preds, records)
+            self.bulk = False
+            log.warning(
+                "%s has no /predict_columns (a bento built by an earlier version): "
+                "scoring through /predict_batch",
+                self.base,
+            )
+        resp = self.client.post(f"{self.base}/predict_batch", json={"readings": records})
         resp.raise_for_status()
-        preds = resp.json()
-        if len(preds["probability"]) != len(records):
-            got = len(preds["probability"])
-            raise RuntimeError(f"service returned {got} predictions for {len(records)}")
+        rows = resp.json()
+        first = rows[0] if rows else {"model_version": ""}
+        probability = [p["probability"] for p in rows]
+        return self._scores(probability, [p["is_fire"] for p in rows], first, records)
+
+    @staticmethod
+    def _scores(probability: list, is_fire: list, meta: dict, records: list) -> Scores:
+        if len(probability) != len(records):
+            raise RuntimeError(
+                f"service returned {len(probability)} predictions for {len(records)}"
+            )
         return Scores(
-            np.asarray(preds["probability"], dtype="float64"),
-            np.asarray(preds["is_fire"], dtype=bool),
-            str(preds["model_version"]),
+            np.asarray(probability, dtype="float64"),
+            np.asarray(is_fire, dtype=bool),
+            str(meta["model_version"]),
             "service",
         )
 
