@@ -218,6 +218,9 @@ def produce(
     stamp_now: bool = typer.Option(False, help="event time = send time (latency tests)"),
 ) -> None:
     """Stream readings into smoke_sensor_data (SMOKE_KAFKA_BOOTSTRAP)."""
+    import signal
+    import threading
+
     from streaming.config import StreamSettings
     from streaming.producer import csv_source, live_source
     from streaming.producer import produce as run_producer
@@ -231,9 +234,18 @@ def produce(
     else:
         raise typer.BadParameter(f"--source must be 'live' or 'csv', not {source!r}")
     pace = None if speed == "max" else 1.0 if speed == "realtime" else float(speed)
-    _sigterm_interrupts()  # `make down` / docker stop: flush what was sent, then exit
+    # `make down` / docker stop / Ctrl-C: stop between readings, flush what was sent, exit.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     stats = run_producer(
-        records, StreamSettings(), count=count, speed=pace, echo=typer.echo, stamp_now=stamp_now
+        records,
+        StreamSettings(),
+        count=count,
+        speed=pace,
+        echo=typer.echo,
+        stamp_now=stamp_now,
+        stop=stop,
     )
     raise typer.Exit(0 if stats.failed == 0 else 1)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,12 +66,17 @@ def csv_source(path: str | Path, sensors: int = 1) -> Iterator[dict[str, Any]]:
 
 
 def paced(
-    records: Iterable[dict[str, Any]], speed: float | None, stamp_now: bool = False
+    records: Iterable[dict[str, Any]],
+    speed: float | None,
+    stamp_now: bool = False,
+    stop: threading.Event | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Release records at their event-time spacing divided by `speed` (None = no pacing).
+    """Release records at their event-time spacing divided by `speed` (None = no pacing);
+    ends early once `stop` is set, even in the middle of a long wait (a replay's gap).
 
     With `stamp_now`, each reading's event time becomes the moment it is sent, as a
     device's clock would (for end-to-end latency measurements of replays)."""
+    stop = stop or threading.Event()
     t0_event = t0_wall = None
     for rec in records:
         if speed is not None:
@@ -79,8 +85,10 @@ def paced(
                 t0_event, t0_wall = event, time.monotonic()
             assert t0_wall is not None
             delay = t0_wall + (event - t0_event) / speed - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            if delay > 0 and stop.wait(delay):
+                return
+        if stop.is_set():
+            return
         if stamp_now:
             rec = {**rec, "ts": datetime.now(UTC).isoformat()}
         yield rec
@@ -157,17 +165,24 @@ def produce(
     progress_every_s: float = 5.0,
     echo: Any = print,
     stamp_now: bool = False,
+    stop: threading.Event | None = None,
 ) -> ProduceStats:
-    """Send up to `count` records (paced by `speed`), report progress, flush, return stats."""
+    """Send up to `count` records (paced by `speed`), report progress, flush, return stats.
+
+    `stop` (set by the CLI's SIGTERM/SIGINT handler) ends the loop between two readings,
+    so every reading handed to the client is counted as sent; a KeyboardInterrupt raised
+    inside the loop could land between the two and miscount by one."""
     producer = ReadingProducer(settings)
     started = last = time.monotonic()
     try:
-        for rec in paced(itertools.islice(records, count), speed, stamp_now):
+        for rec in paced(itertools.islice(records, count), speed, stamp_now, stop):
             producer.send(rec)
             if time.monotonic() - last >= progress_every_s:
                 last = time.monotonic()
                 echo(producer.stats.line(last - started))
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI maps it): deliver what was sent
+        if stop is not None and stop.is_set():
+            echo("stopping: delivering what was already sent ...")
+    except KeyboardInterrupt:  # Ctrl-C in a Python session: deliver what was sent
         echo("stopping: delivering what was already sent ...")
     remaining = producer.flush()
     if remaining:

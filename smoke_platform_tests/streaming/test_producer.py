@@ -49,3 +49,18 @@ def test_sigterm_delivers_everything_sent_then_exits(make_settings):
     sent, delivered = (int(g.replace(",", "")) for g in done.groups())
     assert sent == delivered > 0
     assert len(read_topic(settings.kafka_bootstrap, settings.topic)) == delivered
+
+
+def test_stop_ends_a_paced_replay_inside_a_long_gap():
+    """A replay at 1 Hz timing waiting out a long gap between sessions stops at once."""
+    import threading
+
+    from streaming.producer import paced
+
+    records = [{"ts": "2026-01-01T00:00:00+00:00"}, {"ts": "2026-01-01T01:00:00+00:00"}]
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    released = list(paced(records, speed=1.0, stop=stop))
+    assert released == records[:1]  # the reading an hour later is never released
+    assert time.monotonic() - started < 30
