@@ -8,7 +8,8 @@ import os
 
 # One OpenMP thread per model call: BentoML runs concurrent requests in a thread pool, and
 # each call spinning up threads on every core burnt ~2x the CPU under load on 2 cores.
-# Set before scikit-learn's OpenMP runtime loads; export OMP_NUM_THREADS to override.
+# Set before scikit-learn's OpenMP runtime loads; export OMP_NUM_THREADS to override. (A
+# process that imports this module, e.g. to build a bento, passes it on to its children.)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import time
