@@ -13,7 +13,7 @@ export BENTOML_DO_NOT_TRACK := true
 export UV_COMPILE_BYTECODE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint format bench ui serve validate lock clean dagster-home browser up down
+.PHONY: setup jars maven demo test lint format bench ui serve validate lock clean dagster-home browser up down
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "smoke-platform needs Python 3.11+, found " + sys.version' 
@@ -24,7 +24,36 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $@
 
-setup: $(STAMP)
+# Apache Kafka's broker and Spark's Kafka connector: jars from Maven Central, resolved by
+# the machine's mvn from the pinned coordinates in jvm/*/pom.xml into .jars/ (git-ignored).
+JARS := .jars
+MVN_COPY = mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime
+
+$(JARS)/kafka/.installed: jvm/kafka/pom.xml
+	@$(MAKE) --no-print-directory maven
+	rm -rf $(JARS)/kafka && $(MVN_COPY) -f jvm/kafka/pom.xml -DoutputDirectory=$(CURDIR)/$(JARS)/kafka
+	touch $@
+
+$(JARS)/spark-kafka/.installed: jvm/spark-kafka/pom.xml
+	@$(MAKE) --no-print-directory maven
+	rm -rf $(JARS)/spark-kafka && $(MVN_COPY) -f jvm/spark-kafka/pom.xml -DoutputDirectory=$(CURDIR)/$(JARS)/spark-kafka
+	touch $@
+
+jars: $(JARS)/kafka/.installed $(JARS)/spark-kafka/.installed
+
+# Maven resolves the jars: installed through apt when running as root, otherwise named.
+maven:
+	@command -v mvn >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's maven (it fetches Apache Kafka's jars from Maven Central)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends maven >/dev/null; \
+	  else \
+	    echo "Apache Maven is required to fetch Apache Kafka's jars: install it (sudo apt-get install maven) and run make again."; \
+	    exit 1; \
+	  fi; }
+
+setup: $(STAMP) jars
 
 # SQLite-backed Dagster instance for the demo (dagster.yaml at the root is the PostgreSQL one).
 dagster-home:
@@ -89,4 +118,4 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/lock.txt
 
 clean:
-	rm -rf $(VENV) .dagster_home .bentoml .stack data reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(JARS) .dagster_home .bentoml .stack data reports .pytest_cache .mypy_cache .ruff_cache

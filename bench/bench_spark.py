@@ -1,6 +1,6 @@
 """Spark windowed job: throughput, and the delay from a window's last reading to its output.
 
-1. Throughput: 480k readings through the `smoke_kafka` source, windows, model scoring and
+1. Throughput: 480k readings through Spark's built-in Kafka source, windows, model scoring and
    the Parquet sink, in micro-batches of 60k rows (maxOffsetsPerTrigger).
 2. Window delay: a live fleet (20 sensors at 1 Hz, event time = send time) streams for
    ~4 minutes into the query running as deployed (5-second trigger, 2-minute watermark).

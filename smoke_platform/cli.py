@@ -180,13 +180,13 @@ def broker(
     port: int = typer.Option(9092, help="port on 127.0.0.1"),
     partitions: int = typer.Option(3, help="partitions of smoke_sensor_data"),
 ) -> None:
-    """Run the embedded Kafka-protocol broker (Tansu, memory storage) until Ctrl-C."""
+    """Run the embedded Apache Kafka broker (KRaft; data under data/kafka) until Ctrl-C."""
     import signal
 
     from streaming.broker import create_topics, platform_topics, start_broker
     from streaming.config import StreamSettings
 
-    proc, bootstrap = start_broker(Path("data/logs/broker.log"), port)
+    proc, bootstrap = start_broker(Path("data/logs/broker.log"), port, data_dir=Path("data/kafka"))
     create_topics(bootstrap, platform_topics(StreamSettings(kafka_bootstrap=bootstrap), partitions))
     typer.echo(f"broker on {bootstrap} (topics created); Ctrl-C to stop")
     stop = {"now": False}
@@ -356,6 +356,49 @@ def up(
     )
     stack_up(cfg, typer.echo)
     typer.echo(f"stack up; logs and process ids in {cfg.state_dir}/; stop it with `make down`")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def supervise(
+    ctx: typer.Context,
+    name: str = typer.Option(..., help="name shown by `smoke status`"),
+    status_file: Path = typer.Option(..., help="JSON file with the supervised process's state"),
+    min_backoff: float = typer.Option(1.0, min=0.0, help="first restart delay, seconds"),
+    max_backoff: float = typer.Option(60.0, min=0.0, help="longest restart delay, seconds"),
+) -> None:
+    """Run the command after `--`, restarting it with back-off when it crashes."""
+    from smoke_platform.procs import Supervisor
+
+    if not ctx.args:
+        raise typer.BadParameter("give the command to supervise after --")
+    code = Supervisor(name, ctx.args, status_file, min_backoff, max_backoff).run()
+    raise typer.Exit(code)
+
+
+@app.command()
+def status() -> None:
+    """The stack's processes: alive or not, and each supervised worker's restarts."""
+    import json
+
+    from smoke_platform.procs import group_alive
+    from smoke_platform.stack import StackConfig, read_pids
+
+    cfg = StackConfig()
+    pids = read_pids(cfg)
+    if not pids:
+        typer.echo(f"no stack recorded in {cfg.state_dir}/ (start one with `make up`)")
+        raise typer.Exit(1)
+    for name, pgid in pids.items():
+        line = f"{name:<12} {'up' if group_alive(pgid) else 'DOWN':<5} pgid {pgid}"
+        status_file = cfg.state_dir / "status" / f"{name}.json"
+        if status_file.exists():
+            st = json.loads(status_file.read_text())
+            line += f"  {st['state']}, restarts {st['restarts']}"
+            if "last_exit" in st:
+                line += f", last exit {st['last_exit']}"
+            if "pid" in st:
+                line += f", pid {st['pid']}"
+        typer.echo(line)
 
 
 @app.command()

@@ -167,3 +167,85 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+class Supervisor:
+    """Run a command; restart it when it exits with an error, with exponential back-off
+    (`min_backoff_s` doubling to `max_backoff_s`, back to the minimum after a run of
+    `stable_s`). SIGTERM/SIGINT stop the child (SIGTERM, then SIGKILL) and the supervisor.
+    A clean exit (0) ends supervision. Its state is a JSON file `smoke status` reads."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        status_path: Path,
+        min_backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        stable_s: float = 60.0,
+    ) -> None:
+        self.name, self.cmd, self.status_path = name, list(cmd), status_path
+        self.min_backoff_s, self.max_backoff_s, self.stable_s = (
+            min_backoff_s,
+            max_backoff_s,
+            stable_s,
+        )
+        self.restarts = 0
+        self.stopping = False
+
+    def _status(self, state: str, **extra: object) -> None:
+        import json
+        from datetime import UTC, datetime
+
+        record = {
+            "name": self.name,
+            "state": state,
+            "restarts": self.restarts,
+            "supervisor_pid": os.getpid(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            **extra,
+        }
+        self.status_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.status_path.with_name(f".{self.status_path.name}.tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.status_path)
+
+    def _stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        delay = self.min_backoff_s
+        code = 0
+        while not self.stopping:
+            started = time.monotonic()
+            child = subprocess.Popen(self.cmd, preexec_fn=_default_signals)
+            self._status("running", pid=child.pid, **({"last_exit": code} if self.restarts else {}))
+            while child.poll() is None and not self.stopping:
+                time.sleep(0.2)
+            if self.stopping and child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+            code = child.returncode
+            if self.stopping or code == 0:
+                break
+            if time.monotonic() - started >= self.stable_s:
+                delay = self.min_backoff_s
+            self.restarts += 1
+            print(
+                f"supervisor: {self.name} exited with {code}; restart {self.restarts} "
+                f"in {delay:g} s",
+                flush=True,
+            )
+            self._status("backoff", last_exit=code, restart_in_s=delay)
+            deadline = time.monotonic() + delay
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(0.1)
+            delay = min(delay * 2, self.max_backoff_s)
+        self._status("stopped", last_exit=code)
+        return 0 if self.stopping else code

@@ -114,7 +114,9 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
         (cfg.state_dir / PIDS_FILE).write_text(json.dumps(pids, indent=1))
 
     try:
-        broker, bootstrap = start_broker(logs / "broker.log", cfg.broker_port)
+        broker, bootstrap = start_broker(
+            logs / "broker.log", cfg.broker_port, data_dir=cfg.state_dir / "kafka"
+        )
         started["broker"] = broker
         record()
         create_topics(
@@ -133,9 +135,14 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
         echo(f"service       {service_url} (bentoml serve {bento}, model {champion})")
         for i in range(cfg.workers):
             port = cfg.worker_metrics_port + i
-            worker = spawn(
-                f"worker-{i}", ["worker"], {**env, "SMOKE_WORKER_METRICS_PORT": str(port)}
-            )
+            name = f"worker-{i}"
+            supervised = [
+                "supervise", "--name", name,
+                "--status-file", str(cfg.state_dir / "status" / f"{name}.json"),
+                "--", *_cli("worker"),
+            ]  # fmt: skip
+            worker_env = {**env, "SMOKE_WORKER_METRICS_PORT": str(port), "SMOKE_WORKER_ID": name}
+            worker = spawn(name, supervised, worker_env)
             started[worker.name] = worker
             record()
             worker.wait_port(port, timeout=120)

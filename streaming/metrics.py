@@ -24,6 +24,9 @@ class WorkerMetrics:
         self.fallback = Gauge(
             f"{p}_fallback_active", "1 while scoring with the local model", registry=r
         )
+        self.transaction_open = Gauge(
+            f"{p}_transaction_open", "1 while a batch's Kafka transaction is open", registry=r
+        )
         self.scoring_latency = Histogram(
             f"{p}_scoring_latency_seconds",
             "scoring time per batch",

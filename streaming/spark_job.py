@@ -27,16 +27,35 @@ def reading_schema() -> str:
     return ", ".join(f"{f.name} {_SPARK_TYPES[f.dtype]}" for f in FIELDS)
 
 
+def kafka_connector_jars(jars_dir: str | Path | None = None) -> list[str]:
+    """Spark's Kafka connector and its dependencies (`make setup` resolves them from
+    Maven Central into `.jars/spark-kafka`); handed to Spark with `spark.jars`, so nothing
+    is downloaded at run time and a standalone cluster's executors get them too."""
+    from streaming.config import StreamSettings
+
+    folder = Path(jars_dir or StreamSettings().spark_kafka_jars_dir)
+    if not folder.is_absolute():
+        folder = Path(__file__).resolve().parents[1] / folder
+    jars = sorted(str(p) for p in folder.glob("*.jar"))
+    if not any("spark-sql-kafka" in j for j in jars):
+        raise FileNotFoundError(
+            f"Spark's Kafka connector is not in {folder}: run 'make setup' (it resolves "
+            "jvm/spark-kafka/pom.xml from Maven Central with mvn), or set "
+            "SMOKE_SPARK_KAFKA_JARS_DIR to a folder holding spark-sql-kafka-0-10 and its "
+            "dependencies"
+        )
+    return jars
+
+
 def spark_session(master: str | None = None, app: str = "smoke-windows") -> Any:
     from pyspark.sql import SparkSession
 
-    from streaming.spark_source import KafkaDataSource
-
-    # Spark's Python workers must use this interpreter (it has the source and pyarrow).
+    # Spark's Python workers must use this interpreter (it has the model code and pyarrow).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (
         SparkSession.builder.master(master or os.environ.get("SMOKE_SPARK_MASTER", "local[2]"))
         .appName(app)
+        .config("spark.jars", ",".join(kafka_connector_jars()))
         .config(
             "spark.sql.shuffle.partitions", os.environ.get("SMOKE_SPARK_SHUFFLE_PARTITIONS", "2")
         )
@@ -52,18 +71,18 @@ def spark_session(master: str | None = None, app: str = "smoke-windows") -> Any:
         .config("spark.executorEnv.OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
         .getOrCreate()
     )
-    spark.dataSource.register(KafkaDataSource)
     return spark
 
 
 def read_stream(spark: Any, bootstrap: str, topic: str, max_per_trigger: int = 0) -> Any:
-    """The raw Kafka stream: `smoke_kafka` here, `kafka` where the JVM connector exists."""
-    fmt = os.environ.get("SMOKE_SPARK_SOURCE", "smoke_kafka")
+    """The raw Kafka stream through Spark's built-in source (offsets in the checkpoint;
+    only committed records: the producer may write in transactions)."""
     reader = (
-        spark.readStream.format(fmt)
+        spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap)
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
+        .option("kafka.isolation.level", "read_committed")
     )
     if max_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(max_per_trigger))
@@ -247,31 +266,29 @@ def batch_writer(out_dir: str | Path, alert_sink: Any = None) -> Any:
             path = root / f"date={date}" / f"batch-{batch_id:08d}.parquet"
             atomic_write(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
         if alert_sink is not None:
-            alert_sink(window_alerts(frame))
+            alert_sink(window_alerts(frame), batch.sparkSession)
 
     return write
 
 
 def kafka_alert_sink(bootstrap: str, topic: str) -> Any:
-    """Publish window alerts to `smoke_alerts` (idempotent producer, flushed per batch)."""
+    """Publish window alerts to `smoke_alerts` with Spark's built-in Kafka sink (key =
+    alert id, so a retried batch repeats ids rather than inventing new alerts)."""
     import json
 
-    from streaming.config import StreamSettings
-
-    def send(alerts: list[dict[str, Any]]) -> None:
-        from confluent_kafka import Producer
-
-        producer = Producer(
-            StreamSettings(kafka_bootstrap=bootstrap).kafka(
-                **{"enable.idempotence": True, "acks": "all"}
-            )
+    def send(alerts: list[dict[str, Any]], spark: Any) -> None:
+        if not alerts:
+            return
+        rows = [(a["alert_id"], json.dumps(a)) for a in alerts]
+        (
+            spark.createDataFrame(rows, "key string, value string")
+            .write.format("kafka")
+            .option("kafka.bootstrap.servers", bootstrap)
+            .option("kafka.enable.idempotence", "true")
+            .option("kafka.acks", "all")
+            .option("topic", topic)
+            .save()
         )
-        for alert in alerts:
-            producer.produce(
-                topic, key=alert["alert_id"].encode(), value=json.dumps(alert).encode()
-            )
-        if producer.flush(30):
-            raise RuntimeError("window alerts not delivered")
 
     return send
 

@@ -1,10 +1,19 @@
-"""The stream worker: a consumer-group member that validates, scores, flags and alerts.
+"""The stream worker's Kafka shell: a consumer-group member around the pure core.
 
-Per batch: consume -> validate (bad messages to the DLQ with the reason) -> score in
-one call (service, or the local model while the circuit is open) -> per-sensor
-z-scores and alert machine -> produce `smoke_predictions` / `smoke_alerts` and flush
--> write Parquet + partition state (durable) -> commit offsets. SIGTERM/SIGINT finish
-the current batch, commit and leave the group.
+Per batch: consume (`read_committed`) -> validate (`streaming.processor`) -> begin a
+Kafka transaction -> dead letters -> score (service, or the local model while the
+circuit is open) -> per-sensor z-scores and alert machine -> `smoke_predictions`,
+`smoke_alerts` and the consumer offsets (`send_offsets_to_transaction`) -> commit the
+transaction -> Parquet files + partition state (idempotent by offset).
+
+Exactly once: outputs and offsets commit together, and the transactional id is stable
+per worker instance (`SMOKE_GROUP_ID`-`SMOKE_WORKER_ID`), so a restarted instance fences
+its zombie and aborts whatever it left open. The files are written after the commit; a
+crash between the two leaves the files behind the committed offset, and the partition
+resumes at the files' high-water mark in *replay* mode up to the committed offset: those
+messages are scored again (same model, same sensor state, so the same rows and alert
+ids) into the files only, never published twice. SIGTERM/SIGINT finish the current
+batch, commit and leave the group.
 """
 
 from __future__ import annotations
@@ -18,33 +27,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from pydantic_core import from_json, to_json
+from pydantic_core import to_json
 
-from smoke_platform.core.schema import MEASUREMENTS, ReadingValidationError, parse_reading
 from smoke_platform.modelstore import served_model_tag
 from smoke_platform.notify import Notifier
-from streaming.alerts import AlertConfig, SensorState
+from streaming.alerts import AlertConfig
 from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
+from streaming.processor import BatchOutput, InMessage, Processor, dlq_reason
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
 from streaming.sink import PartitionSink
 
 log = logging.getLogger("smoke.worker")
 
-_REASONS = {
-    "missing": "missing_field",
-    "extra_forbidden": "unknown_field",
-    "json_invalid": "malformed_json",
-    "greater_than_equal": "out_of_range",
-    "less_than_equal": "out_of_range",
-    "finite_number": "out_of_range",
-}
+__all__ = ["StreamWorker", "dlq_reason", "topic_id"]
 
-
-def dlq_reason(exc: ReadingValidationError) -> str:
-    """A short machine-readable reason from the first validation error."""
-    kind = exc.errors[0].kind if exc.errors else ""
-    return _REASONS.get(kind, "wrong_type" if kind else "invalid")
+OFFSET_BEGINNING = -2  # librdkafka's logical offset
 
 
 class StreamWorker:
@@ -52,12 +50,15 @@ class StreamWorker:
         from confluent_kafka import Consumer, Producer
 
         self.s = settings
-        self.cfg = AlertConfig(
-            settings.alert_consecutive,
-            settings.alert_critical_probability,
-            settings.alert_close_after,
-            settings.zscore_threshold,
-            settings.rolling_window,
+        self.core = Processor(
+            AlertConfig(
+                settings.alert_consecutive,
+                settings.alert_critical_probability,
+                settings.alert_close_after,
+                settings.zscore_threshold,
+                settings.rolling_window,
+            ),
+            settings.max_message_bytes,
         )
         self.metrics = WorkerMetrics()
         self.scorer = scorer or FallbackScorer(
@@ -67,7 +68,7 @@ class StreamWorker:
         )
         self.sink = PartitionSink(settings.stream_dir, settings.topic)
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")
-        self.states: dict[int, dict[str, Any]] = {}
+        self.replay_until: dict[int, int] = {}  # partition -> committed offset to replay up to
         self.stopping = False
         self.assigned = threading.Event()  # set once the group gave us partitions
         self.consumer = Consumer(
@@ -76,14 +77,28 @@ class StreamWorker:
                     "group.id": settings.group_id,
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
+                    "isolation.level": "read_committed",
                     "session.timeout.ms": settings.session_timeout_ms,
+                    # A few heartbeats per session: a survivor learns of a rebalance quickly.
+                    "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 5),
                     "max.poll.interval.ms": max(300_000, settings.session_timeout_ms),
                 }
             )
         )
+        self.transactional_id = f"{settings.group_id}-{settings.instance_id()}"
         self.producer = Producer(
-            settings.kafka(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5})
+            settings.kafka(
+                **{
+                    "transactional.id": self.transactional_id,
+                    "transaction.timeout.ms": settings.transaction_timeout_ms,
+                    "linger.ms": 5,
+                }
+            )
         )
+
+    @property
+    def states(self) -> dict[int, dict[str, Any]]:
+        return self.core.states
 
     # -- lifecycle ---------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -95,30 +110,68 @@ class StreamWorker:
         signal.signal(signal.SIGINT, self.stop)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        for tp in partitions:
-            self.states[tp.partition] = self.sink.load(tp.partition)
+        self._resume(partitions)
+        consumer.assign(partitions)
         log.info("assigned partitions %s", [tp.partition for tp in partitions])
         self.assigned.set()
 
-    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+    def _resume(self, partitions: list[Any]) -> None:
+        """Load each partition's durable state and choose where to start: right after the
+        files' high-water mark; messages before the committed offset are replayed into the
+        files only (they were published and committed already)."""
+        committed = {
+            tp.partition: tp.offset for tp in self.consumer.committed(partitions, timeout=30)
+        }
         for tp in partitions:
-            self.states.pop(tp.partition, None)
+            state = self.sink.load(tp.partition)
+            self.core.states[tp.partition] = state
+            hwm, done = state["hwm"], committed.get(tp.partition, -1001)
+            self.replay_until.pop(tp.partition, None)
+            if done >= 0 and done > hwm + 1:
+                self.replay_until[tp.partition] = done
+                tp.offset = hwm + 1 if hwm >= 0 else OFFSET_BEGINNING
+                log.warning(
+                    "partition %d: files end at offset %d, committed %d: replaying into files",
+                    tp.partition,
+                    hwm,
+                    done,
+                )
+            elif hwm >= 0:
+                tp.offset = hwm + 1
+            else:
+                tp.offset = done if done >= 0 else OFFSET_BEGINNING
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        # Batches run between polls and commit before the next one, so nothing is in flight.
+        for tp in partitions:
+            self.core.states.pop(tp.partition, None)
+            self.replay_until.pop(tp.partition, None)
+        log.info("revoked partitions %s", [tp.partition for tp in partitions])
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        # Another member may own them already; its transactions fence ours.
+        log.warning("lost partitions %s (session timed out)", [tp.partition for tp in partitions])
+        self._on_revoke(consumer, partitions)
 
     def open(self) -> None:
-        """Serve metrics, learn the topic's id (see `PartitionSink`), join the group."""
+        """Serve metrics, learn the topic's id (see `PartitionSink`), fence an earlier
+        incarnation of this instance (init_transactions), join the group."""
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         self.sink.topic_id = topic_id(self.s)
+        self.producer.init_transactions(60)
         self.consumer.subscribe(
-            [self.s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [self.s.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
 
     def poll_once(self) -> int:
         """Consume and process one batch; returns how many new messages it handled."""
         msgs = self.consumer.consume(self.s.batch_size, self.s.poll_timeout_s)
-        return self.process([m for m in msgs if self._usable(m)])
+        return self.process([_in(m) for m in msgs if self._usable(m)])
 
     def close(self) -> None:
-        self.producer.flush(30)
         self.consumer.close()  # leaves the group; offsets were committed per batch
         self.notifier.close()
         log.info("worker stopped")
@@ -147,164 +200,131 @@ class StreamWorker:
         return False
 
     # -- one batch ---------------------------------------------------------------------
-    def process(self, msgs: list[Any]) -> int:
+    def process(self, msgs: list[InMessage]) -> int:
         """Process a batch end to end; returns how many new messages it handled."""
-        fresh = [m for m in msgs if m.offset() > self.states.get(m.partition(), {"hwm": -1})["hwm"]]
+        from confluent_kafka import KafkaException
+
+        fresh = [
+            m for m in msgs if m.offset > self.core.states.get(m.partition, {"hwm": -1})["hwm"]
+        ]
         self.metrics.skipped.inc(len(msgs) - len(fresh))
         if not fresh:
             return 0
+        live = [m for m in fresh if m.offset >= self.replay_until.get(m.partition, -1)]
         self.metrics.consumed.inc(len(fresh))
-        valid = self._validate(fresh)
-        rows, alerts = self._score(valid)
-        self._publish(rows, alerts)
-        self._persist(fresh, rows, alerts)
-        self._commit(fresh)
-        self._observe(rows, alerts)
+        try:
+            out = self._transact(fresh, {(m.partition, m.offset) for m in live})
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.txn_requires_abort():
+                raise  # fatal (e.g. fenced by a newer instance of this worker): exit
+            log.warning("transaction aborted (%s): rewinding to the committed offsets", err)
+            self.producer.abort_transaction(60)
+            self.metrics.transaction_open.set(0)
+            self._rewind()
+            return 0
+        self._persist(fresh, out)
+        self._observe(out, {(m.partition, m.offset) for m in live})
+        for m in fresh:  # the replay of a partition ends at its committed offset
+            if self.replay_until.get(m.partition, -1) <= m.offset + 1:
+                self.replay_until.pop(m.partition, None)
         return len(fresh)
 
-    def _validate(self, msgs: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-        valid = []
-        for msg in msgs:
-            raw = msg.value() or b""
-            try:
-                if len(raw) > self.s.max_message_bytes:
-                    raise _Oversized(len(raw), self.s.max_message_bytes)
-                reading = parse_reading(raw)
-            except _Oversized as exc:
-                self._dead_letter(msg, "oversized", "<message>", str(exc))
-            except ReadingValidationError as exc:
-                first = exc.errors[0]
-                self._dead_letter(msg, dlq_reason(exc), first.field, str(exc))
-            else:
-                record = from_json(raw)  # valid JSON object: pydantic just said so
-                record["ts"] = reading.ts.isoformat()  # type: ignore[attr-defined]
-                valid.append((msg, record))
-        return valid
-
-    def _dead_letter(self, msg: Any, reason: str, field: str, error: str) -> None:
-        headers = [
-            ("reason", reason.encode()),
-            ("field", field.encode()),
-            ("error", error[:4000].encode()),
-            ("source_topic", msg.topic().encode()),
-            ("source_partition", str(msg.partition()).encode()),
-            ("source_offset", str(msg.offset()).encode()),
-        ]
-        self.producer.produce(self.s.dlq_topic, value=msg.value(), key=msg.key(), headers=headers)
-        self.metrics.dlq.labels(reason).inc()
-        log.warning("DLQ %s p%d@%d: %s", reason, msg.partition(), msg.offset(), error[:300])
-
-    def _score(self, valid: list[tuple[Any, dict[str, Any]]]) -> tuple[list[dict], list[dict]]:
-        if not valid:
-            return [], []
+    def _transact(self, fresh: list[InMessage], live: set[tuple[int, int]]) -> BatchOutput:
+        """Validate and score `fresh`; publish the outputs of `live` messages and their
+        offsets in one transaction."""
+        valid, dead = self.core.validate(fresh)
+        publishing = bool(live)
+        if publishing:
+            self.producer.begin_transaction()
+            self.metrics.transaction_open.set(1)
+            for letter in dead:
+                if (letter.message.partition, letter.message.offset) in live:
+                    self._dead_letter(letter)
         started = time.perf_counter()
-        scores = self.scorer.score([rec for _, rec in valid])
-        self.metrics.scoring_latency.observe(time.perf_counter() - started)
-        self.metrics.fallback.set(1 if scores.scored_by == "local" else 0)
-        rows, alerts = [], []
-        for (msg, rec), p, fire in zip(valid, scores.probability, scores.is_fire, strict=True):
-            state = self._sensor(msg.partition(), rec["sensor_id"])
-            z = state.zscores(rec, self.cfg)
-            top = max(z.items(), key=lambda kv: abs(kv[1]), default=("", 0.0))
-            row = self._row(msg, rec, float(p), bool(fire), scores, top)
-            event = state.step(rec["sensor_id"], rec["ts"], float(p), bool(fire), self.cfg)
-            if event is not None:
-                event.update(
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                    model_version=scores.model_version,
-                )
-                alerts.append(event)
-            rows.append(row)
-        return rows, alerts
-
-    def _sensor(self, partition: int, sensor: str) -> SensorState:
-        sensors = self.states.setdefault(partition, {"hwm": -1, "sensors": {}})["sensors"]
-        state = sensors.get(sensor)
-        if not isinstance(state, SensorState):
-            state = SensorState.from_dict(state) if state else SensorState()
-            sensors[sensor] = state
-        return state
-
-    def _row(self, msg: Any, rec: dict, p: float, fire: bool, scores: Any, top: tuple) -> dict:
-        return {
-            "sensor_id": rec["sensor_id"],
-            "ts": rec["ts"],
-            "session_id": rec.get("session_id"),
-            "scenario": rec.get("scenario"),
-            "fire_alarm": rec.get("fire_alarm"),
-            "probability": p,
-            "is_fire": fire,
-            "model_version": scores.model_version,
-            "scored_by": scores.scored_by,
-            "anomaly": abs(top[1]) >= self.cfg.zscore_threshold,
-            "anomaly_channel": top[0] if abs(top[1]) >= self.cfg.zscore_threshold else None,
-            "max_abs_z": abs(float(top[1])),
-            "partition": msg.partition(),
-            "offset": msg.offset(),
-            # Every measurement, so reports and drift see what the model saw.
-            **{k: rec[k] for k in MEASUREMENTS},
-        }
-
-    def _publish(self, rows: list[dict], alerts: list[dict]) -> None:
-        now = _now_iso()
-        for row in rows:
-            row["processed_at"] = now
-            self.producer.produce(
-                self.s.predictions_topic,
-                key=row["sensor_id"].encode(),
-                value=to_json(row, fallback=str),
+        out = self.core.score(valid, self.scorer)
+        out.dead_letters = dead
+        if valid:
+            self.metrics.scoring_latency.observe(time.perf_counter() - started)
+            self.metrics.fallback.set(1 if out.scored_by == "local" else 0)
+        if publishing:
+            self._publish(out, live)
+            self.producer.send_offsets_to_transaction(
+                self._next_offsets(fresh, live), self.consumer.consumer_group_metadata(), 60
             )
-        for event in alerts:
-            event["emitted_at"] = now
-            self.producer.produce(
-                self.s.alerts_topic,
-                key=str(event["alert_id"]).encode(),
-                value=to_json(event, fallback=str),
-            )
-        remaining = self.producer.flush(30)
-        if remaining:
-            raise RuntimeError(f"{remaining} output messages not delivered; not committing")
+            self.producer.commit_transaction(60)
+            self.metrics.transaction_open.set(0)
+        return out
 
-    def _persist(self, msgs: list[Any], rows: list[dict], alerts: list[dict]) -> None:
-        by_partition: dict[int, list[int]] = defaultdict(list)
-        for m in msgs:
-            by_partition[m.partition()].append(m.offset())
-        for partition, offsets in by_partition.items():
-            state = self.states.setdefault(partition, {"hwm": -1, "sensors": {}})
-            state["hwm"] = max(offsets)
-            frames = {
-                "predictions": pd.DataFrame([r for r in rows if r["partition"] == partition]),
-                "alerts": pd.DataFrame([a for a in alerts if a["partition"] == partition]),
-            }
-            snapshot = {
-                "hwm": state["hwm"],
-                "sensors": {
-                    k: (v.to_dict() if isinstance(v, SensorState) else v)
-                    for k, v in state["sensors"].items()
-                },
-            }
-            self.sink.write(partition, min(offsets), max(offsets), frames, snapshot)
+    def _rewind(self) -> None:
+        """After an aborted transaction: back to the durable state and committed offsets."""
+        assignment = self.consumer.assignment()
+        self._resume(assignment)
+        for tp in assignment:
+            self.consumer.seek(tp)
 
-    def _commit(self, msgs: list[Any]) -> None:
+    def _next_offsets(self, fresh: list[InMessage], live: set[tuple[int, int]]) -> list[Any]:
         from confluent_kafka import TopicPartition
 
         last: dict[int, int] = {}
-        for m in msgs:
-            last[m.partition()] = max(last.get(m.partition(), -1), m.offset())
-        self.consumer.commit(
-            offsets=[TopicPartition(self.s.topic, p, o + 1) for p, o in last.items()],
-            asynchronous=False,
+        for m in fresh:
+            if (m.partition, m.offset) in live:
+                last[m.partition] = max(last.get(m.partition, -1), m.offset)
+        return [TopicPartition(self.s.topic, p, o + 1) for p, o in last.items()]
+
+    def _dead_letter(self, letter: Any) -> None:
+        msg = letter.message
+        self.producer.produce(
+            self.s.dlq_topic, value=msg.value, key=msg.key, headers=letter.headers()
+        )
+        self.metrics.dlq.labels(letter.reason).inc()
+        log.warning(
+            "DLQ %s p%d@%d: %s", letter.reason, msg.partition, msg.offset, letter.error[:300]
         )
 
-    def _observe(self, rows: list[dict], alerts: list[dict]) -> None:
+    def _publish(self, out: BatchOutput, live: set[tuple[int, int]]) -> None:
+        now = _now_iso()
+        for row in out.rows:
+            row["processed_at"] = now
+            if (row["partition"], row["offset"]) in live:
+                self.producer.produce(
+                    self.s.predictions_topic,
+                    key=row["sensor_id"].encode(),
+                    value=to_json(row, fallback=str),
+                )
+        for event in out.alerts:
+            event["emitted_at"] = now
+            if (event["partition"], event["offset"]) in live:
+                self.producer.produce(
+                    self.s.alerts_topic,
+                    key=str(event["alert_id"]).encode(),
+                    value=to_json(event, fallback=str),
+                )
+
+    def _persist(self, msgs: list[InMessage], out: BatchOutput) -> None:
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for m in msgs:
+            by_partition[m.partition].append(m.offset)
+        for partition, offsets in by_partition.items():
+            self.core.states.setdefault(partition, {"hwm": -1, "sensors": {}})["hwm"] = max(offsets)
+            frames = {
+                "predictions": pd.DataFrame([r for r in out.rows if r["partition"] == partition]),
+                "alerts": pd.DataFrame([a for a in out.alerts if a["partition"] == partition]),
+            }
+            self.sink.write(
+                partition, min(offsets), max(offsets), frames, self.core.snapshot(partition)
+            )
+
+    def _observe(self, out: BatchOutput, live: set[tuple[int, int]]) -> None:
         now = time.time()
-        if rows:  # one batch is scored by one scorer
-            self.metrics.scored.labels(rows[0]["scored_by"]).inc(len(rows))
-            self.metrics.anomalies.inc(sum(1 for row in rows if row["anomaly"]))
-        for row in rows:
+        if out.rows and out.scored_by:  # one batch is scored by one scorer
+            self.metrics.scored.labels(out.scored_by).inc(len(out.rows))
+            self.metrics.anomalies.inc(sum(1 for row in out.rows if row["anomaly"]))
+        for row in out.rows:
             self.metrics.e2e_latency.observe(max(0.0, now - _epoch(row["ts"])))
-        for event in alerts:
+        for event in out.alerts:
+            if (event["partition"], event["offset"]) not in live:
+                continue  # replayed into the files: announced when it was published
             self.metrics.alerts.labels(event["event"], event["severity"]).inc()
             log.warning(
                 "ALERT %s %s %s p=%.3f",
@@ -323,6 +343,10 @@ class StreamWorker:
                 )
 
 
+def _in(msg: Any) -> InMessage:
+    return InMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+
+
 def topic_id(settings: StreamSettings, timeout: float = 10.0) -> str | None:
     """The topic's Kafka id (KIP-516), or None where the broker does not report one."""
     from confluent_kafka import KafkaException, TopicCollection
@@ -338,11 +362,6 @@ def topic_id(settings: StreamSettings, timeout: float = 10.0) -> str | None:
         log.warning("topic id of %s unknown (%s): offsets trusted as they are", settings.topic, exc)
         return None
     return str(found.topic_id) if found.topic_id is not None else None
-
-
-class _Oversized(ValueError):
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"message of {size} bytes exceeds the {limit}-byte limit")
 
 
 def _now_iso() -> str:

@@ -114,3 +114,31 @@ def test_the_image_uses_the_lock_the_makefile_uses_and_a_non_root_user():
     [location] = workspace["load_from"]
     assert location["grpc_server"]["host"] == "code-location"
     assert str(location["grpc_server"]["port"]) in SERVICES["code-location"]["command"]
+
+
+def _pom_property(pom: Path, name: str) -> str:
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    found = ET.parse(pom).getroot().find(f"m:properties/m:{name}", ns)
+    assert found is not None and found.text, (pom, name)
+    return found.text
+
+
+def test_the_embedded_kafka_is_the_version_and_settings_compose_runs():
+    from streaming.broker import BROKER_SETTINGS
+
+    version = _pom_property(REPO / "jvm" / "kafka" / "pom.xml", "kafka.version")
+    assert SERVICES["kafka"]["image"] == f"apache/kafka:{version}"
+    env = SERVICES["kafka"]["environment"]
+    for key, value in BROKER_SETTINGS.items():
+        assert str(env["KAFKA_" + key.upper().replace(".", "_")]) == value, key
+
+
+def test_spark_kafka_connector_matches_the_pinned_pyspark():
+    import pyspark
+
+    connector = _pom_property(REPO / "jvm" / "spark-kafka" / "pom.xml", "spark.version")
+    assert connector == pyspark.__version__
+    lock = (REPO / "requirements" / "lock.txt").read_text()
+    assert f"pyspark=={connector}" in lock

@@ -85,6 +85,21 @@ def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_
 
         _wait("an alert for the streamed fire", fire_alert, 240)
 
+        # The worker is supervised: SIGKILLed, it is restarted and `smoke status` says so.
+        status_file = tmp_path / "stack" / "status" / "worker-0.json"
+        first_pid = json.loads(status_file.read_text())["pid"]
+        os.kill(first_pid, 9)
+
+        def restarted():
+            st = json.loads(status_file.read_text())
+            return st["state"] == "running" and st["restarts"] == 1 and st["pid"] != first_pid
+
+        _wait("the supervisor restarting the killed worker", restarted, 60)
+        status = _smoke(env, "status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        [line] = [ln for ln in status.stdout.splitlines() if ln.startswith("worker-0")]
+        assert " up " in line and "restarts 1" in line and "last exit -9" in line
+
         def dagster_run_succeeded():
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))

@@ -1,4 +1,4 @@
-"""A real Kafka-protocol broker (Tansu) for the session; fresh topics and groups per test."""
+"""A real Apache Kafka broker (KRaft) for the session; fresh topics and groups per test."""
 
 import uuid
 
@@ -17,9 +17,10 @@ def broker(tmp_path_factory):
 
 @pytest.fixture
 def make_settings(broker, tmp_path):
-    """Settings on fresh topics (3 partitions), a fresh group and a fresh output folder."""
+    """Settings on fresh topics (3 partitions unless told), a fresh group, a fresh worker
+    instance id (transactional id) and a fresh output folder."""
 
-    def make(service_url: str = "http://127.0.0.1:9", **overrides):
+    def make(service_url: str = "http://127.0.0.1:9", partitions: int = 3, **overrides):
         tag = uuid.uuid4().hex[:8]
         base = dict(
             kafka_bootstrap=broker,
@@ -28,6 +29,8 @@ def make_settings(broker, tmp_path):
             predictions_topic=f"predictions-{tag}",
             alerts_topic=f"alerts-{tag}",
             group_id=f"workers-{tag}",
+            worker_id=f"w-{tag}",
+            transaction_timeout_ms=10_000,
             stream_dir=str(tmp_path / f"stream-{tag}"),
             session_timeout_ms=6000,
             service_url=service_url,
@@ -35,7 +38,7 @@ def make_settings(broker, tmp_path):
             poll_timeout_s=0.3,
         )
         settings = StreamSettings(**{**base, **overrides})
-        create_topics(broker, platform_topics(settings))
+        create_topics(broker, platform_topics(settings, partitions))
         return settings
 
     return make

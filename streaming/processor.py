@@ -1,0 +1,185 @@
+"""The stream worker's pure core: decode, validate, score, flag and alert, outputs as data.
+
+No Kafka here: a message is an `InMessage` (topic, partition, offset, key, value), the
+scorer is anything with `score(records) -> Scores`, and a batch's result is a
+`BatchOutput` (rows, alert events, dead letters) that the Kafka shell
+(`streaming/worker.py`) publishes in one transaction and the sink writes to files.
+Unit-tested without a broker (`smoke_platform_tests/streaming/test_processor.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic_core import from_json
+
+from smoke_platform.core.schema import MEASUREMENTS, ReadingValidationError, parse_reading
+from streaming.alerts import AlertConfig, SensorState
+from streaming.scoring import Scores
+
+_REASONS = {
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+    "json_invalid": "malformed_json",
+    "greater_than_equal": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "finite_number": "out_of_range",
+}
+
+
+def dlq_reason(exc: ReadingValidationError) -> str:
+    """A short machine-readable reason from the first validation error."""
+    kind = exc.errors[0].kind if exc.errors else ""
+    return _REASONS.get(kind, "wrong_type" if kind else "invalid")
+
+
+@dataclass(frozen=True)
+class InMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that cannot be processed, with a reason a person can read."""
+
+    message: InMessage
+    reason: str
+    field: str
+    error: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("reason", self.reason.encode()),
+            ("field", self.field.encode()),
+            ("error", self.error[:4000].encode()),
+            ("source_topic", self.message.topic.encode()),
+            ("source_partition", str(self.message.partition).encode()),
+            ("source_offset", str(self.message.offset).encode()),
+        ]
+
+
+@dataclass
+class BatchOutput:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    scored_by: str | None = None
+    model_version: str | None = None
+
+
+class Scorer(Protocol):
+    def score(self, records: list[dict[str, Any]]) -> Scores: ...
+
+
+class Processor:
+    """Per-partition sensor state and the batch pipeline. `states[p]` is
+    `{"hwm": last durable offset, "sensors": {sensor_id: SensorState | dict}}`."""
+
+    def __init__(self, cfg: AlertConfig, max_message_bytes: int) -> None:
+        self.cfg = cfg
+        self.max_message_bytes = max_message_bytes
+        self.states: dict[int, dict[str, Any]] = {}
+
+    # -- validation ----------------------------------------------------------------------
+    def validate(
+        self, msgs: list[InMessage]
+    ) -> tuple[list[tuple[InMessage, dict[str, Any]]], list[DeadLetter]]:
+        valid, dead = [], []
+        for msg in msgs:
+            raw = msg.value or b""
+            if len(raw) > self.max_message_bytes:
+                dead.append(
+                    DeadLetter(
+                        msg,
+                        "oversized",
+                        "<message>",
+                        f"message of {len(raw)} bytes exceeds the "
+                        f"{self.max_message_bytes}-byte limit",
+                    )
+                )
+                continue
+            try:
+                reading = parse_reading(raw)
+            except ReadingValidationError as exc:
+                first = exc.errors[0]
+                dead.append(DeadLetter(msg, dlq_reason(exc), first.field, str(exc)))
+                continue
+            record = from_json(raw)  # valid JSON object: pydantic just said so
+            record["ts"] = reading.ts.isoformat()  # type: ignore[attr-defined]
+            valid.append((msg, record))
+        return valid, dead
+
+    # -- scoring and alerts --------------------------------------------------------------
+    def score(self, valid: list[tuple[InMessage, dict[str, Any]]], scorer: Scorer) -> BatchOutput:
+        out = BatchOutput()
+        if not valid:
+            return out
+        scores = scorer.score([rec for _, rec in valid])
+        out.scored_by, out.model_version = scores.scored_by, scores.model_version
+        for (msg, rec), p, fire in zip(valid, scores.probability, scores.is_fire, strict=True):
+            state = self.sensor(msg.partition, rec["sensor_id"])
+            z = state.zscores(rec, self.cfg)
+            top = max(z.items(), key=lambda kv: abs(kv[1]), default=("", 0.0))
+            out.rows.append(self._row(msg, rec, float(p), bool(fire), scores, top))
+            event = state.step(rec["sensor_id"], rec["ts"], float(p), bool(fire), self.cfg)
+            if event is not None:
+                event.update(
+                    partition=msg.partition, offset=msg.offset, model_version=scores.model_version
+                )
+                out.alerts.append(event)
+        return out
+
+    def process(self, msgs: list[InMessage], scorer: Scorer) -> BatchOutput:
+        """Validate and score one batch (the shell splits the two steps to publish dead
+        letters first)."""
+        valid, dead = self.validate(msgs)
+        out = self.score(valid, scorer)
+        out.dead_letters = dead
+        return out
+
+    def sensor(self, partition: int, sensor: str) -> SensorState:
+        sensors = self.states.setdefault(partition, {"hwm": -1, "sensors": {}})["sensors"]
+        state = sensors.get(sensor)
+        if not isinstance(state, SensorState):
+            state = SensorState.from_dict(state) if state else SensorState()
+            sensors[sensor] = state
+        return state
+
+    def snapshot(self, partition: int) -> dict[str, Any]:
+        """The partition's state as JSON-ready data (what the sink stores)."""
+        state = self.states.setdefault(partition, {"hwm": -1, "sensors": {}})
+        return {
+            "hwm": state["hwm"],
+            "sensors": {
+                k: (v.to_dict() if isinstance(v, SensorState) else v)
+                for k, v in state["sensors"].items()
+            },
+        }
+
+    def _row(
+        self, msg: InMessage, rec: dict, p: float, fire: bool, scores: Scores, top: tuple
+    ) -> dict[str, Any]:
+        anomalous = abs(top[1]) >= self.cfg.zscore_threshold
+        return {
+            "sensor_id": rec["sensor_id"],
+            "ts": rec["ts"],
+            "session_id": rec.get("session_id"),
+            "scenario": rec.get("scenario"),
+            "fire_alarm": rec.get("fire_alarm"),
+            "probability": p,
+            "is_fire": fire,
+            "model_version": scores.model_version,
+            "scored_by": scores.scored_by,
+            "anomaly": anomalous,
+            "anomaly_channel": top[0] if anomalous else None,
+            "max_abs_z": abs(float(top[1])),
+            "partition": msg.partition,
+            "offset": msg.offset,
+            # Every measurement, so reports and drift see what the model saw.
+            **{k: rec[k] for k in MEASUREMENTS},
+        }
