@@ -47,7 +47,7 @@ OFFSET_BEGINNING = -2  # librdkafka's logical offset
 
 class StreamWorker:
     def __init__(self, settings: StreamSettings, scorer: FallbackScorer | None = None) -> None:
-        from confluent_kafka import Consumer, Producer
+        from confluent_kafka import Consumer
 
         self.s = settings
         self.core = Processor(
@@ -70,6 +70,8 @@ class StreamWorker:
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")
         self.replay_until: dict[int, int] = {}  # partition -> committed offset to replay up to
         self.stopping = False
+        self.in_transaction = False
+        self.recovered_at = 0.0  # monotonic time the last failed transaction was recovered
         self.assigned = threading.Event()  # set once the group gave us partitions
         self.consumer = Consumer(
             settings.kafka(
@@ -86,11 +88,17 @@ class StreamWorker:
             )
         )
         self.transactional_id = f"{settings.group_id}-{settings.instance_id()}"
-        self.producer = Producer(
-            settings.kafka(
+        self.producer = self._new_producer()
+        self.producer_restarts: list[float] = []
+
+    def _new_producer(self) -> Any:
+        from confluent_kafka import Producer
+
+        return Producer(
+            self.s.kafka(
                 **{
                     "transactional.id": self.transactional_id,
-                    "transaction.timeout.ms": settings.transaction_timeout_ms,
+                    "transaction.timeout.ms": self.s.transaction_timeout_ms,
                     "linger.ms": 5,
                 }
             )
@@ -158,7 +166,7 @@ class StreamWorker:
         incarnation of this instance (init_transactions), join the group."""
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         self.sink.topic_id = topic_id(self.s)
-        self.producer.init_transactions(60)
+        _retrying(lambda: self.producer.init_transactions(30), "initialise transactions")
         self.consumer.subscribe(
             [self.s.topic],
             on_assign=self._on_assign,
@@ -185,6 +193,7 @@ class StreamWorker:
                 if self.poll_once() or not self.consumer.assignment():
                     last_data = time.monotonic()  # idle only counts once partitions are ours
                 now = time.monotonic()
+                last_data = max(last_data, self.recovered_at)  # a recovery is not idleness
                 if idle_stop_s is not None and now - last_data >= idle_stop_s:
                     break
                 if max_seconds is not None and now - started >= max_seconds:
@@ -215,13 +224,7 @@ class StreamWorker:
         try:
             out = self._transact(fresh, {(m.partition, m.offset) for m in live})
         except KafkaException as exc:
-            err = exc.args[0]
-            if not err.txn_requires_abort():
-                raise  # fatal (e.g. fenced by a newer instance of this worker): exit
-            log.warning("transaction aborted (%s): rewinding to the committed offsets", err)
-            self.producer.abort_transaction(60)
-            self.metrics.transaction_open.set(0)
-            self._rewind()
+            self._recover(exc.args[0])
             return 0
         self._persist(fresh, out)
         self._observe(out, {(m.partition, m.offset) for m in live})
@@ -237,7 +240,7 @@ class StreamWorker:
         publishing = bool(live)
         if publishing:
             self.producer.begin_transaction()
-            self.metrics.transaction_open.set(1)
+            self._transaction(open_=True)
             for letter in dead:
                 if (letter.message.partition, letter.message.offset) in live:
                     self._dead_letter(letter)
@@ -249,12 +252,50 @@ class StreamWorker:
             self.metrics.fallback.set(1 if out.scored_by == "local" else 0)
         if publishing:
             self._publish(out, live)
-            self.producer.send_offsets_to_transaction(
-                self._next_offsets(fresh, live), self.consumer.consumer_group_metadata(), 60
+            offsets = self._next_offsets(fresh, live)
+            group = self.consumer.consumer_group_metadata()
+            # A coordinator moving to another broker (one died) is retriable: retry the call.
+            _retrying(
+                lambda: self.producer.send_offsets_to_transaction(offsets, group, 30),
+                "add the offsets to the transaction",
             )
-            self.producer.commit_transaction(60)
-            self.metrics.transaction_open.set(0)
+            _retrying(lambda: self.producer.commit_transaction(30), "commit the transaction")
+            self._transaction(open_=False)
         return out
+
+    def _recover(self, err: Any) -> None:
+        """After a failed transaction: abort it, or, when the producer itself failed
+        (fenced: the coordinator aborted the transaction on its timeout while a broker was
+        down, or another instance with our id started), start a new producer under the same
+        transactional id; then rewind to the durable state and committed offsets. More
+        than 3 new producers a minute: exit, and let the supervisor back off."""
+        from confluent_kafka import KafkaException
+
+        log.warning("transaction failed (%s): aborting, rewinding to the committed offsets", err)
+        try:
+            if err.fatal():
+                raise KafkaException(err)
+            if self.in_transaction:
+                _retrying(lambda: self.producer.abort_transaction(30), "abort the transaction")
+        except KafkaException as exc:
+            fatal = exc.args[0]
+            if not fatal.fatal():
+                raise
+            now = time.monotonic()
+            self.producer_restarts = [t for t in self.producer_restarts if now - t < 60] + [now]
+            if len(self.producer_restarts) > 3:
+                raise
+            log.warning("producer failed (%s): starting a new one", fatal)
+            self.producer.purge()
+            self.producer = self._new_producer()
+            _retrying(lambda: self.producer.init_transactions(30), "initialise transactions")
+        self._transaction(open_=False)
+        self._rewind()
+        self.recovered_at = time.monotonic()
+
+    def _transaction(self, open_: bool) -> None:
+        self.in_transaction = open_
+        self.metrics.transaction_open.set(1 if open_ else 0)
 
     def _rewind(self) -> None:
         """After an aborted transaction: back to the durable state and committed offsets."""
@@ -341,6 +382,24 @@ class StreamWorker:
                     background=True,
                     alert_id=event["alert_id"],
                 )
+
+
+def _retrying(call: Any, what: str, timeout_s: float = 120.0) -> None:
+    """Call a transactional producer method, again while it fails with a retriable error
+    (a coordinator is moving after a broker died); other errors go to the caller."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.retriable() or time.monotonic() > deadline:
+                raise
+            log.warning("could not %s yet (%s): retrying", what, err)
+            time.sleep(0.5)
 
 
 def _in(msg: Any) -> InMessage:

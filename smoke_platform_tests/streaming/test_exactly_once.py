@@ -303,6 +303,24 @@ def test_failover_the_survivor_owns_every_partition_and_nothing_is_lost(
     _assert_exactly_once(settings, len(records), 0)
 
 
+def _java_hash(text):
+    h = 0
+    for ch in text:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return h
+
+
+def _txn_coordinator(bootstrap, transactional_id, partitions=50):
+    """The broker id leading the `__transaction_state` partition of a transactional id
+    (Kafka: abs(id.hashCode()) % transaction.state.log.num.partitions)."""
+    from confluent_kafka.admin import AdminClient
+
+    partition = (_java_hash(transactional_id) & 0x7FFFFFFF) % partitions
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = admin.list_topics("__transaction_state", timeout=10).topics["__transaction_state"]
+    return topic.partitions[partition].leader
+
+
 def test_a_broker_dies_mid_stream_and_rejoins_producer_and_worker_carry_on(served_model, tmp_path):
     """Three Apache Kafka nodes (KRaft quorum of 3, replication factor 3,
     `min.insync.replicas=2`); one is SIGKILLed mid-stream and restarted."""
@@ -346,13 +364,16 @@ def test_a_broker_dies_mid_stream_and_rejoins_producer_and_worker_carry_on(serve
                 180,
                 "scoring",
             )
-            cluster.kill(1)  # SIGKILL node 2 mid-stream
+            # SIGKILL the broker that coordinates the worker's transactions, mid-stream:
+            # the hardest one to lose (the coordinator moves; the worker must carry on).
+            coordinator = _txn_coordinator(bootstrap, f"{settings.group_id}-rf3")
+            cluster.kill(coordinator - 1)
             worker.wait_until(
                 lambda: len(read_outputs(settings.stream_dir, "predictions")) > 5_000,
                 180,
                 "scoring with a broker down",
             )
-            cluster.restart(1)
+            cluster.restart(coordinator - 1)
             sender.join(180)
             assert (stats["s"].sent, stats["s"].delivered, stats["s"].failed) == (8_000, 8_000, 0)
             assert worker.proc is not None and worker.proc.wait(300) == 0, worker.log_tail()
