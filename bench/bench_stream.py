@@ -110,7 +110,8 @@ def run() -> None:
                 metric,
                 n / elapsed,
                 "readings/s",
-                f"60k readings, scoring via {name}; target >= 10,000",
+                f"60k readings, scoring via {name}; target >= 40,000 (producer, broker, "
+                "service and worker share 2 cores here)",
             )
         s = _settings(bootstrap, url, work, "steady", batch_size=500, poll_timeout_s=0.1)
         # 100 sensors at 10x their 1 Hz = 1,000 readings/s for 20 s, event time = send time.
@@ -125,7 +126,9 @@ def run() -> None:
             alat = latency_ms(opened, "emitted_at")
             note = f"reading that opened an alert -> alert published, {len(opened)} alerts"
             report("stream", "alert_latency_p50_ms", float(alat.median()), "ms", note)
-            report("stream", "alert_latency_max_ms", float(alat.max()), "ms", "target <= 1,000 ms")
+            p99 = float(alat.quantile(0.99))
+            report("stream", "alert_latency_p99_ms", p99, "ms", "target <= 250 ms at 1,000/s")
+            report("stream", "alert_latency_max_ms", float(alat.max()), "ms")
         else:
             print("no alert opened in the steady run: no alert latency figure", flush=True)
     finally:

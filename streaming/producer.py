@@ -45,10 +45,17 @@ class ProduceStats:
 
 
 def live_source(
-    seed: int = 0, sensors: int = 8, scenarios: Sequence[str] | None = None, retime: bool = True
+    seed: int = 0,
+    sensors: int = 8,
+    scenarios: Sequence[str] | None = None,
+    retime: bool = True,
+    start_epoch: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Endless simulated readings; with `retime`, event times start now (a live fleet)."""
-    start = int(time.time()) if retime else None
+    """Endless simulated readings; with `retime`, event times start now (a live fleet), or
+    at `start_epoch`. Kafka 4 rejects records stamped more than an hour ahead of the broker's
+    clock (`log.message.timestamp.after.max.ms`): a long burst sent at full speed should
+    start in the past."""
+    start = start_epoch if start_epoch is not None else int(time.time()) if retime else None
     kwargs: dict[str, Any] = {"seed": seed, "n_sensors": sensors, "scenarios": scenarios}
     if start is not None:
         kwargs["start_epoch"] = start
