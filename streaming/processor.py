@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pydantic_core import from_json
-
 from smoke_platform.core.schema import MEASUREMENTS, ReadingValidationError, parse_reading
 from streaming.alerts import AlertConfig, SensorState
 from streaming.scoring import Scores
@@ -52,8 +50,17 @@ class DeadLetter:
     field: str
     error: str
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def value(self, limit: int) -> bytes | None:
+        """The original bytes, or their first `limit` bytes when longer (the DLQ producer
+        and topic must never be asked for more than the input topic could hold)."""
+        raw = self.message.value
+        return raw if raw is None or len(raw) <= limit else raw[:limit]
+
+    def headers(self, limit: int) -> list[tuple[str, bytes]]:
+        size = len(self.message.value or b"")
+        truncated = [("truncated", b"true"), ("original_bytes", str(size).encode())]
         return [
+            *(truncated if size > limit else []),
             ("reason", self.reason.encode()),
             ("field", self.field.encode()),
             ("error", self.error[:4000].encode()),
@@ -109,7 +116,9 @@ class Processor:
                 first = exc.errors[0]
                 dead.append(DeadLetter(msg, dlq_reason(exc), first.field, str(exc)))
                 continue
-            record = from_json(raw)  # valid JSON object: pydantic just said so
+            # Rows are built from the validated values only (a "20.5" sent for a number is
+            # 20.5 here), never from the raw JSON: the files' schema cannot be broken.
+            record = reading.model_dump()
             record["ts"] = reading.ts.isoformat()  # type: ignore[attr-defined]
             valid.append((msg, record))
         return valid, dead

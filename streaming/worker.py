@@ -315,8 +315,9 @@ class StreamWorker:
 
     def _dead_letter(self, letter: Any) -> None:
         msg = letter.message
+        limit = self.s.max_message_bytes
         self.producer.produce(
-            self.s.dlq_topic, value=msg.value, key=msg.key, headers=letter.headers()
+            self.s.dlq_topic, value=letter.value(limit), key=msg.key, headers=letter.headers(limit)
         )
         self.metrics.dlq.labels(letter.reason).inc()
         log.warning(

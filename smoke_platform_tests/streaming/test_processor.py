@@ -56,7 +56,7 @@ def test_bad_messages_become_dead_letters_with_reasons_and_good_ones_rows():
     assert reasons[102] == ("unknown_field", "colour")
     assert reasons[103] == ("missing_field", "raw_h2")
     assert reasons[104] == ("oversized", "<message>")
-    headers = dict(out.dead_letters[1].headers())
+    headers = dict(out.dead_letters[1].headers(2_000))
     assert headers["source_offset"] == b"101" and b"0 to 100" in headers["error"]
 
 
@@ -97,3 +97,20 @@ def test_replaying_from_a_snapshot_gives_the_same_rows_and_alert_ids(split):
     np.testing.assert_allclose(
         [r["max_abs_z"] for r in rest.rows], [r["max_abs_z"] for r in tail], rtol=1e-12
     )
+
+
+def test_an_oversized_dead_letter_is_cut_to_the_limit_and_says_so():
+    msg = InMessage("t", 0, 7, b"k", b"y" * 5_000_000)
+    [letter] = Processor(CFG, max_message_bytes=65_536).validate([msg])[1]
+    assert letter.reason == "oversized" and len(letter.value(65_536)) == 65_536
+    headers = dict(letter.headers(65_536))
+    assert headers["truncated"] == b"true" and headers["original_bytes"] == b"5000000"
+
+
+def test_rows_carry_validated_values_not_the_raw_json():
+    [good] = scenario_records(["normal_indoor"], seconds=1, seed=2)
+    coerced = {**good, "temperature_c": "20.5", "humidity_pct": " 50 ", "fire_alarm": "0"}
+    out = Processor(CFG, 65_536).process(_messages([coerced]), TvocScorer())
+    [row] = out.rows
+    assert row["temperature_c"] == 20.5 and row["humidity_pct"] == 50.0
+    assert row["fire_alarm"] == 0 and isinstance(row["fire_alarm"], int)

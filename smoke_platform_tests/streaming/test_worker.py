@@ -219,3 +219,43 @@ def test_a_new_incarnation_of_the_topic_is_processed_not_skipped(
     assert set(preds["scenario"]) == {"normal_indoor", "wood_fire"}
     states = [json.loads(p.read_text()) for p in tmp_path.glob("stream-*/_state/*.json")]
     assert states and len({s.get("topic_id") for s in states}) == 1  # the new topic's id
+
+
+def test_oversized_and_coerced_messages_never_stop_the_worker(make_settings, open_service):
+    """A 1.0 MB and a 5 MB message (the input topic holds up to 6 MB) and readings with
+    numbers sent as strings, mixed with good neighbours: the worker stays alive, the
+    oversized ones go to the DLQ cut to the limit (with their size), every reading is
+    scored exactly once from validated values, and a restart reprocesses nothing."""
+    from streaming.broker import create_topics
+
+    base = make_settings(open_service)
+    settings = base.model_copy(update={"topic": f"{base.topic}-big"})
+    create_topics(
+        settings.kafka_bootstrap, {settings.topic: 3}, config={"max.message.bytes": "6291456"}
+    )
+    goods = list(itertools.islice(live_source(seed=5, sensors=2), 40))
+    producer = ReadingProducer(settings, **{"message.max.bytes": 7_000_000})
+    for i, good in enumerate(goods):
+        if i % 4 == 1:  # valid, but with numbers as strings
+            coerced = {**good, "temperature_c": str(good["temperature_c"]), "fire_alarm": "0"}
+            producer.send_raw(json.dumps(coerced).encode(), good["sensor_id"].encode())
+        else:
+            producer.send(good)
+        if i == 10:
+            producer.send_raw(b'{"sensor_id": "' + b"a" * 1_000_000 + b'"}', b"big-1")
+        if i == 20:
+            producer.send_raw(b"x" * 5_000_000, b"big-5")
+    assert producer.flush() == 0 and producer.stats.failed == 0
+    StreamWorker(settings).run(idle_stop_s=4)
+    preds = read_outputs(settings.stream_dir, "predictions")
+    assert len(preds) == 40 and not preds.duplicated(["partition", "offset"]).any()
+    assert preds["temperature_c"].dtype == "float64"
+    dlq = read_topic(settings.kafka_bootstrap, settings.dlq_topic)
+    headers = sorted((dict(m.headers()) for m in dlq), key=lambda h: h["original_bytes"])
+    assert [h["reason"] for h in headers] == [b"oversized", b"oversized"]
+    assert [h["original_bytes"] for h in headers] == [b"1000017", b"5000000"]
+    assert all(len(m.value()) == settings.max_message_bytes for m in dlq)
+    assert len(read_topic(settings.kafka_bootstrap, settings.predictions_topic)) == 40
+    again = StreamWorker(settings)
+    again.run(idle_stop_s=3)
+    assert again.metrics.value("smoke_worker_consumed_total") == 0
