@@ -41,17 +41,23 @@ $(JARS)/spark-kafka/.installed: jvm/spark-kafka/pom.xml
 
 jars: $(JARS)/kafka/.installed $(JARS)/spark-kafka/.installed
 
-# Maven resolves the jars: installed through apt when running as root, otherwise named.
+# A system tool from Debian: installed through apt when running as root, otherwise named.
+# $(call debian,COMMAND,PACKAGE,WHAT IT IS FOR) (no commas in the arguments)
+define debian
+@command -v $(1) >/dev/null || { \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+    echo "installing Debian's $(2) ($(3))"; \
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(2) >/dev/null; \
+  else \
+    echo "$(3) needs $(2): install it (sudo apt-get install $(2)) and run make again."; \
+    exit 1; \
+  fi; }
+endef
+
+# Maven resolves the jars.
 maven:
-	@command -v mvn >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's maven (it fetches Apache Kafka's jars from Maven Central)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends maven >/dev/null; \
-	  else \
-	    echo "Apache Maven is required to fetch Apache Kafka's jars: install it (sudo apt-get install maven) and run make again."; \
-	    exit 1; \
-	  fi; }
+	$(call debian,mvn,maven,fetching Apache Kafka's jars from Maven Central)
 
 setup: $(STAMP) jars
 
@@ -65,15 +71,7 @@ demo: setup dagster-home
 
 # The UI test drives Debian's chromium (a browser download is not possible here).
 browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's chromium for the UI test"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; \
-	  else \
-	    echo "The Dagster UI test needs Chromium: install the Debian package 'chromium' (sudo apt-get install chromium) and run make test again."; \
-	    exit 1; \
-	  fi; }
+	$(call debian,chromium,chromium,the Dagster UI test)
 
 test: setup browser
 	$(BIN)/pytest

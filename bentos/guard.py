@@ -4,7 +4,10 @@
   compared in constant time; 401 otherwise. Health, readiness, metrics and the docs are open.
 - Per-client token-bucket rate limit: 429 with `Retry-After` (split evenly over the
   `SMOKE_SERVICE_WORKERS` processes, each of which keeps its own buckets).
-- Request size limit: 413.
+- Failed authentications are throttled per client address (`SMOKE_AUTH_FAILURES_PER_S`,
+  burst `SMOKE_AUTH_FAILURES_BURST`): guessing keys ends in 429s.
+- Request size limit: 413. JSON nested deeper than `MAX_JSON_DEPTH`: 400 before any
+  parser sees it. A body that is not `application/json`: 415.
 - Validation errors (BentoML's 400 with pydantic details) rewritten to name the row,
   the field, the value sent and the allowed range.
 - One audit log line per request: client, route, status, model version, latency. Never
@@ -17,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from typing import Any
 
@@ -27,6 +31,32 @@ OPEN_PATHS = frozenset(
     {"/healthz", "/livez", "/readyz", "/health", "/metrics", "/docs.json", "/", "/docs"}
 )
 MODEL_VERSION = {"value": "unknown"}  # set by the service when its model is loaded
+MAX_JSON_DEPTH = 32  # a reading is 3 levels deep; deeper nesting is an attack, not data
+_JSON_STRUCTURE = re.compile(rb'[\\"\[\]{}]')
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of `[`/`{` in a JSON text, outside strings (no parsing, so a
+    hostile body cannot exhaust the parser's recursion)."""
+    depth = deepest = 0
+    in_string, escaped_at = False, -1
+    for match in _JSON_STRUCTURE.finditer(body):
+        char, at = match.group(), match.start()
+        if at == escaped_at:
+            continue  # the character after a backslash inside a string
+        if in_string:
+            if char == b"\\":
+                escaped_at = at + 1
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def set_model_version(version: str) -> None:
@@ -86,6 +116,11 @@ class GuardMiddleware:
         burst = _env_float("SMOKE_RATE_LIMIT_BURST", max(rate * 2, 1))
         self.bucket = TokenBucket(rate / workers, max(burst / workers, 1.0))
         self.max_body = int(_env_float("SMOKE_MAX_REQUEST_BYTES", 4 * 1024 * 1024))
+        # Failed authentications per client address (whatever key it tries): 0 = off.
+        failures = _env_float("SMOKE_AUTH_FAILURES_PER_S", 1.0) / workers
+        self.auth_failures = TokenBucket(
+            failures, max(_env_float("SMOKE_AUTH_FAILURES_BURST", 10.0) / workers, 1.0)
+        )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -120,6 +155,10 @@ class GuardMiddleware:
         key = self._presented_key(scope)
         if key:
             return "key:" + hashlib.sha256(key).hexdigest()[:12]
+        return self._address(scope)
+
+    @staticmethod
+    def _address(scope: dict) -> str:
         peer = scope.get("client") or ("unknown", 0)
         return f"addr:{peer[0]}"
 
@@ -140,6 +179,11 @@ class GuardMiddleware:
 
     async def _guarded(self, scope: dict, receive: Any, send: Any, client: str) -> None:
         if not self._authorised(scope):
+            if self.auth_failures.rate > 0:
+                wait = self.auth_failures.take(self._address(scope), time.monotonic())
+                if wait > 0:
+                    await _too_many(send, wait, "too many failed authentications from this address")
+                    return
             await _json(
                 send,
                 401,
@@ -150,16 +194,37 @@ class GuardMiddleware:
         if self.bucket.rate > 0:
             wait = self.bucket.take(client, time.monotonic())
             if wait > 0:
-                retry = str(max(1, math.ceil(wait))).encode()
-                await _json(
-                    send,
-                    429,
-                    {"error": "rate limit exceeded", "retry_after_s": float(retry)},
-                    [(b"retry-after", retry)],
-                )
+                await _too_many(send, wait, "rate limit exceeded")
                 return
+        headers = dict(scope.get("headers") or [])
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if scope.get("method") in ("POST", "PUT", "PATCH") and ctype != b"application/json":
+            shown = ctype.decode("latin-1")[:100] or "(none)"
+            await _json(
+                send,
+                415,
+                {
+                    "error": f"content-type {shown} is not accepted",
+                    "content_type": shown,
+                    "allowed": ["application/json"],
+                },
+            )
+            return
         body = await self._read_body(scope, receive, send)
         if body is None:
+            return
+        depth = json_depth(body)
+        if depth > MAX_JSON_DEPTH:
+            await _json(
+                send,
+                400,
+                {
+                    "error": f"JSON nested {depth} levels deep (allowed: at most "
+                    f"{MAX_JSON_DEPTH}; a request is 3 levels deep)",
+                    "depth": depth,
+                    "max_depth": MAX_JSON_DEPTH,
+                },
+            )
             return
         await self._call_with_validation_messages(scope, body, send)
 
@@ -210,11 +275,11 @@ def _rewrite(response: bytes, request: bytes) -> dict | None:
     """BentoML's pydantic 400 body -> errors naming row, field, value and allowed range."""
     try:
         detail = json.loads(response).get("detail")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     try:
         payload = json.loads(request) if request else None
-    except ValueError:  # malformed JSON: show (the start of) what was sent
+    except (ValueError, RecursionError):  # malformed JSON: show (the start of) what was sent
         payload = request[:200].decode("utf-8", "replace")
     if not isinstance(detail, list) or not all(isinstance(d, dict) for d in detail):
         return None
@@ -234,6 +299,13 @@ async def _send_rewritten(send: Any, start: dict, original: bytes, request: byte
         await send({"type": "http.response.body", "body": original})
         return
     await _json(send, 400, rewritten)
+
+
+async def _too_many(send: Any, wait: float, error: str) -> None:
+    retry = str(max(1, math.ceil(wait))).encode()
+    await _json(
+        send, 429, {"error": error, "retry_after_s": float(retry)}, [(b"retry-after", retry)]
+    )
 
 
 async def _json(send: Any, status: int, body: dict, extra: list | None = None) -> None:
