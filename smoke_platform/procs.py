@@ -102,6 +102,22 @@ class ManagedProcess:
             self._signal(signal.SIGKILL)
             self.proc.wait(10)
 
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the process and every descendant, wherever their process
+        group: a hung service for fault tests (BentoML's workers may leave the group)."""
+        import psutil
+
+        if self.proc is None:
+            return
+        try:
+            leader = psutil.Process(self.proc.pid)
+            family = [leader, *leader.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for member in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.suspend() if frozen else member.resume()
+
     def _signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
         with contextlib.suppress(ProcessLookupError):

@@ -58,8 +58,13 @@ def java() -> str:
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: a random UUID in URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: a random UUID in URL-safe base64 without padding, never starting
+    with '-' (like Kafka's own `Uuid.randomUuid`: command-line tools would read it as an
+    option; one id in 64 did, and formatting failed)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found
 
 
 _LOG4J = """\
@@ -185,7 +190,9 @@ class KafkaCluster:
         if (node.data_dir / "log" / "meta.properties").exists():
             return  # formatted before: a restart keeps the node's data
         done = subprocess.run(
-            self._cmd(STORAGE_TOOL, "format", "-t", self.cluster_id, "-c", str(config)),
+            self._cmd(
+                STORAGE_TOOL, "format", f"--cluster-id={self.cluster_id}", "--config", str(config)
+            ),
             capture_output=True,
             text=True,
             timeout=120,

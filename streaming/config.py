@@ -29,7 +29,10 @@ class StreamSettings(BaseSettings):
 
     service_url: str = "http://127.0.0.1:3001"
     api_key: str = ""
-    request_timeout_s: float = 5.0
+    request_timeout_s: float = 5.0  # a probe of a service the circuit took out of use
+    # Per batch: a service answer later than this and the batch is scored locally (and the
+    # circuit opens; a background probe closes it again). Well under the 1 s goal.
+    scoring_deadline_s: float = 0.5
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0
 

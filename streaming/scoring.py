@@ -5,6 +5,7 @@ service is down."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,16 @@ class CircuitBreaker:
             log.warning("scoring service is back: circuit closed")
         self.count, self.opened_at = 0, None
 
+    def trip(self) -> None:
+        """Open at once (the service missed a deadline: waiting again would cost another)."""
+        if self.opened_at is None:
+            log.warning("scoring service missed its deadline: circuit open, scoring locally")
+        self.count, self.opened_at = self.failures, time.monotonic()
+
+    def probing(self) -> None:
+        """A probe is under way: the next one waits another `reset_s`."""
+        self.opened_at = time.monotonic()
+
     def failure(self) -> None:
         self.count += 1
         if self.count >= self.failures or self.opened_at is not None:
@@ -67,10 +78,13 @@ class RemoteScorer:
         self.bulk = True  # False once the service answered 404 for /predict_columns
         self.client = httpx.Client(timeout=timeout_s, headers=auth_headers(api_key))
 
-    def score(self, records: list[dict[str, Any]]) -> Scores:
+    def score(self, records: list[dict[str, Any]], timeout: float | None = None) -> Scores:
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         if self.bulk:
             columns = columns_from_records(records, REQUIRED)
-            resp = self.client.post(f"{self.base}/predict_columns", json={"columns": columns})
+            resp = self.client.post(
+                f"{self.base}/predict_columns", json={"columns": columns}, **extra
+            )
             if resp.status_code != 404:
                 resp.raise_for_status()
                 preds = resp.json()
@@ -81,7 +95,7 @@ class RemoteScorer:
                 "scoring through /predict_batch",
                 self.base,
             )
-        resp = self.client.post(f"{self.base}/predict_batch", json={"readings": records})
+        resp = self.client.post(f"{self.base}/predict_batch", json={"readings": records}, **extra)
         resp.raise_for_status()
         rows = resp.json()
         first = rows[0] if rows else {"model_version": ""}
@@ -122,20 +136,60 @@ class LocalScorer:
 
 
 class FallbackScorer:
-    """Remote while the circuit is closed; local while it is open; retries remote after
-    `reset_s` and switches back when it answers."""
+    """The service while the circuit is closed, within a per-batch deadline; the same model
+    locally the moment the service misses it. A missed deadline (a hung service) opens the
+    circuit at once, other failures after `breaker.failures` in a row; while it is open
+    every batch is scored locally and, each `reset_s`, one probe request runs in the
+    background; its success closes the circuit. So a hung service costs one deadline."""
 
-    def __init__(self, remote: RemoteScorer, local: LocalScorer, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        remote: RemoteScorer,
+        local: LocalScorer,
+        breaker: CircuitBreaker,
+        probe_timeout_s: float = 5.0,
+    ) -> None:
         self.remote, self.local, self.breaker = remote, local, breaker
+        self.probe_timeout_s = probe_timeout_s
+        self._probe: threading.Thread | None = None
 
     def score(self, records: list[dict[str, Any]]) -> Scores:
-        if self.breaker.allow():
-            try:
-                scores = self.remote.score(records)
-            except Exception as exc:
-                log.warning("service scoring failed (%s): %s", type(exc).__name__, exc)
+        if self.breaker.is_open:
+            self._probe_in_background(records[:1])
+            return self.local.score(records)
+        try:
+            scores = self.remote.score(records)
+        except Exception as exc:
+            log.warning("service scoring failed (%s): %s", type(exc).__name__, exc)
+            if _is_timeout(exc):
+                self.breaker.trip()
+            else:
                 self.breaker.failure()
+            return self.local.score(records)
+        self.breaker.success()
+        return scores
+
+    def _probe_in_background(self, sample: list[dict[str, Any]]) -> None:
+        if not sample or not self.breaker.allow():
+            return
+        if self._probe is not None and self._probe.is_alive():
+            return
+        self.breaker.probing()
+
+        def probe() -> None:
+            try:
+                self.remote.score(sample, timeout=self.probe_timeout_s)
+            except Exception as exc:
+                log.info("service probe failed (%s): still scoring locally", type(exc).__name__)
+                self.breaker.trip()
             else:
                 self.breaker.success()
-                return scores
-        return self.local.score(records)
+
+        self._probe = threading.Thread(target=probe, name="service-probe", daemon=True)
+        self._probe.start()
+
+
+def _is_timeout(exc: Exception) -> bool:
+    import httpx
+
+    return isinstance(exc, httpx.TimeoutException)

@@ -62,9 +62,10 @@ class StreamWorker:
         )
         self.metrics = WorkerMetrics()
         self.scorer = scorer or FallbackScorer(
-            RemoteScorer(settings.service_url, settings.api_key, settings.request_timeout_s),
+            RemoteScorer(settings.service_url, settings.api_key, settings.scoring_deadline_s),
             LocalScorer(served_model_tag()),
             CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
+            probe_timeout_s=settings.request_timeout_s,
         )
         self.sink = PartitionSink(settings.stream_dir, settings.topic)
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")

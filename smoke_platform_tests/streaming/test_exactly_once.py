@@ -3,8 +3,6 @@ transaction), lost output files, and consumer-group failover. Every topic is rea
 `isolation.level=read_committed`; the files must agree with the topics."""
 
 import json
-import os
-import signal
 import sys
 import threading
 import time
@@ -128,7 +126,7 @@ def test_sigkill_twice_one_inside_a_transaction_loses_and_duplicates_nothing(
     settings = make_settings(
         url,
         batch_size=500,
-        request_timeout_s=4.0,
+        scoring_deadline_s=4.0,  # a frozen service holds the transaction open this long
         breaker_failures=1,
         breaker_reset_s=1.0,
         worker_metrics_port=metrics_port,
@@ -147,7 +145,7 @@ def test_sigkill_twice_one_inside_a_transaction_loses_and_duplicates_nothing(
         )
         # Freeze the service: the next batch opens its transaction, dead-letters its poison
         # message and then waits on the frozen service with the transaction open.
-        os.killpg(svc.proc.pid, signal.SIGSTOP)
+        svc.freeze()
         first.wait_until(
             lambda: _metric(metrics_port, "smoke_worker_transaction_open") == 1.0,
             60,
@@ -155,7 +153,7 @@ def test_sigkill_twice_one_inside_a_transaction_loses_and_duplicates_nothing(
         )
         time.sleep(0.5)
         first.kill()  # SIGKILL inside the open transaction
-        os.killpg(svc.proc.pid, signal.SIGCONT)
+        svc.freeze(False)
         aborted_dlq = _uncommitted_count(settings.kafka_bootstrap, settings.dlq_topic)
 
         second = _worker(settings, tmp_path / "w2.log", tag, "kill-test")
@@ -167,7 +165,7 @@ def test_sigkill_twice_one_inside_a_transaction_loses_and_duplicates_nothing(
         third = _worker(settings, tmp_path / "w3.log", tag, "kill-test", idle_stop=6)
         assert third.proc is not None and third.proc.wait(300) == 0, third.log_tail()
     finally:
-        os.killpg(svc.proc.pid, signal.SIGCONT)
+        svc.freeze(False)
         svc.stop()
     # The first kill left dead letters of an open (then aborted) transaction in the log.
     committed_dlq = len(read_topic(settings.kafka_bootstrap, settings.dlq_topic))

@@ -157,18 +157,25 @@ def test_service_down_falls_back_locally_and_switches_back(make_settings, served
             env={"SMOKE_MODEL_TAG": served_model.version, "SMOKE_API_KEY": ""},
         )
         time.sleep(1.2)
-        _drain(worker, _produce(settings, 300, seed=9, sensors=2))
+        # The first batch after the reset time is scored locally while a probe checks the
+        # service in the background; once it answered, batches go to the service again.
+        probing = _produce(settings, 300, seed=9, sensors=2)
+        _drain(worker, probing)
+        time.sleep(1.0)
+        _drain(worker, _produce(settings, 300, seed=10, sensors=2))
         assert worker.metrics.value("smoke_worker_fallback_active") == 0
     finally:
         worker.close()
         proc.stop()
         os.environ.pop("SMOKE_MODEL_TAG", None)
     preds = read_outputs(settings.stream_dir, "predictions")
-    assert len(preds) == 900
+    assert len(preds) == 1_200
     assert set(preds["scored_by"]) == {"service", "local"}
     # The fallback is the same promoted model: same probabilities as the model itself.
     local = preds[preds["scored_by"] == "local"].sort_values(["sensor_id", "ts"])
-    frame = pd.DataFrame(during_outage).sort_values(["sensor_id", "ts"])
+    assert len(local) >= 300  # the outage (and batches scored while the probe ran)
+    frame = pd.DataFrame(during_outage + probing)
+    frame = frame[frame["ts"].isin(set(local["ts"]))].sort_values(["sensor_id", "ts"])
     np.testing.assert_allclose(
         local["probability"].to_numpy(), served_model.predict_proba(frame), rtol=1e-9
     )
@@ -259,3 +266,55 @@ def test_oversized_and_coerced_messages_never_stop_the_worker(make_settings, ope
     again = StreamWorker(settings)
     again.run(idle_stop_s=3)
     assert again.metrics.value("smoke_worker_consumed_total") == 0
+
+
+def test_a_frozen_service_costs_at_most_one_deadline(make_settings, served_model, tmp_path):
+    """The service hangs (SIGSTOP) for 15 s under 100 readings/s: the batch in flight waits
+    one scoring deadline, then everything is scored locally until a background probe finds
+    the service again. No reading waits longer than the deadline plus one batch interval
+    (plus producing and committing the batch)."""
+    import os
+    import threading
+
+    from streaming.demo import latency_ms, wait_for_assignment
+
+    proc, url = bentoml_serve(
+        "bentos.service:SmokeDetector",
+        tmp_path / "svc.log",
+        env={"SMOKE_MODEL_TAG": served_model.version, "SMOKE_API_KEY": ""},
+    )
+    deadline, interval = 0.5, 0.2
+    settings = make_settings(
+        url, scoring_deadline_s=deadline, poll_timeout_s=interval, breaker_reset_s=2.0
+    )
+    os.environ["SMOKE_MODEL_TAG"] = served_model.version  # what the local fallback loads
+    worker = StreamWorker(settings)
+    runner = threading.Thread(target=worker.run, kwargs={"idle_stop_s": 6}, daemon=True)
+    try:
+        runner.start()
+        wait_for_assignment(worker)
+        sender = threading.Thread(
+            target=produce,
+            args=(live_source(seed=12, sensors=10), settings),
+            kwargs={"count": 3_000, "speed": 10.0, "stamp_now": True, "echo": lambda *_: None},
+        )
+        sender.start()  # 10 sensors at 10x = 100 readings/s for 30 s
+        time.sleep(6)
+        proc.freeze()
+        time.sleep(15)
+        proc.freeze(False)
+        sender.join(120)
+        runner.join(120)
+    finally:
+        proc.freeze(False)
+        proc.stop()
+        os.environ.pop("SMOKE_MODEL_TAG", None)
+    preds = read_outputs(settings.stream_dir, "predictions")
+    assert len(preds) == 3_000
+    waits = latency_ms(preds) / 1000
+    budget = deadline + interval + 0.3  # 0.3 s: produce, commit, clocks
+    print(f"frozen service: max wait {waits.max():.3f} s, p99 {waits.quantile(0.99):.3f} s")
+    assert waits.max() <= budget, waits.sort_values().tail(5).tolist()
+    by = preds.sort_values("ts")["scored_by"]
+    assert by.iloc[0] == "service" and by.iloc[-1] == "service"  # the probe closed it
+    assert (by == "local").sum() >= 1_000  # the 15 s of the freeze
