@@ -34,13 +34,11 @@ from smoke_platform.notify import Notifier
 from streaming.alerts import AlertConfig
 from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
-from streaming.processor import BatchOutput, InMessage, Processor, dlq_reason
+from streaming.processor import BatchOutput, InMessage, Processor
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
 from streaming.sink import PartitionSink
 
 log = logging.getLogger("smoke.worker")
-
-__all__ = ["StreamWorker", "dlq_reason", "topic_id"]
 
 OFFSET_BEGINNING = -2  # librdkafka's logical offset
 
@@ -104,10 +102,6 @@ class StreamWorker:
                 }
             )
         )
-
-    @property
-    def states(self) -> dict[int, dict[str, Any]]:
-        return self.core.states
 
     # -- lifecycle ---------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
