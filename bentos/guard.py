@@ -27,9 +27,8 @@ from typing import Any
 from smoke_platform.core.schema import field_errors
 
 audit_log = logging.getLogger("smoke_detector.audit")
-OPEN_PATHS = frozenset(
-    {"/healthz", "/livez", "/readyz", "/health", "/metrics", "/docs.json", "/", "/docs"}
-)
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/health", "/metrics", "/docs.json", "/"})
+OPEN_PREFIXES = ("/static_content/",)  # the API docs page's scripts and styles
 MODEL_VERSION = {"value": "unknown"}  # set by the service when its model is loaded
 MAX_JSON_DEPTH = 32  # a reading is 3 levels deep; deeper nesting is an attack, not data
 _JSON_STRUCTURE = re.compile(rb'[\\"\[\]{}]')
@@ -123,7 +122,17 @@ class GuardMiddleware:
         )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] == "http" and scope["path"] == "/docs":  # where people look first
+            await send(
+                {"type": "http.response.start", "status": 307, "headers": [(b"location", b"/")]}
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if (
+            scope["type"] != "http"
+            or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith(OPEN_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -226,7 +235,7 @@ class GuardMiddleware:
                 },
             )
             return
-        await self._call_with_validation_messages(scope, body, send)
+        await self._call_with_validation_messages(scope, body, receive, send)
 
     async def _read_body(self, scope: dict, receive: Any, send: Any) -> bytes | None:
         headers = dict(scope.get("headers") or [])
@@ -246,12 +255,16 @@ class GuardMiddleware:
             return None
         return b"".join(chunks)
 
-    async def _call_with_validation_messages(self, scope: dict, body: bytes, send: Any) -> None:
+    async def _call_with_validation_messages(
+        self, scope: dict, body: bytes, receive: Any, send: Any
+    ) -> None:
         delivered = {"done": False}
 
         async def replay() -> dict:
+            # The body once, then the client's own next message: a disconnect only when
+            # the client really leaves (file and streaming responses wait for one).
             if delivered["done"]:
-                return {"type": "http.disconnect"}
+                return await receive()  # type: ignore[no-any-return]
             delivered["done"] = True
             return {"type": "http.request", "body": body, "more_body": False}
 

@@ -23,6 +23,8 @@ _REASONS = {
     "greater_than_equal": "out_of_range",
     "less_than_equal": "out_of_range",
     "finite_number": "out_of_range",
+    "time_window": "out_of_window",
+    "string_pattern_mismatch": "bad_identifier",
 }
 
 

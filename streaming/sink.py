@@ -19,10 +19,39 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+
+from smoke_platform.core.schema import FIELDS
 
 _FILE = re.compile(r"p(?P<p>\d+)-o(?P<first>\d+)-(?P<last>\d+)\.parquet$")
 KINDS = ("predictions", "alerts")
 _URL_SAFE = str.maketrans("+/", "-_")
+_ARROW_TYPES = {
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "str": pa.string(),
+    "datetime": pa.string(),
+}
+# The reading columns of a predictions row, as the files hold them (`ts` as ISO text).
+ROW_SCHEMA = pa.schema([pa.field(f.name, _ARROW_TYPES[f.dtype]) for f in FIELDS])
+
+
+def unwritable_rows(rows: list[dict[str, Any]]) -> dict[int, str]:
+    """Rows the files cannot hold (a value that does not fit its column's type or cannot
+    be encoded), by position, with the reason; one conversion of the whole batch when all
+    fit. The worker dead-letters these instead of failing the batch for good."""
+    try:
+        pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+        return {}
+    except (pa.ArrowException, ValueError, TypeError, UnicodeError):
+        pass
+    bad = {}
+    for i, row in enumerate(rows):
+        try:
+            pa.Table.from_pylist([row], schema=ROW_SCHEMA)
+        except (pa.ArrowException, ValueError, TypeError, UnicodeError) as exc:
+            bad[i] = f"{type(exc).__name__}: {exc}"
+    return bad
 
 
 class PartitionSink:
@@ -36,6 +65,9 @@ class PartitionSink:
         self.root = Path(root)
         self.topic = topic
         self.topic_id = topic_id
+
+    def unwritable(self, rows: list[dict[str, Any]]) -> dict[int, str]:
+        return unwritable_rows(rows)
 
     def _state_path(self, partition: int) -> Path:
         return self.root / "_state" / f"{self.topic}-p{partition}.json"

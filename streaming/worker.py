@@ -34,7 +34,7 @@ from smoke_platform.notify import Notifier
 from streaming.alerts import AlertConfig
 from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
-from streaming.processor import BatchOutput, InMessage, Processor
+from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
 from streaming.sink import PartitionSink
 
@@ -241,11 +241,15 @@ class StreamWorker:
                     self._dead_letter(letter)
         started = time.perf_counter()
         out = self.core.score(valid, self.scorer)
-        out.dead_letters = dead
+        rejected = self._unwritable(out, fresh)
+        out.dead_letters = dead + rejected
         if valid:
             self.metrics.scoring_latency.observe(time.perf_counter() - started)
             self.metrics.fallback.set(1 if out.scored_by == "local" else 0)
         if publishing:
+            for letter in rejected:
+                if (letter.message.partition, letter.message.offset) in live:
+                    self._dead_letter(letter)
             self._publish(out, live)
             offsets = self._next_offsets(fresh, live)
             group = self.consumer.consumer_group_metadata()
@@ -257,6 +261,25 @@ class StreamWorker:
             _retrying(lambda: self.producer.commit_transaction(30), "commit the transaction")
             self._transaction(open_=False)
         return out
+
+    def _unwritable(self, out: BatchOutput, fresh: list[InMessage]) -> list[DeadLetter]:
+        """Take the rows the output files cannot hold out of `out`: dead letters instead of
+        a write that would fail after the commit, at every restart."""
+        bad = self.sink.unwritable(out.rows)
+        if not bad:
+            return []
+        by_offset = {(m.partition, m.offset): m for m in fresh}
+        letters = [
+            DeadLetter(
+                by_offset[(out.rows[i]["partition"], out.rows[i]["offset"])],
+                "sink_rejected",
+                "<row>",
+                f"the output files cannot hold this reading: {error}",
+            )
+            for i, error in sorted(bad.items())
+        ]
+        out.rows = [row for i, row in enumerate(out.rows) if i not in bad]
+        return letters
 
     def _recover(self, err: Any) -> None:
         """After a failed transaction: abort it, or, when the producer itself failed

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
-from smoke_platform.core.schema import FIELDS, pandas_dtype
+from smoke_platform.core.schema import FIELDS, ID_PATTERN, pandas_dtype
 
 # A continuously varying channel that repeats the exact same value this long is stuck.
 STUCK_RUN_SECONDS = 600
@@ -22,7 +22,16 @@ STUCK_CHANNELS = ("temperature_c", "humidity_pct", "raw_h2", "raw_ethanol", "pre
 
 
 def _dtype_schema() -> pa.DataFrameSchema:
-    cols = {f.name: pa.Column(pandas_dtype(f), nullable=True, required=f.required) for f in FIELDS}
+    """Types, and identifiers in the contract's character set (as the service checks)."""
+    cols = {
+        f.name: pa.Column(
+            pandas_dtype(f),
+            checks=pa.Check.str_matches(ID_PATTERN) if f.dtype == "str" else None,
+            nullable=True,
+            required=f.required,
+        )
+        for f in FIELDS
+    }
     return pa.DataFrameSchema(cols, name="schema")
 
 

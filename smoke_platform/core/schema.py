@@ -7,9 +7,10 @@ data sheet, so that real data is never rejected as invalid (see DATA.md).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pydantic
@@ -33,9 +34,15 @@ class FieldSpec:
     def allowed(self) -> str:
         """Human-readable allowed range, used in every error message."""
         if self.min is not None and self.max is not None:
-            return f"{self.min:g} to {self.max:g} {self.unit}".rstrip()
+            kind = "integer" if self.dtype == "int" else "number"
+            return f"a JSON {kind}, {self.min:g} to {self.max:g} {self.unit}".rstrip()
         if self.dtype == "datetime":
-            return "an ISO-8601 timestamp or Unix seconds"
+            return "an ISO-8601 timestamp or Unix seconds, " + reading_time_window().describe()
+        if self.dtype == "str":
+            return ID_ALLOWED
+        if self.dtype in ("int", "float"):
+            lower = f", at least {self.min:g}" if self.min is not None else ""
+            return f"a JSON {'integer' if self.dtype == 'int' else 'number'}{lower}"
         return f"a {self.dtype}"
 
 
@@ -76,6 +83,48 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {f.name: (f.min, f.max) f
 _PY_TYPES: dict[str, Any] = {"float": float, "int": int, "str": str, "datetime": datetime}
 
 
+# Identifiers (sensor, session, scenario) are Kafka keys, file and label values: printable
+# ASCII of a documented set, so no NUL, control character or path trick gets through.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+ID_ALLOWED = "1 to 64 characters: letters, digits and . _ : @ - (first a letter or digit)"
+
+
+@dataclass(frozen=True)
+class ReadingTimeWindow:
+    """How far from now a reading's timestamp may be: a clock fault (1970, 9999) is an
+    error, history (the public file is from 2022) and clock skew are not."""
+
+    max_age_days: float
+    max_ahead_s: float
+
+    def describe(self) -> str:
+        return (
+            f"at most {self.max_age_days:g} days old and {self.max_ahead_s:g} s ahead of now "
+            "(SMOKE_READING_MAX_AGE_DAYS, SMOKE_READING_MAX_AHEAD_S)"
+        )
+
+
+@functools.cache
+def reading_time_window() -> ReadingTimeWindow:
+    from smoke_platform.core.settings import input_settings
+
+    s = input_settings()
+    return ReadingTimeWindow(s.reading_max_age_days, s.reading_max_ahead_s)
+
+
+def _within_window(ts: datetime) -> datetime:
+    window = reading_time_window()
+    aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    delta = (aware - datetime.now(UTC)).total_seconds()
+    if delta > window.max_ahead_s or -delta > window.max_age_days * 86_400:
+        raise pydantic_core.PydanticCustomError(
+            "time_window",
+            "timestamp {ts} is outside the accepted window",
+            {"ts": ts.isoformat()},
+        )
+    return ts
+
+
 def _constraints(spec: FieldSpec) -> dict[str, Any]:
     """The limits of one value of a field, as pydantic `Field` arguments."""
     kwargs: dict[str, Any] = {"description": f"{spec.description} [{spec.unit}]".replace(" []", "")}
@@ -84,12 +133,21 @@ def _constraints(spec: FieldSpec) -> dict[str, Any]:
     if spec.max is not None:
         kwargs["le"] = spec.max
     if spec.dtype == "str":
-        kwargs.update(min_length=1, max_length=64)
+        kwargs.update(pattern=ID_PATTERN)
+    if spec.dtype in ("float", "int"):
+        kwargs["strict"] = True  # a number is a JSON number: not true, not "20.5"
     return kwargs
 
 
+def _value_type(spec: FieldSpec) -> Any:
+    """The Python type of one value (timestamps also checked against the time window)."""
+    if spec.dtype == "datetime":
+        return Annotated[datetime, pydantic.AfterValidator(_within_window)]
+    return _PY_TYPES[spec.dtype]
+
+
 def _pydantic_field(spec: FieldSpec) -> tuple[Any, Any]:
-    py_type = _PY_TYPES[spec.dtype]
+    py_type = _value_type(spec)
     kwargs = _constraints(spec)
     if spec.required:
         return py_type, pydantic.Field(..., **kwargs)
@@ -120,7 +178,7 @@ def _column_field(spec: FieldSpec) -> tuple[Any, Any]:
     """One field as a list of values, each checked against the field's limits in
     pydantic-core; an error's location is (field, row)."""
     limits = _constraints(spec)
-    item: Any = Annotated[_PY_TYPES[spec.dtype], pydantic.Field(**limits)]
+    item: Any = Annotated[_value_type(spec), pydantic.Field(**limits)]
     kwargs = {"description": limits["description"], "max_length": MAX_COLUMN_ROWS}
     if spec.required:
         return list[item], pydantic.Field(..., **kwargs)  # type: ignore[valid-type]

@@ -107,10 +107,39 @@ def test_an_oversized_dead_letter_is_cut_to_the_limit_and_says_so():
     assert headers["truncated"] == b"true" and headers["original_bytes"] == b"5000000"
 
 
-def test_rows_carry_validated_values_not_the_raw_json():
-    [good] = scenario_records(["normal_indoor"], seconds=1, seed=2)
-    coerced = {**good, "temperature_c": "20.5", "humidity_pct": " 50 ", "fire_alarm": "0"}
-    out = Processor(CFG, 65_536).process(_messages([coerced]), TvocScorer())
+def test_numbers_must_be_json_numbers_and_rows_carry_validated_values():
+    """A number sent as a string or a boolean is dead-lettered naming the field; a whole
+    number sent for a measurement is a float in the row (the files' schema never varies)."""
+    first, second, third = scenario_records(["normal_indoor"], seconds=3, seed=2)
+    coerced = [
+        {**first, "temperature_c": "20.5"},
+        {**first, "humidity_pct": " 50 "},
+        {**first, "fire_alarm": True},
+        {**first, "tvoc_ppb": True},
+    ]
+    whole = {**second, "temperature_c": 21}
+    later = {**third, "sensor_id": "sensor-\u0000"}
+    out = Processor(CFG, 65_536).process(_messages([*coerced, whole, later]), TvocScorer())
     [row] = out.rows
-    assert row["temperature_c"] == 20.5 and row["humidity_pct"] == 50.0
-    assert row["fire_alarm"] == 0 and isinstance(row["fire_alarm"], int)
+    assert row["offset"] == 4 and row["temperature_c"] == 21.0
+    assert isinstance(row["temperature_c"], float)
+    letters = [(d.message.offset, d.reason, d.field) for d in out.dead_letters]
+    assert letters == [
+        (0, "wrong_type", "temperature_c"),
+        (1, "wrong_type", "humidity_pct"),
+        (2, "wrong_type", "fire_alarm"),
+        (3, "wrong_type", "tvoc_ppb"),
+        (5, "bad_identifier", "sensor_id"),
+    ]
+    assert "a JSON number" in out.dead_letters[0].error
+
+
+@pytest.mark.parametrize(
+    "ts", ["1653-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "9999-12-31T00:00:00Z", 0]
+)
+def test_timestamps_outside_the_window_are_dead_lettered(ts):
+    [good] = scenario_records(["normal_indoor"], seconds=1, seed=2)
+    out = Processor(CFG, 65_536).process(_messages([{**good, "ts": ts}]), TvocScorer())
+    [letter] = out.dead_letters
+    assert (letter.reason, letter.field) == ("out_of_window", "ts")
+    assert "3650 days old" in letter.error and "SMOKE_READING_MAX_AGE_DAYS" in letter.error

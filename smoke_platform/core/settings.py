@@ -1,0 +1,25 @@
+"""Settings of the reading contract itself, read once per process from SMOKE_* variables."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated
+
+import pydantic
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class InputSettings(BaseSettings):
+    """What every entry point (service, worker, producer) accepts as a reading."""
+
+    model_config = SettingsConfigDict(env_prefix="SMOKE_", frozen=True, extra="ignore")
+
+    # History stays replayable (the public file is from 2022); 1970 or 9999 is a clock fault.
+    reading_max_age_days: Annotated[float, pydantic.Field(gt=0)] = 3650.0
+    # Kafka itself refuses records stamped more than 1 h ahead (log.message.timestamp.after.max.ms).
+    reading_max_ahead_s: Annotated[float, pydantic.Field(ge=0)] = 3600.0
+
+
+@functools.cache
+def input_settings() -> InputSettings:
+    return InputSettings()
