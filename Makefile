@@ -13,7 +13,7 @@ export BENTOML_DO_NOT_TRACK := true
 export UV_COMPILE_BYTECODE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup jars maven demo test lint format bench ui serve validate lock clean dagster-home browser up down
+.PHONY: setup jars maven demo test test-fast lint format bench ui serve validate lock clean dagster-home browser up down
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "smoke-platform needs Python 3.11+, found " + sys.version' 
@@ -76,6 +76,11 @@ browser:
 test: setup browser
 	$(BIN)/pytest
 
+# Unit tests only: no broker, service, database, Spark or browser (under a minute).
+FAST := not (postgres or dagster or slow or bentoml or kafka or spark or ui)
+test-fast: setup
+	$(BIN)/pytest -q -m "$(FAST)"
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -96,20 +101,25 @@ bench: setup dagster-home
 bench-%: setup dagster-home
 	$(BIN)/python -m bench $*
 
+# Ports: make ui DAGSTER_PORT=3100, make serve SERVICE_PORT=3101, make up BROKER_PORT=... etc.
+DAGSTER_PORT ?= 3000
+SERVICE_PORT ?= 3001
+BROKER_PORT ?= 9092
+
 ui: setup dagster-home
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 # The whole stack as local processes (no Docker): broker, service, worker, producer,
 # Spark job, Dagster webserver + daemon. Trains first if no model was promoted yet.
 up: setup dagster-home
-	$(BIN)/smoke up
+	$(BIN)/smoke up --broker-port $(BROKER_PORT) --service-port $(SERVICE_PORT) --dagster-port $(DAGSTER_PORT)
 
 down: setup
 	$(BIN)/smoke down
 
 # Serve the bento the Dagster asset built (run `make demo` first).
 serve: setup
-	$(BIN)/bentoml serve smoke_detector:latest --host 127.0.0.1 --port 3001
+	$(BIN)/bentoml serve smoke_detector:latest --host 127.0.0.1 --port $(SERVICE_PORT)
 
 # Re-resolve the pinned dependency set after editing pyproject.toml.
 lock: setup

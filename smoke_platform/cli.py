@@ -4,21 +4,94 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
-app = typer.Typer(help="smoke-platform command line", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="smoke-platform command line (--debug: show tracebacks)",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"max_content_width": 120},
+)
+
+# The simulator's scenarios (a literal list keeps `smoke --help` free of heavy imports;
+# a test keeps it equal to the simulator's).
+SCENARIO_NAMES = (
+    "normal_indoor",
+    "normal_outdoor",
+    "wood_fire",
+    "gas_fire",
+    "outdoor_grill",
+    "high_humidity",
+    "cooking_steam",
+    "dust",
+)
+
+
+def _scenarios(names: list[str]) -> list[str]:
+    from smoke_platform.errors import UserError
+
+    unknown = [n for n in names if n not in SCENARIO_NAMES]
+    if unknown:
+        raise UserError(
+            f"--scenario {unknown[0]!r} is not a scenario; choose from {', '.join(SCENARIO_NAMES)}"
+        )
+    return list(names)
+
+
+def parse_speed(speed: str) -> float | None:
+    """'max' (None: no pacing), 'realtime' (1.0) or a positive speed-up factor."""
+    if speed == "max":
+        return None
+    if speed == "realtime":
+        return 1.0
+    try:
+        factor = float(speed)
+    except ValueError:
+        factor = 0.0
+    if not factor > 0:
+        from smoke_platform.errors import UserError
+
+        raise UserError(
+            f"--speed {speed!r} is not a speed: use max, realtime or a factor such as 30"
+        )
+    return factor
+
+
+def require_broker(bootstrap: str, timeout: float = 10.0) -> None:
+    """Fail at once, naming the setting, when no Kafka broker answers (instead of a minute
+    of librdkafka's connection errors)."""
+    from smoke_platform.errors import UserError
+    from streaming.broker import answers_metadata
+
+    if not answers_metadata(bootstrap, timeout=timeout):
+        raise UserError(
+            f"no Kafka broker answers at {bootstrap} (SMOKE_KAFKA_BOOTSTRAP) within "
+            f"{timeout:g} s: start one with `smoke broker` or `make up`, or set "
+            "SMOKE_KAFKA_BOOTSTRAP to your brokers"
+        )
 
 
 @app.command()
 def generate(
-    out: Path = typer.Option(Path("data/generated/smoke_detection_iot.csv"), help="CSV to write"),
+    out: Path | None = typer.Option(
+        None, help="CSV to write [default: data/generated/smoke_detection_iot.csv under SMOKE_HOME]"
+    ),
     rows: int = typer.Option(60_000, min=1),
     seed: int = typer.Option(0),
     sensors: int = typer.Option(8, min=1),
+    overwrite: bool = typer.Option(False, help="replace the CSV if it exists"),
 ) -> None:
     """Write generated readings as a Kaggle-format CSV (unnamed index column, bracketed headers)."""
+    from smoke_platform.core.settings import under_home
     from smoke_platform.core.simulate import generate_kaggle
+
+    out = out or under_home("data/generated/smoke_detection_iot.csv")
+    if out.exists() and not overwrite:
+        typer.echo(f"{out} exists: pass --overwrite to replace it, or --out another path", err=True)
+        raise typer.Exit(2)
 
     frame = generate_kaggle(rows, seed, sensors)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +213,11 @@ def demo(
     stream: bool = typer.Option(True, help="also run the streaming part"),
     spark: bool = typer.Option(True, help="and the Spark window job over the stream"),
 ) -> None:
-    """The end-to-end demo on embedded defaults: every asset, every check, every report."""
+    """The end-to-end demo on embedded defaults: every asset, every check, every report.
+
+    Everything it writes goes to a new folder of its own, data/demo/<time>/ (under
+    SMOKE_HOME): nothing of an earlier run or of a deployment is read, replaced or deleted."""
+    run = _demo_run_folder(typer.echo)
     ok, elapsed, reports = materialize_all("*")
     typer.echo("")
     typer.echo(f"Materialised the asset graph in {elapsed:.1f} s: {'OK' if ok else 'FAILED'}")
@@ -156,13 +233,16 @@ def demo(
             PlatformSettingsResource,
             from_env,
         )
-        from smoke_platform.defs.monitoring.assets import stream_dir
         from streaming.demo import run_stream_demo
 
         settings = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True)
-        windowed = Path(settings.windowed_dir) if spark else None
+        windowed = settings.windowed_root if spark else None
         run_stream_demo(
-            "smoke_detector:latest", stream_dir(settings), typer.echo, windowed_dir=windowed
+            "smoke_detector:latest",
+            settings.stream_root,
+            typer.echo,
+            windowed_dir=windowed,
+            logs=run / "logs",
         )
         days = register_stream_days()
         typer.echo(f"registered stream output as Dagster asset partitions: {', '.join(days)}")
@@ -170,9 +250,47 @@ def demo(
         reports.update(more)
         for asset, path in more.items():
             typer.echo(f"  {asset}: {path}")
+    typer.echo(f"Everything this run wrote is under {run}/")
     typer.echo("Serve it: `make serve` (bentoml serve smoke_detector:latest on 127.0.0.1:3001).")
-    typer.echo("Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see runs and checks.")
+    typer.echo(f"Open the Dagster UI on it: `SMOKE_HOME={run} make ui` (http://127.0.0.1:3000).")
     raise typer.Exit(0 if ok else 1)
+
+
+# Path settings the demo always takes from its own run folder: pointed at a deployment's
+# folders, a demo must never write into them.
+DEMO_OWNED = (
+    "SMOKE_DATA_DIR",
+    "SMOKE_REPORTS_DIR",
+    "SMOKE_STREAM_DIR",
+    "SMOKE_WINDOWED_DIR",
+    "SMOKE_SPARK_CHECKPOINT_DIR",
+)
+
+
+def _demo_run_folder(echo: Any) -> Path:
+    """A new folder for this demo run, data/demo/<UTC time>[-n]/, made SMOKE_HOME of this
+    process (and of the processes it starts), so every default path lands in it."""
+    import os
+    from datetime import UTC, datetime
+
+    from smoke_platform.core.settings import under_home
+
+    base = under_home("data") / "demo"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        run = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            run.mkdir()
+            break
+        except FileExistsError:
+            continue
+    for var in DEMO_OWNED:
+        if os.environ.pop(var, None) is not None:
+            echo(f"(the demo ignores {var}: it writes only under its own run folder)")
+    os.environ["SMOKE_HOME"] = str(run.resolve())
+    echo(f"This demo run writes under {run}/")
+    return run.resolve()
 
 
 @app.command()
@@ -183,10 +301,12 @@ def broker(
     """Run the embedded Apache Kafka broker (KRaft; data under data/kafka) until Ctrl-C."""
     import signal
 
+    from smoke_platform.core.settings import under_home
     from streaming.broker import create_topics, platform_topics, start_broker
     from streaming.config import StreamSettings
 
-    proc, bootstrap = start_broker(Path("data/logs/broker.log"), port, data_dir=Path("data/kafka"))
+    data = under_home("data")
+    proc, bootstrap = start_broker(data / "logs" / "broker.log", port, data_dir=data / "kafka")
     create_topics(bootstrap, platform_topics(StreamSettings(kafka_bootstrap=bootstrap), partitions))
     typer.echo(f"broker on {bootstrap} (topics created); Ctrl-C to stop")
     stop = {"now": False}
@@ -202,7 +322,9 @@ def produce(
     source: str = typer.Option("live", help="live (simulated sensors) or csv"),
     csv: Path | None = typer.Option(None, help="Kaggle-format CSV for --source csv"),
     sensors: int = typer.Option(8, min=1),
-    scenario: list[str] = typer.Option([], help="restrict live sessions to these scenarios"),
+    scenario: list[str] = typer.Option(
+        [], help=f"restrict live sessions to these scenarios ({', '.join(SCENARIO_NAMES)})"
+    ),
     count: int | None = typer.Option(None, help="stop after this many readings"),
     speed: str = typer.Option("max", help="'max', 'realtime' (1 Hz timing) or a speed-up factor"),
     seed: int = typer.Option(0),
@@ -221,17 +343,19 @@ def produce(
             raise typer.BadParameter("--csv is required with --source csv")
         records = csv_source(csv, sensors)
     elif source == "live":
-        records = live_source(seed, sensors, scenario or None)
+        records = live_source(seed, sensors, _scenarios(scenario) or None)
     else:
         raise typer.BadParameter(f"--source must be 'live' or 'csv', not {source!r}")
-    pace = None if speed == "max" else 1.0 if speed == "realtime" else float(speed)
+    pace = parse_speed(speed)
+    settings = StreamSettings()
+    require_broker(settings.kafka_bootstrap)
     # `make down` / docker stop / Ctrl-C: stop between readings, flush what was sent, exit.
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stats = run_producer(
         records,
-        StreamSettings(),
+        settings,
         count=count,
         speed=pace,
         echo=typer.echo,
@@ -270,12 +394,13 @@ def spark(
     """Run the Spark Structured Streaming window job over smoke_sensor_data."""
     import signal
 
+    from smoke_platform.core.settings import under_home
     from streaming.config import StreamSettings
     from streaming.spark_job import spark_session, start_query
 
     settings = StreamSettings()
-    out = out or Path(settings.windowed_dir)
-    checkpoint = checkpoint or Path(settings.spark_checkpoint_dir)
+    out = out or under_home(settings.windowed_dir)
+    checkpoint = checkpoint or under_home(settings.spark_checkpoint_dir)
     session = spark_session(master)
     query = start_query(
         session,
@@ -308,6 +433,7 @@ def topics(
     from streaming.config import StreamSettings
 
     settings = StreamSettings()
+    require_broker(settings.kafka_bootstrap)
     wanted = platform_topics(settings, partitions)
     create_topics(settings.kafka_bootstrap, wanted)
     typer.echo(f"topics on {settings.kafka_bootstrap}: {', '.join(wanted)}")
@@ -317,9 +443,12 @@ def topics(
 def bootstrap() -> None:
     """Initial training: when no model is promoted yet, materialise the asset graph (recorded
     in DAGSTER_HOME); then make sure the champion has a bento to serve."""
+    from smoke_platform.core.settings import under_home
     from smoke_platform.stack import ensure_champion
 
-    bento, model = ensure_champion(Path("data/logs/initial-training.log"), echo=typer.echo)
+    bento, model = ensure_champion(
+        under_home("data") / "logs" / "initial-training.log", echo=typer.echo
+    )
     typer.echo(f"champion {model}, bento {bento}: ready to serve")
 
 
@@ -332,7 +461,9 @@ def up(
     workers: int = typer.Option(1, min=1, help="stream workers (one consumer group)"),
     partitions: int = typer.Option(3, min=1, help="partitions of smoke_sensor_data"),
     sensors: int = typer.Option(8, min=1, help="simulated sensors the producer streams"),
-    scenario: list[str] = typer.Option([], help="restrict the producer to these scenarios"),
+    scenario: list[str] = typer.Option(
+        [], help=f"restrict the producer to these scenarios ({', '.join(SCENARIO_NAMES)})"
+    ),
     speed: str = typer.Option("realtime", help="producer pace: realtime, a factor, or max"),
     count: int | None = typer.Option(None, help="producer stops after this many readings"),
     spark: bool = typer.Option(True, help="run the Spark window job"),
@@ -341,6 +472,8 @@ def up(
     from smoke_platform.stack import StackConfig
     from smoke_platform.stack import up as stack_up
 
+    parse_speed(speed)
+    _scenarios(scenario)
     cfg = StackConfig(
         broker_port=broker_port,
         service_port=service_port,
@@ -411,5 +544,26 @@ def down() -> None:
     typer.echo("stack down" + (f"; had to kill: {', '.join(killed)}" if killed else ""))
 
 
+def main() -> None:
+    """`smoke`: a mistake ends in a line or two saying what was wrong and what to do; the
+    traceback only with `--debug` (or SMOKE_DEBUG=1)."""
+    import os
+    import sys
+
+    from smoke_platform.errors import explain
+
+    debug = "--debug" in sys.argv or os.environ.get("SMOKE_DEBUG", "") not in ("", "0")
+    if "--debug" in sys.argv:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except Exception as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {explain(exc)}", err=True)
+        typer.echo("(run again with --debug for the details)", err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

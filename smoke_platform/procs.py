@@ -23,6 +23,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something already listens on (or holds) `host:port`."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 class ProcessFailed(RuntimeError):
     """A managed process exited or never became ready."""
 
@@ -38,8 +48,12 @@ class ManagedProcess:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
     ) -> None:
+        from smoke_platform.core.settings import home
+
         self.name, self.cmd, self.log_path = name, list(cmd), log_path
-        self.env = {**os.environ, **(env or {})}
+        # A child may run in another folder (the checkout): it gets our data root as an
+        # absolute path, so its relative path settings land where ours do.
+        self.env = {**os.environ, "SMOKE_HOME": str(home().resolve()), **(env or {})}
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -10,7 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port, group_alive, stop_group
+from smoke_platform.core.settings import under_home
+from smoke_platform.procs import (
+    ManagedProcess,
+    ProcessFailed,
+    free_port,
+    group_alive,
+    port_in_use,
+    stop_group,
+)
 from smoke_platform.serving import REPO_ROOT, bentoml_serve
 
 
@@ -39,7 +47,7 @@ class StackConfig:
     """Where the stack keeps its logs and process ids, its ports, and what the producer sends."""
 
     state_dir: Path = field(
-        default_factory=lambda: Path(os.environ.get("SMOKE_STACK_DIR", ".stack"))
+        default_factory=lambda: under_home(os.environ.get("SMOKE_STACK_DIR", ".stack"))
     )
     broker_port: int = 9092
     service_port: int = 3001
@@ -101,6 +109,22 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
     running = _alive_groups(read_pids(cfg))
     if running:
         raise ProcessFailed(f"the stack is already running ({', '.join(running)}): `make down`")
+    ports = {
+        "--broker-port": cfg.broker_port,
+        "--service-port": cfg.service_port,
+        "--dagster-port": cfg.dagster_port,
+        **{
+            f"--worker-metrics-port (+{i})": cfg.worker_metrics_port + i for i in range(cfg.workers)
+        },
+    }
+    busy = [f"{port} ({option})" for option, port in ports.items() if port_in_use(port)]
+    if busy:
+        from smoke_platform.errors import UserError
+
+        raise UserError(
+            f"port {', '.join(busy)} on 127.0.0.1 is already in use: stop what holds it "
+            "(an earlier stack: `make down`) or choose another port with that option"
+        )
     logs = cfg.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started: dict[str, ManagedProcess] = {}

@@ -19,15 +19,92 @@ from smoke_platform.serving import bentoml_serve
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
 
-os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-# Tests (and the dagster CLIs they start) use a throwaway SQLite instance, never the
-# PostgreSQL dagster.yaml at the repository root nor the demo's .dagster_home.
-_HOME = Path(tempfile.mkdtemp(prefix="smoke-dagster-home-"))
-(_HOME / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-os.environ["DAGSTER_HOME"] = str(_HOME)
-# A throwaway BentoML store (models and bentos); must be set before bentoml is imported.
-os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="smoke-bentoml-home-")
+# Path settings a test must never take from the shell that started pytest.
+PATH_SETTINGS = (
+    "SMOKE_DATA_DIR",
+    "SMOKE_REPORTS_DIR",
+    "SMOKE_STREAM_DIR",
+    "SMOKE_WINDOWED_DIR",
+    "SMOKE_SPARK_CHECKPOINT_DIR",
+    "SMOKE_STACK_DIR",
+    "SMOKE_KAGGLE_CSV",
+)
+# Never part of the checkout's state: build outputs and caches of the tools themselves.
+_NOT_CHECKOUT_STATE = {".git", ".venv", ".jars", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+_SESSION: dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's own Dagster instance (SQLite, never the PostgreSQL dagster.yaml at the
+    root nor the demo's .dagster_home) and BentoML store, set before any test module
+    imports bentoml; both are removed, and the environment restored, at the end."""
+    root = Path(tempfile.mkdtemp(prefix="smoke-tests-"))
+    (root / "dagster_home").mkdir()
+    (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    values = {
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "BENTOML_HOME": str(root / "bentoml_home"),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        "BENTOML_DO_NOT_TRACK": "true",
+        # Hypothesis keeps its example database and constants cache in the current folder
+        # (the checkout) unless told otherwise.
+        "HYPOTHESIS_STORAGE_DIRECTORY": str(root / "hypothesis"),
+    }
+    _SESSION.update(root=root, saved={k: os.environ.get(k) for k in values})
+    os.environ.update(values)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    for name, value in dict(_SESSION.get("saved") or {}).items():  # type: ignore[call-overload]
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if "root" in _SESSION:
+        shutil.rmtree(_SESSION["root"], ignore_errors=True)  # type: ignore[arg-type]
+
+
+def checkout_state() -> dict[str, tuple[int, int]]:
+    """Every file of the checkout (tools' own caches aside) with its size and mtime."""
+    state = {}
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in _NOT_CHECKOUT_STATE and not d.endswith(".egg-info")]
+        if Path(folder).name == "__pycache__":
+            continue
+        for name in files:
+            path = Path(folder, name)
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue
+            state[str(path.relative_to(REPO))] = (info.st_size, info.st_mtime_ns)
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_untouched() -> Iterator[None]:
+    """The suite leaves the checkout as it found it: nothing a test writes lands there."""
+    before = checkout_state()
+    yield
+    after = checkout_state()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the tests changed the checkout: {changed[:20]}"
+
+
+@pytest.fixture(autouse=True)
+def _own_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data root (SMOKE_HOME) and works in it: every default path
+    (data, reports, stream output, checkpoints, the stack's state) lands under the test's
+    temporary folder, whatever the checkout or the shell holds."""
+    root = tmp_path / "home"
+    root.mkdir()
+    monkeypatch.setenv("SMOKE_HOME", str(root))
+    for name in PATH_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(root)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -40,16 +38,14 @@ def run_stream_demo(
     echo: Any = print,
     speed: float = 30.0,
     windowed_dir: Path | None = None,
+    logs: Path | None = None,
 ) -> dict:
     """Start everything on 127.0.0.1, stream one burst with a fire in it, stop everything.
-    With `windowed_dir`, the Spark window job then processes the same topic (AvailableNow)."""
-    logs = Path(tempfile.mkdtemp(prefix="smoke-demo-logs-"))
-    # A fresh embedded broker restarts offsets at 0, so the previous demo's outputs and
-    # partition state (keyed by offset) belong to another cluster: start them afresh.
-    for old in (stream_dir, windowed_dir):
-        if old is not None and old.exists():
-            echo(f"removing the previous demo's stream output {old}/")
-            shutil.rmtree(old)
+    With `windowed_dir`, the Spark window job then processes the same topic (AvailableNow).
+
+    The broker's data, the logs and the Spark checkpoint go to `logs` (default: beside
+    `stream_dir`). Nothing is deleted: `smoke demo` gives every run folders of its own."""
+    logs = logs or stream_dir.parent / "logs"
     broker, bootstrap = start_broker(logs / "broker.log")
     service = None
     try:

@@ -65,11 +65,17 @@ def live_source(
 
 
 def csv_source(path: str | Path, sensors: int = 1) -> Iterator[dict[str, Any]]:
-    """A Kaggle-format CSV in time order; sessions are spread over `sensors` device ids."""
-    frame = to_canonical(read_kaggle_csv(path))
+    """A Kaggle-format CSV in time order; sessions are spread over `sensors` device ids.
+    The file is read at once, so a missing or malformed file fails before anything is sent."""
+    from smoke_platform.errors import UserError
+
+    try:
+        frame = to_canonical(read_kaggle_csv(path))
+    except (ValueError, KeyError) as exc:  # FileNotFoundError passes: it names the path
+        raise UserError(f"{path} is not a Kaggle-format CSV: {exc}") from exc
     session_no = frame["session_id"].str[1:].astype(int)
     frame["sensor_id"] = "csv-" + (session_no % sensors).astype(str).str.zfill(3)
-    yield from to_records(frame.sort_values("ts", kind="stable"))
+    return iter(to_records(frame.sort_values("ts", kind="stable")))
 
 
 def paced(

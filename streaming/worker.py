@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 from pydantic_core import to_json
 
+from smoke_platform.core.settings import under_home
 from smoke_platform.modelstore import served_model_tag
 from smoke_platform.notify import Notifier
 from streaming.alerts import AlertConfig
@@ -65,7 +66,7 @@ class StreamWorker:
             CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
             probe_timeout_s=settings.request_timeout_s,
         )
-        self.sink = PartitionSink(settings.stream_dir, settings.topic)
+        self.sink = PartitionSink(under_home(settings.stream_dir), settings.topic)
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")
         self.replay_until: dict[int, int] = {}  # partition -> committed offset to replay up to
         self.stopping = False

@@ -1,8 +1,9 @@
-"""Settings of the reading contract itself, read once per process from SMOKE_* variables."""
+"""Settings of the reading contract and the data root, from SMOKE_* variables."""
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Annotated
 
 import pydantic
@@ -23,3 +24,22 @@ class InputSettings(BaseSettings):
 @functools.cache
 def input_settings() -> InputSettings:
     return InputSettings()
+
+
+class HomeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMOKE_", frozen=True, extra="ignore")
+
+    # The root every relative path setting (data, reports, stream output, checkpoints, the
+    # stack's state) is resolved under: a deployment's volume, a test's temporary folder.
+    home: Path = Path(".")
+
+
+def home() -> Path:
+    """SMOKE_HOME (default: the current directory), read when asked (tests change it)."""
+    return HomeSettings().home
+
+
+def under_home(path: str | Path) -> Path:
+    """An absolute path as it is; a relative one under SMOKE_HOME."""
+    p = Path(path)
+    return p if p.is_absolute() else home() / p

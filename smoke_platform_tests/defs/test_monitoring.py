@@ -1,10 +1,15 @@
 """Stream output as daily-partitioned Dagster assets, discovered by a sensor."""
 
+import json
+
 import dagster as dg
 import pandas as pd
 import pytest
 
-from smoke_platform.defs.common.resources import PlatformSettingsResource
+from smoke_platform.defs.common.resources import (
+    MonitoringSettingsResource,
+    PlatformSettingsResource,
+)
 from smoke_platform.defs.monitoring.assets import stream_predictions
 from smoke_platform.defs.monitoring.partitions import stream_dates
 from smoke_platform.defs.monitoring.sensors import stream_partition_sensor
@@ -57,8 +62,9 @@ def test_a_partition_appears_for_each_day_of_stream_output(tmp_path):
     root = tmp_path / "processed_stream"
     _worker_output(root, "2026-11-26", 0, 50, fire=True)
     _worker_output(root, "2026-11-27", 50, 30, fire=False)
+    resources = {"settings": settings, "monitoring": MonitoringSettingsResource()}
     with dg.DagsterInstance.ephemeral() as instance:
-        ctx = dg.build_sensor_context(instance=instance, resources={"settings": settings})
+        ctx = dg.build_sensor_context(instance=instance, resources=resources)
         result = stream_partition_sensor(ctx)
         [added] = result.dynamic_partitions_requests
         assert sorted(added.partition_keys) == ["2026-11-26", "2026-11-27"]
@@ -74,18 +80,56 @@ def test_a_partition_appears_for_each_day_of_stream_output(tmp_path):
         meta = mat.asset_materializations_for_node("stream_predictions")[0].metadata
         assert meta["dagster/row_count"].value == 50 and meta["alerts_opened"].value == 1
         # A day that is already known asks for no new partition, and the same files for
-        # no new run (same run key); a new file for that day does.
+        # no run at all; a new file for a finished day asks for one run of that day.
         again = stream_partition_sensor(
-            dg.build_sensor_context(instance=instance, resources={"settings": settings})
+            dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor)
         )
-        assert not again.dynamic_partitions_requests[0].partition_keys
-        keys = {r.run_key for r in result.run_requests}
-        assert {r.run_key for r in again.run_requests} == keys
+        assert not again.dynamic_partitions_requests and not again.run_requests
+        assert "nothing new to register" in again.skip_reason.skip_message
         _worker_output(root, "2026-11-27", 80, 10, fire=False)
         third = stream_partition_sensor(
-            dg.build_sensor_context(instance=instance, resources={"settings": settings})
+            dg.build_sensor_context(instance=instance, resources=resources, cursor=again.cursor)
         )
-        assert len({r.run_key for r in third.run_requests} - keys) == 1
+        assert [r.partition_key for r in third.run_requests] == ["2026-11-27"]
+
+
+def test_todays_growing_output_is_registered_at_most_every_refresh_interval(tmp_path):
+    """A live stream writes a file per batch: today's new files wait for the refresh
+    interval (a run per file was ~2,900 runs a day), a new day never waits."""
+    from datetime import UTC, datetime, timedelta
+
+    root = tmp_path / "processed_stream"
+    settings = PlatformSettingsResource(
+        stream_dir=str(root), windowed_dir=str(tmp_path / "windowed")
+    )
+    resources = {"settings": settings, "monitoring": MonitoringSettingsResource()}
+    today = datetime.now(UTC).date()
+    _worker_output(root, today.isoformat(), 0, 20, fire=False)
+
+    def tick(instance, cursor):
+        ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
+        return stream_partition_sensor(ctx)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = tick(instance, None)
+        assert [r.partition_key for r in first.run_requests] == [today.isoformat()]
+        cursor = first.cursor
+        for batch in range(1, 6):  # five more worker batches within the hour
+            _worker_output(root, today.isoformat(), batch * 20, 20, fire=False)
+            result = tick(instance, cursor)
+            assert not result.run_requests, batch
+            assert "at most every 60 min" in result.skip_reason.skip_message
+            cursor = result.cursor
+        tomorrow = (today + timedelta(days=1)).isoformat()
+        _worker_output(root, tomorrow, 120, 5, fire=False)
+        result = tick(instance, cursor)
+        assert [r.partition_key for r in result.run_requests] == [tomorrow]
+        # An hour later, today's files that grew meanwhile are registered once.
+        state = json.loads(result.cursor)
+        for name in state:
+            state[name]["at"] -= 3_601
+        later = tick(instance, json.dumps(state))
+        assert [r.partition_key for r in later.run_requests] == [today.isoformat()]
 
 
 def test_spark_windows_become_partitions_of_windowed_analytics(tmp_path):
@@ -110,7 +154,10 @@ def test_spark_windows_become_partitions_of_windowed_analytics(tmp_path):
         stream_dir=str(tmp_path / "stream"), windowed_dir=str(windowed)
     )
     with dg.DagsterInstance.ephemeral() as instance:
-        ctx = dg.build_sensor_context(instance=instance, resources={"settings": settings})
+        ctx = dg.build_sensor_context(
+            instance=instance,
+            resources={"settings": settings, "monitoring": MonitoringSettingsResource()},
+        )
         result = stream_partition_sensor(ctx)
         [request] = result.run_requests
         assert request.partition_key == "2026-11-27"

@@ -4,6 +4,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from smoke_platform import modelstore
+from smoke_platform.core.scoring import ScoringModel
 from smoke_platform.defs.common.resources import (
     ModelStoreResource,
     NotifierResource,
@@ -20,7 +22,9 @@ def test_performance_metrics_equal_a_hand_computation(
     tmp_path, webhook, open_service, served_model
 ):
     # Session a: fire from t=2; alarms at t=1 (false), t=3, t=4. Session b: no fire,
-    # one false alarm. Threshold 0.5 (model not in the store).
+    # one false alarm. The model that scored them: threshold 0.5, no training metrics.
+    model = ScoringModel(served_model.pipeline, 0.5, served_model.features)
+    version = modelstore.save_model(model, "perf_test_model", metadata={"trained_at": "test"})
     labels = [0, 0, 1, 1, 1, 0, 0, 0, 0]
     probs = [0.1, 0.7, 0.3, 0.8, 0.9, 0.2, 0.6, 0.1, 0.2]
     ts = pd.date_range("2026-11-27T10:00:00Z", periods=9, freq="s").map(lambda t: t.isoformat())
@@ -32,7 +36,7 @@ def test_performance_metrics_equal_a_hand_computation(
             "fire_alarm": labels,
             "probability": probs,
             "is_fire": [p >= 0.5 for p in probs],
-            "model_version": "smoke_detector:absent",
+            "model_version": version,
             "scored_by": "service",
             "partition": 0,
             "offset": range(9),
@@ -69,3 +73,37 @@ def test_performance_metrics_equal_a_hand_computation(
     [check] = result.get_asset_check_evaluations()
     assert check.passed  # no training metrics to fall behind
     assert webhook.posts == []  # so nothing to tell anyone
+
+
+def test_a_report_on_a_model_missing_from_the_store_fails_saying_what_to_do(tmp_path):
+    """Never a guessed threshold: the model that scored the stream must be in the store."""
+    preds = pd.DataFrame(
+        {
+            "sensor_id": ["s1"] * 3,
+            "session_id": ["a"] * 3,
+            "ts": [f"2026-11-27T10:00:0{i}+00:00" for i in range(3)],
+            "fire_alarm": [0, 1, 1],
+            "probability": [0.1, 0.9, 0.9],
+            "is_fire": [False, True, True],
+            "model_version": "smoke_detector:absent",
+            "scored_by": "service",
+            "partition": 0,
+            "offset": range(3),
+        }
+    )
+    PartitionSink(tmp_path / "processed_stream", "smoke_sensor_data").write(
+        0, 0, 2, {"predictions": preds}, {"hwm": 2, "sensors": {}}
+    )
+    settings = PlatformSettingsResource(
+        stream_dir=str(tmp_path / "processed_stream"), reports_dir=str(tmp_path / "r")
+    )
+    result = dg.materialize(
+        [model_performance_report],
+        resources={"settings": settings, "model_store": ModelStoreResource()},
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.message
+    assert "smoke_detector:absent" in message and "BENTOML_HOME" in message
+    assert "smoke materialize" in message

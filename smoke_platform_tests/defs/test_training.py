@@ -163,38 +163,47 @@ def test_training_schedule_and_sensor_targets():
     assert job.op_retry_policy is not None and job.op_retry_policy.max_retries == 2
 
 
-def test_sensor_fires_once_per_new_raw_materialisation():
+def test_training_runs_when_the_raw_data_changed_not_when_it_was_re_read(monkeypatch):
+    """The 6-hourly quality job re-materialises the raw readings: on unchanged data two
+    quality runs cause 0 training requests; new data causes exactly 1 (and once the
+    training dataset is built from it, no more)."""
+    monkeypatch.setenv("SMOKE_ROWS", "12000")
+    monkeypatch.setenv("SMOKE_SEED", "1")
     definitions = defs()
     sensor = definitions.resolve_sensor_def("new_raw_data_sensor")
+    quality_job = definitions.resolve_job_def("data_quality_job")
+    implicit = definitions.resolve_implicit_global_asset_job_def()
+
+    def tick(instance, cursor):
+        ctx = dg.build_sensor_context(instance=instance, definitions=definitions, cursor=cursor)
+        return sensor.evaluate_tick(ctx)
+
     with dg.DagsterInstance.ephemeral() as instance:
-        ctx = dg.build_sensor_context(instance=instance, definitions=definitions)
-        assert not sensor.evaluate_tick(ctx).run_requests  # nothing landed yet
-        instance.report_runless_asset_event(dg.AssetMaterialization("raw_sensor_readings"))
-        ctx = dg.build_sensor_context(instance=instance, definitions=definitions)
-        first = sensor.evaluate_tick(ctx)
-        assert len(first.run_requests) == 1 and first.run_requests[0].job_name in (
-            None,
-            "training_job",
+        assert not tick(instance, None).run_requests  # nothing landed yet
+        built = implicit.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey("raw_sensor_readings"), dg.AssetKey("training_dataset")],
         )
-        ctx = dg.build_sensor_context(
-            instance=instance, definitions=definitions, cursor=first.cursor
-        )
-        assert not sensor.evaluate_tick(ctx).run_requests  # same event: no second run
-        instance.report_runless_asset_event(dg.AssetMaterialization("raw_sensor_readings"))
-        ctx = dg.build_sensor_context(
-            instance=instance, definitions=definitions, cursor=first.cursor
-        )
-        second = sensor.evaluate_tick(ctx)
-        assert len(second.run_requests) == 1
-        # Data that a model was trained on afterwards (the run that landed it trained too,
-        # as the initial training does) asks for no second training.
-        instance.report_runless_asset_event(dg.AssetMaterialization("raw_sensor_readings"))
-        instance.report_runless_asset_event(dg.AssetMaterialization("smoke_classifier"))
-        ctx = dg.build_sensor_context(
-            instance=instance, definitions=definitions, cursor=second.cursor
-        )
-        skipped = sensor.evaluate_tick(ctx)
-        assert not skipped.run_requests and "already trained on" in skipped.skip_message
+        assert built.success
+        result = tick(instance, None)
+        cursor, requests = result.cursor, list(result.run_requests)
+        for _ in range(2):
+            assert quality_job.execute_in_process(instance=instance).success
+            result = tick(instance, cursor)
+            cursor = result.cursor
+            requests += result.run_requests
+            assert "raw readings unchanged" in (result.skip_message or "")
+        assert requests == []
+
+        monkeypatch.setenv("SMOKE_SEED", "2")  # new readings arrive
+        definitions = defs()
+        quality_job = definitions.resolve_job_def("data_quality_job")
+        assert quality_job.execute_in_process(instance=instance).success
+        result = tick(instance, cursor)
+        assert len(result.run_requests) == 1
+        assert result.run_requests[0].tags["trigger"] == "new_raw_data"
+        again = tick(instance, result.cursor)  # the same event: no second request
+        assert not again.run_requests
 
 
 def test_training_job_refuses_raw_data_that_fails_checks(tmp_path, monkeypatch, kaggle_sample_csv):

@@ -12,6 +12,7 @@ from smoke_platform import modelstore
 from smoke_platform.core.drift import SIGNIFICANT_PSI
 from smoke_platform.core.modeling import Bars
 from smoke_platform.core.scoring import ScoringModel
+from smoke_platform.core.settings import under_home
 from smoke_platform.notify import Notifier
 from streaming.config import StreamSettings
 
@@ -48,14 +49,24 @@ class PlatformSettingsResource(dg.ConfigurableResource):
     api_key: str = _STREAM["api_key"].default
 
     def path(self, *parts: str) -> Path:
-        p = Path(self.data_dir, *parts)
+        p = under_home(self.data_dir).joinpath(*parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
     def report_dir(self, name: str) -> Path:
-        p = Path(self.reports_dir, name)
+        p = under_home(self.reports_dir) / name
         p.mkdir(parents=True, exist_ok=True)
         return p
+
+    @property
+    def stream_root(self) -> Path:
+        """The stream worker's output folder (relative settings are under SMOKE_HOME)."""
+        return under_home(self.stream_dir)
+
+    @property
+    def windowed_root(self) -> Path:
+        """The Spark window job's output folder."""
+        return under_home(self.windowed_dir)
 
 
 TRAINING_ENV: dict[str, tuple[str, type]] = {
@@ -90,6 +101,7 @@ MONITORING_ENV: dict[str, tuple[str, type]] = {
     "drift_window_days": ("SMOKE_DRIFT_WINDOW_DAYS", int),
     "drift_min_rows": ("SMOKE_DRIFT_MIN_ROWS", int),
     "retention_days": ("SMOKE_STREAM_RETENTION_DAYS", int),
+    "stream_refresh_minutes": ("SMOKE_STREAM_REFRESH_MINUTES", int),
 }
 
 
@@ -102,6 +114,9 @@ class MonitoringSettingsResource(dg.ConfigurableResource):
     # population, so below this many live readings drift is reported, never acted on.
     drift_min_rows: int = 5_000
     retention_days: int = 30
+    # Today's stream output grows by a file per worker batch: it is registered with Dagster
+    # at most this often (a new day, or a finished day that changed, at once).
+    stream_refresh_minutes: int = 60
 
 
 class NotifierResource(dg.ConfigurableResource):
@@ -172,12 +187,21 @@ def from_env(
     reads the fields outside a run (the CLI) asks for `resolved` values instead: an
     unresolved `EnvVar` field reads as the variable's name.
     """
+    from smoke_platform.errors import UserError
+
     fields: dict[str, Any] = dict(fixed)
     for field, (var, kind) in env.items():
         if var not in os.environ:
             continue
+        try:  # a bad value fails when the definitions load, naming the variable
+            value = kind(os.environ[var])
+        except ValueError:
+            raise UserError(
+                f"{var}={os.environ[var]!r} is not a valid {kind.__name__} "
+                f"(e.g. {var}={cls.model_fields[field].default})"
+            ) from None
         if resolved or kind is float:  # Dagster has no float EnvVar: read at load time
-            fields[field] = kind(os.environ[var])
+            fields[field] = value
         else:
             fields[field] = dg.EnvVar.int(var) if kind is int else dg.EnvVar(var)
     return cls(**fields)

@@ -60,8 +60,11 @@ def raw_sensor_readings(
         source = f"simulator(seed={settings.seed}, rows={settings.n_rows})"
     meta = readings_metadata(df)
     meta["source"] = dg.MetadataValue.text(source)
-    meta["data_fingerprint"] = dg.MetadataValue.text(fingerprint(df))
-    return dg.Output(df, metadata=meta)
+    version = fingerprint(df)
+    meta["data_fingerprint"] = dg.MetadataValue.text(version)
+    # The content's version: downstream runs record which data they read, and the
+    # training sensor trains only when it changed.
+    return dg.Output(df, metadata=meta, data_version=dg.DataVersion(version))
 
 
 def fingerprint(df: pd.DataFrame) -> str:

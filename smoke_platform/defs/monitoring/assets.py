@@ -24,15 +24,11 @@ from smoke_platform.defs.monitoring.partitions import stream_dates
 from streaming.sink import output_days, read_outputs, remove_days_before
 
 
-def stream_dir(settings: PlatformSettingsResource) -> Path:
-    return Path(settings.stream_dir)
-
-
 def stream_sources(settings: PlatformSettingsResource) -> dict[dg.AssetKey, Path]:
     """Each daily stream asset and the folder whose `date=` subfolders are its partitions."""
     return {
-        dg.AssetKey("stream_predictions"): stream_dir(settings) / "predictions",
-        dg.AssetKey("windowed_analytics"): Path(settings.windowed_dir),
+        dg.AssetKey("stream_predictions"): settings.stream_root / "predictions",
+        dg.AssetKey("windowed_analytics"): settings.windowed_root,
     }
 
 
@@ -65,7 +61,7 @@ def stream_predictions(
 ) -> dg.MaterializeResult:
     """One day of the stream worker's scored readings and alerts (data/processed_stream)."""
     date = context.partition_key
-    root = stream_dir(settings)
+    root = settings.stream_root
     preds, folder = read_day(root, "predictions", date)
     alerts = read_outputs(root, "alerts", [date])
     opened = alerts[alerts["event"] == "open"] if not alerts.empty else alerts
@@ -100,13 +96,19 @@ def model_performance_report(
     """Recall, false alarms, latency and calibration on labelled live data vs training."""
     from smoke_platform.reports.performance import service_health, write_performance_report
 
-    preds = read_outputs(stream_dir(settings), "predictions")
+    preds = read_outputs(settings.stream_root, "predictions")
     if preds.empty or preds["fire_alarm"].isna().all():
         raise dg.Failure("no labelled stream predictions yet (data/processed_stream)")
     version = str(preds["model_version"].mode().iloc[0])
     info = model_store.info(version)
-    threshold = float(info["metadata"]["threshold"]) if info else 0.5
-    training = info["metadata"].get("holdout_metrics", {}) if info else {}
+    if info is None:  # never guess a threshold: the report would judge another model
+        raise dg.Failure(
+            f"the model that scored the stream, {version}, is not in the BentoML store "
+            "(BENTOML_HOME): point BENTOML_HOME at the store the service "
+            "uses, or train one with `smoke materialize`"
+        )
+    threshold = float(info["metadata"]["threshold"])
+    training = info["metadata"].get("holdout_metrics", {})
     service = service_health(settings.service_url, settings.api_key)
     path, m = write_performance_report(
         preds, threshold, training, settings.report_dir("performance"), service
@@ -135,7 +137,7 @@ def windowed_analytics(
     context: dg.AssetExecutionContext, settings: PlatformSettingsResource
 ) -> dg.MaterializeResult:
     """One day of the Spark job's 5-minute windows per sensor (data/windowed)."""
-    windows, folder = read_day(settings.windowed_dir, "", context.partition_key)
+    windows, folder = read_day(settings.windowed_root, "", context.partition_key)
     # A retried Spark batch rewrites its own file, so (sensor, window) is unique per day.
     return dg.MaterializeResult(
         metadata={
@@ -158,7 +160,7 @@ def feature_drift(
     """PSI per model feature: the last days of live readings vs the training data."""
     from smoke_platform.reports.drift import write_drift_report
 
-    root = stream_dir(settings)
+    root = settings.stream_root
     days = recent_days(root, "predictions", monitoring.drift_window_days)
     live = read_outputs(root, "predictions", days)
     missing = [c for c in MEASUREMENTS if c not in live.columns]
@@ -205,13 +207,13 @@ def weekly_insights(
     false-alarm causes, data-quality trend; then stream output past retention is removed."""
     from smoke_platform.reports.insights import insights, write_insights_report
 
-    root = stream_dir(settings)
+    root = settings.stream_root
     days = recent_days(root, "predictions", 7)
     preds = read_outputs(root, "predictions", days)
     if preds.empty:
         raise dg.Failure(f"no stream predictions under {root}")
     figures = insights(
-        preds, read_outputs(root, "alerts", days), read_outputs(settings.windowed_dir, "", days)
+        preds, read_outputs(root, "alerts", days), read_outputs(settings.windowed_root, "", days)
     )
     cutoff = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=monitoring.retention_days)).strftime(
         "%Y-%m-%d"
@@ -219,7 +221,7 @@ def weekly_insights(
     removed = [
         *remove_days_before(root, cutoff, "predictions"),
         *remove_days_before(root, cutoff, "alerts"),
-        *remove_days_before(settings.windowed_dir, cutoff),
+        *remove_days_before(settings.windowed_root, cutoff),
     ]
     path = write_insights_report(figures, removed, settings.report_dir("insights"))
     precision = figures["alert_precision"]

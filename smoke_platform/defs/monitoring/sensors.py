@@ -1,16 +1,24 @@
 """Sensors over the stream and the monitoring assets.
 
 - `stream_partition_sensor`: a partition per day of stream output; a run when a day's
-  predictions (worker) or windows (Spark job) change.
+  predictions (worker) or windows (Spark job) have something new to register.
 - `drift_sensor`: requests the training job when `feature_drift` crosses the threshold.
 - `run_failure_notifier`: every failed run is logged and posted to the webhook.
 """
 
+import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-from smoke_platform.defs.common.resources import NotifierResource, PlatformSettingsResource
+from smoke_platform.defs.common.resources import (
+    MonitoringSettingsResource,
+    NotifierResource,
+    PlatformSettingsResource,
+)
 from smoke_platform.defs.monitoring.assets import (
     feature_drift,
     stream_predictions,
@@ -40,26 +48,53 @@ def _version(folder: Path) -> str:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def stream_partition_sensor(
-    context: dg.SensorEvaluationContext, settings: PlatformSettingsResource
+    context: dg.SensorEvaluationContext,
+    settings: PlatformSettingsResource,
+    monitoring: MonitoringSettingsResource,
 ) -> dg.SensorResult:
-    """A partition per date folder the worker or the Spark job writes; a run whenever a
-    day's files change (the run key carries the folder's version: one run per update)."""
+    """A partition per date folder the worker or the Spark job writes, and a run when
+    there is something new to register: a new day at once, a finished day whose files
+    changed at once, and today's growing files at most every
+    `SMOKE_STREAM_REFRESH_MINUTES` (a live stream writes a file per batch: a run per file
+    would be thousands a day). The cursor remembers what each day was last registered at."""
     known = set(context.instance.get_dynamic_partitions(stream_dates.name or ""))
+    state: dict[str, dict[str, Any]] = json.loads(context.cursor) if context.cursor else {}
+    now, today = time.time(), datetime.now(UTC).date().isoformat()
+    refresh_s = monitoring.stream_refresh_minutes * 60
     seen: set[str] = set()
-    requests = []
+    requests, waiting = [], []
     for key, root in stream_sources(settings).items():
         for day in output_days(root):
             seen.add(day)
+            version, name = _version(root / f"date={day}"), f"{key.to_user_string()}:{day}"
+            last = state.get(name)
+            if last is not None and last["version"] == version:
+                continue
+            if last is not None and day >= today and now - last["at"] < refresh_s:
+                waiting.append(name)
+                continue
+            state[name] = {"version": version, "at": now}
             requests.append(
-                dg.RunRequest(
-                    run_key=f"{key.to_user_string()}:{day}:{_version(root / f'date={day}')}",
-                    partition_key=day,
-                    asset_selection=[key],
-                )
+                dg.RunRequest(run_key=f"{name}:{version}", partition_key=day, asset_selection=[key])
             )
+    new_days = sorted(seen - known)
+    reason = None
+    if not requests:
+        reason = (
+            f"nothing new to register ({len(seen)} days known"
+            + (
+                f"; today's new files are registered at most every "
+                f"{monitoring.stream_refresh_minutes} min: {', '.join(waiting)}"
+                if waiting
+                else ""
+            )
+            + ")"
+        )
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[stream_dates.build_add_request(sorted(seen - known))],
+        dynamic_partitions_requests=[stream_dates.build_add_request(new_days)] if new_days else [],
+        cursor=json.dumps(state, sort_keys=True),
+        skip_reason=reason,
     )
 
 
