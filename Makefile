@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	@command -v java >/dev/null || { echo "Java 17 is required (for Spark): install a JDK 17, e.g. 'apt-get install openjdk-17-jre-headless'"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install --python $(BIN)/python -r requirements/lock.txt
-	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements/lock.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
 # Apache Kafka's broker and Spark's Kafka connector: jars from Maven Central, resolved by

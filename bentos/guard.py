@@ -29,6 +29,9 @@ from smoke_platform.core.schema import field_errors
 audit_log = logging.getLogger("smoke_detector.audit")
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/health", "/metrics", "/docs.json", "/"})
 OPEN_PREFIXES = ("/static_content/",)  # the API docs page's scripts and styles
+# Routes that only read: BentoML serves every API as a POST; a GET here is answered as
+# that POST with an empty JSON body (curl and browsers expect GET to work).
+GET_AS_POST = frozenset({"/model_info"})
 MODEL_VERSION = {"value": "unknown"}  # set by the service when its model is loaded
 MAX_JSON_DEPTH = 32  # a reading is 3 levels deep; deeper nesting is an attack, not data
 _JSON_STRUCTURE = re.compile(rb'[\\"\[\]{}]')
@@ -205,6 +208,15 @@ class GuardMiddleware:
             if wait > 0:
                 await _too_many(send, wait, "rate limit exceeded")
                 return
+        if scope.get("method") == "GET" and scope["path"] in GET_AS_POST:
+            kept = [h for h in scope.get("headers") or [] if h[0] != b"content-type"]
+            scope = {
+                **scope,
+                "method": "POST",
+                "headers": [*kept, (b"content-type", b"application/json")],
+            }
+            await self._call_with_validation_messages(scope, b"{}", receive, send)
+            return
         headers = dict(scope.get("headers") or [])
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if scope.get("method") in ("POST", "PUT", "PATCH") and ctype != b"application/json":

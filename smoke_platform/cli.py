@@ -114,6 +114,11 @@ def selected_keys(definitions: object, selection: str) -> list:
     return sorted(k for k in chosen.resolve(graph) if not graph.get(k).is_partitioned)
 
 
+# In-process runs keep their full event log in the instance (the UI shows it); the
+# terminal gets the assets' own progress lines and warnings, not Dagster's DEBUG events.
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
     """Run the asset graph in process against the configured instance (DAGSTER_HOME)."""
     import dagster as dg
@@ -126,7 +131,7 @@ def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
-            instance=instance, raise_on_error=False, asset_selection=keys
+            instance=instance, raise_on_error=False, asset_selection=keys, run_config=QUIET
         )
     elapsed = time.perf_counter() - started
     return result.success, elapsed, _report_paths(result)
@@ -156,7 +161,11 @@ def register_stream_days() -> list[str]:
         for day in days:
             keys = [key for key, ds in sources.items() if day in ds]
             job.execute_in_process(
-                instance=instance, partition_key=day, asset_selection=keys, raise_on_error=False
+                instance=instance,
+                partition_key=day,
+                asset_selection=keys,
+                raise_on_error=False,
+                run_config=QUIET,
             )
     return days
 
@@ -376,6 +385,7 @@ def worker(
     from streaming.worker import StreamWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per scoring request
     w = StreamWorker(StreamSettings())
     w.install_signal_handlers()
     w.run(idle_stop_s=idle_stop)
@@ -555,6 +565,11 @@ def main() -> None:
     debug = "--debug" in sys.argv or os.environ.get("SMOKE_DEBUG", "") not in ("", "0")
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
+    import warnings
+
+    # Dagster marks the APIs we rely on (data versions, asset selections) as beta: that is
+    # for us to track, not for a user's terminal.
+    warnings.filterwarnings("ignore", message=r".*is currently in beta")
     try:
         app()
     except Exception as exc:

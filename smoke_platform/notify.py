@@ -55,7 +55,8 @@ class Notifier:
     ) -> bool:
         """Log the event; post it when a webhook is set. True when posted (or queued)."""
         log_level = logging.WARNING if level in ("warning", "critical") else logging.INFO
-        LOG.log(log_level, "%s: %s %s", title, text, fields or "")
+        shown = " ".join(f"{k}={v}" for k, v in fields.items())
+        LOG.log(log_level, "%s: %s%s", title, text, f" ({shown})" if shown else "")
         if not self.webhook_url:
             return False
         payload = slack_payload(title, text, level, {"source": self.source, **fields})

@@ -27,9 +27,11 @@ def dagster_dev(
 ) -> tuple[ManagedProcess, str]:
     """`dagster dev` (webserver + daemon + code server) on 127.0.0.1; waits for the UI."""
     port = port or free_port()
+    # The workspace file names the code location `smoke_platform`, however it is started
+    # (`make ui` reads the same file), so URLs and run records agree.
     cmd = [
         sys.executable, "-m", "dagster", "dev",
-        "-m", "smoke_platform.definitions",
+        "-w", str(REPO_ROOT / "workspace.yaml"),
         "-h", "127.0.0.1", "-p", str(port),
     ]  # fmt: skip
     proc = ManagedProcess("dagster dev", cmd, log_path, env=env, cwd=REPO_ROOT)

@@ -220,3 +220,18 @@ def webhook() -> Iterator[WebhookInbox]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def assert_html_twin(markdown_path: Path, charts: int) -> None:
+    """A report's `report.html` sits beside its Markdown file, self-contained: its charts
+    are embedded PNGs that decode (no link to a file beside it), its tables are tables."""
+    import base64
+    import re
+
+    html = markdown_path.with_suffix(".html").read_text()
+    images = re.findall(r'<img[^>]*src="([^"]+)"', html)
+    assert len(images) == charts, images[:3]
+    for src in images:
+        assert src.startswith("data:image/png;base64,"), src[:80]
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table>" in html

@@ -54,6 +54,13 @@ class StreamSettings(BaseSettings):
     kafka_jars_dir: str = ".jars/kafka"
     spark_kafka_jars_dir: str = ".jars/spark-kafka"
 
+    # The Spark window job (`smoke spark`; the README lists what each is for).
+    spark_master: str = "local[2]"
+    spark_shuffle_partitions: int = 2  # the default 200 is 5x slower here
+    spark_driver_host: str = "127.0.0.1"
+    spark_bind_address: str = "127.0.0.1"
+    spark_log_level: str = "WARN"  # Spark's own driver log (ERROR: only errors)
+
     worker_metrics_port: int = 0  # 0 = no metrics HTTP server
     worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for Prometheus
 

@@ -46,6 +46,7 @@ def run_stream_demo(
     The broker's data, the logs and the Spark checkpoint go to `logs` (default: beside
     `stream_dir`). Nothing is deleted: `smoke demo` gives every run folders of its own."""
     logs = logs or stream_dir.parent / "logs"
+    _quiet_logs()
     broker, bootstrap = start_broker(logs / "broker.log")
     service = None
     try:
@@ -78,6 +79,15 @@ def run_stream_demo(
         broker.stop()
 
 
+def _quiet_logs() -> None:
+    """The demo prints its own summary (every alert once, below): the worker's and the
+    notifier's per-event lines and librdkafka's transient retries stay out of it."""
+    import logging
+
+    for name in ("smoke.worker", "smoke.notify", "smoke.kafka", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _spark_windows(settings: StreamSettings, out: Path, logs: Path, echo: Any) -> int:
     """The Spark window job (AvailableNow: process what is there, then stop).
 
@@ -92,7 +102,7 @@ def _spark_windows(settings: StreamSettings, out: Path, logs: Path, echo: Any) -
     replay = StreamSettings(kafka_bootstrap=settings.kafka_bootstrap, topic=topic)
     produce(scenario_records(SCENARIOS, seconds=600, seed=1), replay, echo=lambda *_: None)
     echo(f"Spark window job (AvailableNow) over a 10-minute replay of the scenarios ({topic}) ...")
-    spark = spark_session()
+    spark = spark_session(log_level="ERROR")
     try:
         query = start_query(
             spark,

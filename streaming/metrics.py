@@ -21,6 +21,24 @@ class WorkerMetrics:
         )
         self.alerts = Counter(f"{p}_alerts", "alert events", ["event", "severity"], registry=r)
         self.anomalies = Counter(f"{p}_anomalies", "readings with a z-score anomaly", registry=r)
+        self.fire_predictions = Counter(
+            f"{p}_fire_predictions", "readings scored as fire", ["scored_by"], registry=r
+        )
+        # Alarms by sensor: bounded by the sensors that ever alarmed, not by the fleet.
+        self.sensor_alarms = Counter(
+            f"{p}_sensor_alarms",
+            "alerts opened or escalated",
+            ["sensor_id", "severity"],
+            registry=r,
+        )
+        self.model = Gauge(
+            f"{p}_model_info", "1 for the model version that scored the last batch",
+            ["model_version"], registry=r,
+        )  # fmt: skip
+        self.lag = Gauge(
+            f"{p}_consumer_lag", "messages behind the partition's end, per assigned partition",
+            ["partition"], registry=r,
+        )  # fmt: skip
         self.fallback = Gauge(
             f"{p}_fallback_active", "1 while scoring with the local model", registry=r
         )
@@ -43,9 +61,12 @@ class WorkerMetrics:
         # Every known label set starts at 0, so dashboards show 0 rather than "no data".
         for scorer in ("service", "local"):
             self.scored.labels(scorer)
+            self.fire_predictions.labels(scorer)
         for event in ("open", "escalate", "close"):
             for severity in ("warning", "critical"):
                 self.alerts.labels(event, severity)
+
+        self.model_version = ""
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         if port:

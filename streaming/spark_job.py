@@ -47,24 +47,32 @@ def kafka_connector_jars(jars_dir: str | Path | None = None) -> list[str]:
     return jars
 
 
-def spark_session(master: str | None = None, app: str = "smoke-windows") -> Any:
+def spark_session(
+    master: str | None = None, app: str = "smoke-windows", log_level: str | None = None
+) -> Any:
     from pyspark.sql import SparkSession
 
+    from streaming.config import StreamSettings
+
+    s = StreamSettings()
     # Spark's Python workers must use this interpreter (it has the model code and pyarrow).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    logging = (
+        f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2-spark.properties')} "
+        f"-Dsmoke.spark.log.level={(log_level or s.spark_log_level).lower()}"
+    )
     spark = (
-        SparkSession.builder.master(master or os.environ.get("SMOKE_SPARK_MASTER", "local[2]"))
+        SparkSession.builder.master(master or s.spark_master)
         .appName(app)
         .config("spark.jars", ",".join(kafka_connector_jars()))
-        .config(
-            "spark.sql.shuffle.partitions", os.environ.get("SMOKE_SPARK_SHUFFLE_PARTITIONS", "2")
-        )
+        .config("spark.driver.extraJavaOptions", logging)
+        .config("spark.sql.shuffle.partitions", str(s.spark_shuffle_partitions))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")  # no progress bars in logs
         # Local mode talks over loopback; against a cluster, the executors must reach the
         # driver: set SMOKE_SPARK_DRIVER_HOST to this host's name or address.
-        .config("spark.driver.host", os.environ.get("SMOKE_SPARK_DRIVER_HOST", "127.0.0.1"))
-        .config("spark.driver.bindAddress", os.environ.get("SMOKE_SPARK_BIND_ADDRESS", "127.0.0.1"))
+        .config("spark.driver.host", s.spark_driver_host)
+        .config("spark.driver.bindAddress", s.spark_bind_address)
         .config("spark.sql.session.timeZone", "UTC")
         # Each task's Python worker scores with one OpenMP thread: the executor already runs
         # a task per core, and scikit-learn's per-call threads on every core only contend.

@@ -72,6 +72,7 @@ class StreamWorker:
         self.stopping = False
         self.in_transaction = False
         self.recovered_at = 0.0  # monotonic time the last failed transaction was recovered
+        self.lag_at = 0.0  # monotonic time consumer lag was last measured
         self.assigned = threading.Event()  # set once the group gave us partitions
         self.consumer = Consumer(
             settings.kafka(
@@ -173,7 +174,24 @@ class StreamWorker:
     def poll_once(self) -> int:
         """Consume and process one batch; returns how many new messages it handled."""
         msgs = self.consumer.consume(self.s.batch_size, self.s.poll_timeout_s)
-        return self.process([_in(m) for m in msgs if self._usable(m)])
+        handled = self.process([_in(m) for m in msgs if self._usable(m)])
+        if time.monotonic() - self.lag_at >= 5.0:
+            self._update_lag()
+        return handled
+
+    def _update_lag(self) -> None:
+        """Consumer lag per assigned partition from the client's own view (the last fetched
+        high watermark minus our position): no request to the broker."""
+        self.lag_at = time.monotonic()
+        assignment = self.consumer.assignment()
+        self.metrics.lag.clear()
+        for tp in self.consumer.position(assignment) if assignment else []:
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except Exception:
+                continue
+            if high >= 0 and tp.offset >= 0:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
 
     def close(self) -> None:
         self.consumer.close()  # leaves the group; offsets were committed per batch
@@ -380,13 +398,22 @@ class StreamWorker:
         now = time.time()
         if out.rows and out.scored_by:  # one batch is scored by one scorer
             self.metrics.scored.labels(out.scored_by).inc(len(out.rows))
+            self.metrics.fire_predictions.labels(out.scored_by).inc(
+                sum(1 for row in out.rows if row["is_fire"])
+            )
             self.metrics.anomalies.inc(sum(1 for row in out.rows if row["anomaly"]))
+        if out.model_version and self.metrics.model_version != out.model_version:
+            self.metrics.model.clear()
+            self.metrics.model.labels(out.model_version).set(1)
+            self.metrics.model_version = out.model_version
         for row in out.rows:
             self.metrics.e2e_latency.observe(max(0.0, now - _epoch(row["ts"])))
         for event in out.alerts:
             if (event["partition"], event["offset"]) not in live:
                 continue  # replayed into the files: announced when it was published
             self.metrics.alerts.labels(event["event"], event["severity"]).inc()
+            if event["event"] in ("open", "escalate"):
+                self.metrics.sensor_alarms.labels(event["sensor_id"], event["severity"]).inc()
             log.warning(
                 "ALERT %s %s %s p=%.3f",
                 event["event"],

@@ -1,4 +1,6 @@
-"""A small Markdown report builder that saves matplotlib figures next to the file."""
+"""A small report builder: `report.md` with its matplotlib figures beside it, and
+`report.html` with the same content and the figures embedded (one file that renders in
+any browser); `report_metadata` gives Dagster both, charts included."""
 
 from __future__ import annotations
 
@@ -7,6 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #1b1f24; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+th, td {{ border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: right; }}
+th {{ background: #f6f8fa; }}
+img {{ max-width: 100%; }}
+code {{ background: #f6f8fa; padding: 0 .2rem; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
 
 
 def pyplot() -> Any:
@@ -50,7 +70,48 @@ class MarkdownReport:
         return f"# {self.title}\n\n" + "\n".join(self.parts)
 
     def write(self, name: str = "report.md") -> Path:
+        """Write `name` (Markdown, figures beside it) and the self-contained HTML twin."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / name
-        path.write_text(self.markdown(), encoding="utf-8")
+        text = self.markdown()
+        path.write_text(text, encoding="utf-8")
+        path.with_suffix(".html").write_text(to_html(self.title, text, self.directory))
         return path
+
+
+def _inline_images(text: str, directory: Path) -> str:
+    """Markdown whose local PNG links are data URIs (Dagster's UI and a lone HTML file
+    cannot reach files beside the report)."""
+    import base64
+    import re
+
+    def inline(match: re.Match[str]) -> str:
+        image = directory / match["src"]
+        if not image.is_file():
+            return match[0]
+        data = base64.b64encode(image.read_bytes()).decode()
+        return f"![{match['alt']}](data:image/png;base64,{data})"
+
+    return re.sub(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+\.png)\)", inline, text)
+
+
+def to_html(title: str, text: str, directory: Path) -> str:
+    import html
+
+    import markdown
+
+    body = markdown.markdown(_inline_images(text, directory), extensions=["tables"])
+    return _HTML.format(title=html.escape(title), body=body)
+
+
+def report_metadata(path: Path) -> dict[str, Any]:
+    """Dagster metadata of a written report: the HTML file to open, the Markdown file, and
+    the report itself with its charts (they show in the asset's page)."""
+    import dagster as dg
+
+    text = path.read_text(encoding="utf-8")
+    return {
+        "report_path": dg.MetadataValue.path(str(path.with_suffix(".html").resolve())),
+        "report_markdown_path": dg.MetadataValue.path(str(path.resolve())),
+        "report": dg.MetadataValue.md(_inline_images(text, path.parent)),
+    }

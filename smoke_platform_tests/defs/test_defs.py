@@ -8,6 +8,7 @@ import pytest
 
 from smoke_platform.definitions import defs
 from smoke_platform.defs.common.resources import LocalFilesIOManager, PlatformSettingsResource
+from smoke_platform_tests.conftest import assert_html_twin
 
 pytestmark = pytest.mark.dagster
 
@@ -149,6 +150,7 @@ def test_generated_graph_materialises_with_report(definitions, tmp_path):
     assert raw["dagster/row_count"].value == 5_000
     assert 0 < raw["fire_share"].value < 1
     report = tmp_path / "reports" / "data_quality" / "report.md"
+    assert_html_twin(report, charts=2)
     text = report.read_text()
     assert "| raw_sensor_readings" not in text  # check names are short in the table
     assert "physical_ranges" in text and "![" in text

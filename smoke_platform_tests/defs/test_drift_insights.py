@@ -19,6 +19,7 @@ from smoke_platform.defs.monitoring.assets import feature_drift, weekly_insights
 from smoke_platform.defs.monitoring.checks import feature_drift_below_threshold
 from smoke_platform.defs.monitoring.sensors import drift_sensor, run_failure_notifier
 from smoke_platform.reports.insights import insights
+from smoke_platform_tests.conftest import assert_html_twin
 from streaming.sink import PartitionSink, output_days
 
 pytestmark = pytest.mark.dagster
@@ -120,6 +121,7 @@ def test_drift_on_too_few_readings_is_reported_but_not_acted_on(tmp_path, readin
     assert meta["drifted_features"].value == []
     assert decision.run_requests == [] and "too few" in decision.skip_message
     assert "Not enough live data" in (tmp_path / "reports" / "drift" / "report.md").read_text()
+    assert_html_twin(tmp_path / "reports" / "drift" / "report.md", charts=1)
     assert webhook.posts == []
 
 
@@ -208,6 +210,7 @@ def test_weekly_insights_report_and_retention(tmp_path, readings):
     assert output_days(stream, "predictions") == [f"{today:%Y-%m-%d}"]
     assert output_days(windowed) == [] and raw.exists()
     report = (tmp_path / "reports" / "insights" / "report.md").read_text()
+    assert_html_twin(tmp_path / "reports" / "insights" / "report.md", charts=1)
     assert (
         "Noisiest sensors" in report and (tmp_path / "reports" / "insights" / "week.png").exists()
     )

@@ -13,6 +13,7 @@ from smoke_platform.defs.common.resources import (
 )
 from smoke_platform.defs.monitoring.assets import model_performance_report
 from smoke_platform.defs.monitoring.checks import model_performance_report_no_degradation
+from smoke_platform_tests.conftest import assert_html_twin
 from streaming.sink import PartitionSink
 
 pytestmark = pytest.mark.dagster
@@ -65,6 +66,7 @@ def test_performance_metrics_equal_a_hand_computation(
     assert meta["precision"].value == pytest.approx(tp / (tp + fp))
     assert meta["f1"].value == pytest.approx(2 * tp / (2 * tp + fp + fn))
     text = (tmp_path / "r" / "performance" / "report.md").read_text()
+    assert_html_twin(tmp_path / "r" / "performance" / "report.md", charts=1)
     assert "Detection latency: median 1.0 s" in text  # onset t=2, first alarm t=3
     # Service health from the running service's own endpoints.
     assert meta["service_ready"].value is True

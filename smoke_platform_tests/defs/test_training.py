@@ -20,6 +20,7 @@ from smoke_platform.defs.quality.checks import raw_sensor_readings_quality
 from smoke_platform.defs.serving.assets import smoke_detector_bento
 from smoke_platform.defs.training import assets as training_assets
 from smoke_platform.defs.training import checks as training_checks
+from smoke_platform_tests.conftest import assert_html_twin
 
 pytestmark = [pytest.mark.dagster, pytest.mark.slow]
 
@@ -122,6 +123,7 @@ def test_bento_packages_the_champion(first_run):
 
 def test_training_report_is_written(first_run, workdir):
     report = workdir / "reports/training/report.md"
+    assert_html_twin(report, charts=4)
     text = report.read_text()
     assert "PROMOTED" in text and "accuracy (random rows, leaky)" in text
     for png in ("curves", "confusion", "importances", "latency"):

@@ -42,6 +42,16 @@ def test_model_info(open_service, served_model):
     assert info["features"] == served_model.features
     assert info["threshold"] == pytest.approx(served_model.threshold)
     assert info["algorithm"] == "hist_gradient_boosting" and "recall" in info["metrics"]
+    # A GET is the same read (BentoML serves APIs as POSTs; the guard answers GET too).
+    got = httpx.get(f"{open_service}/model_info", timeout=30)
+    assert got.status_code == 200 and got.json() == info
+
+
+def test_model_info_by_get_needs_the_key_like_every_api_route(secured_service):
+    url, _, key = secured_service
+    assert httpx.get(f"{url}/model_info", timeout=30).status_code == 401
+    ok = httpx.get(f"{url}/model_info", headers={"x-api-key": key}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["version"]
 
 
 @pytest.mark.parametrize(
@@ -94,6 +104,55 @@ def test_health_ready_and_prometheus_metrics(open_service):
     metrics = httpx.get(f"{open_service}/metrics", timeout=10)
     assert metrics.status_code == 200
     assert "bentoml_service_request_total" in metrics.text or "request_total" in metrics.text
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """One sample's value from Prometheus text, 0 when absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_domain_metrics_count_predictions_and_fires_by_route_and_model(
+    served_model, readings, tmp_path
+):
+    """Its own service: BentoML clears `$BENTOML_HOME/prometheus_multiproc_dir` whenever a
+    server starts, so a service sharing the store with one started later loses its series
+    (README, "The smoke_detector service")."""
+    from smoke_platform.serving import bentoml_serve
+
+    proc, url = bentoml_serve(
+        "bentos.service:SmokeDetector",
+        tmp_path / "serve.log",
+        env={"SMOKE_MODEL_TAG": served_model.version, "SMOKE_API_KEY": ""},
+    )
+
+    def scrape() -> str:
+        return httpx.get(f"{url}/metrics", timeout=10).text
+
+    version = served_model.version
+    try:
+        before = scrape()
+        body = {"readings": payload(readings.iloc[:40])}
+        answers = httpx.post(f"{url}/predict_batch", json=body, timeout=30).json()
+        fires = sum(a["is_fire"] for a in answers)
+        after = scrape()
+    finally:
+        proc.stop()
+    labels = {"route": "predict_batch", "model_version": version}
+    counted = _sample(after, "smoke_service_predictions_total", **labels) - _sample(
+        before, "smoke_service_predictions_total", **labels
+    )
+    fired = _sample(after, "smoke_service_fire_predictions_total", **labels) - _sample(
+        before, "smoke_service_fire_predictions_total", **labels
+    )
+    assert (counted, fired) == (40, fires)
+    assert _sample(after, "smoke_service_model_info", model_version=version) == 1
+    assert _sample(after, "smoke_service_model_seconds_count", route="predict_batch") >= 1
 
 
 def test_api_key_is_required_when_configured(secured_service, readings):

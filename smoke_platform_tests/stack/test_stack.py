@@ -113,3 +113,22 @@ def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_
     assert "had to kill" not in down.stdout
     assert pids and not [name for name, pgid in pids.items() if _group_alive(pgid)]
     assert not [name for name, port in ports.items() if port_open(port)]
+    # Logs that people read: no line repeats more than 10 times without new information
+    # (times and run ids aside), e.g. one httpx line per request, one warning per tick.
+    for name in ("dagster", "worker-0", "producer"):
+        repeated = _repeated_lines(tmp_path / "stack" / "logs" / f"{name}.log", limit=10)
+        assert not repeated, (name, repeated)
+
+
+def _repeated_lines(path, limit):
+    import re
+    from collections import Counter
+
+    stamp = r"\d{2,4}[-/]\d\d[-/]\d\d[ T]\d\d:\d\d:\d\d[.,\d]*( ?[+-]\d{4}| ?Z)?"
+    ident = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    shapes = Counter(
+        re.sub(ident, "<id>", re.sub(stamp, "<time>", line)).strip()
+        for line in path.read_text(errors="replace").splitlines()
+        if line.strip()
+    )
+    return {shape[:200]: n for shape, n in shapes.items() if n > limit}

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from smoke_platform.stack import dagster_dev
+from smoke_platform_tests.conftest import REPO
 
 pytestmark = pytest.mark.ui
 
@@ -26,7 +27,12 @@ ERROR_TEXTS = ("Something went wrong", "Unexpected GraphQL error", "Error loadin
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
+def ui_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("ui-data")
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory, ui_root):
     """`dagster dev` on its own instance holding one materialisation of the raw readings,
     their six checks and the quality report. The sensor that would retrain on new raw data
     is stopped first (with the `dagster sensor stop` CLI, as an operator would), and runs
@@ -35,7 +41,7 @@ def ui(tmp_path_factory):
     (home / "dagster.yaml").write_text(
         "telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 0\n"
     )
-    data = tmp_path_factory.mktemp("ui-data")
+    data = ui_root
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -54,7 +60,7 @@ def ui(tmp_path_factory):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     stop = subprocess.run(
-        [*DAGSTER, "sensor", "stop", "new_raw_data_sensor", "-m", "smoke_platform.definitions"],
+        [*DAGSTER, "sensor", "stop", "new_raw_data_sensor", "-w", str(REPO / "workspace.yaml")],
         env=env,
         capture_output=True,
         text=True,
@@ -77,7 +83,7 @@ def test_asset_graph_shows_assets_and_check_results(ui, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(
-                f"{ui}/locations/smoke_platform.definitions/asset-groups/ingest",
+                f"{ui}/locations/smoke_platform/asset-groups/ingest",
                 wait_until="networkidle",
                 timeout=120_000,
             )
@@ -97,3 +103,49 @@ def test_asset_graph_shows_assets_and_check_results(ui, tmp_path):
     assert not [e for e in ERROR_TEXTS if e in text], text[:2000]
     assert shot.stat().st_size > 20_000  # a rendered graph, not a blank page
     print(f"screenshot: {shot}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is required (make test installs it when run as root)"
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def test_the_services_api_docs_page_lists_its_operations(browser, open_service, tmp_path):
+    """The service's Swagger UI renders (its scripts and styles arrive whole through the
+    guard) and lists the operations."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{open_service}/docs", wait_until="networkidle", timeout=60_000)
+    page.wait_for_selector(".opblock-summary-path", timeout=60_000)
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    shot = tmp_path / "service-api-docs.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    assert {"/predict", "/predict_batch", "/predict_columns", "/model_info"} <= {
+        p.strip() for p in paths
+    }
+    assert page.url.rstrip("/") == open_service  # /docs led to the page at /
+
+
+def test_each_html_report_renders_with_its_charts_loaded(ui, ui_root, browser, tmp_path):
+    """The report the fixture's run wrote, opened as a file in the browser: every chart is
+    embedded and decodes (the Markdown file's charts are separate PNGs)."""
+    import re
+
+    reports = sorted(ui_root.rglob("report.html"))
+    assert reports, "the fixture's materialisation wrote no HTML report"
+    for report in reports:
+        html = report.read_text()
+        assert "<table>" in html and not re.search(r'src="(?!data:)', html)
+        page = browser.new_page()
+        page.goto(report.as_uri(), wait_until="load")
+        sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        shot = tmp_path / f"{report.parent.name}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert sizes and all(w > 100 for w in sizes), (report, sizes)

@@ -21,6 +21,7 @@ from smoke_platform.defs.common.resources import (
     PlatformSettingsResource,
 )
 from smoke_platform.defs.monitoring.partitions import stream_dates
+from smoke_platform.reports.markdown import report_metadata
 from streaming.sink import output_days, read_outputs, remove_days_before
 
 
@@ -115,8 +116,7 @@ def model_performance_report(
     )
     return dg.MaterializeResult(
         metadata={
-            "report_path": dg.MetadataValue.path(str(path.resolve())),
-            "report": dg.MetadataValue.md(path.read_text(encoding="utf-8")),
+            **report_metadata(path),
             "model_version": version,
             "service_ready": dg.MetadataValue.bool(bool(service["ready"])),
             "service_model_version": str(service["version"]),
@@ -189,7 +189,7 @@ def feature_drift(
             "live_rows": len(live),
             "enough_data": dg.MetadataValue.bool(enough),
             "psi": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4g")),
-            "report_path": dg.MetadataValue.path(str(path.resolve())),
+            **report_metadata(path),
         }
     )
 
@@ -235,7 +235,6 @@ def weekly_insights(
                 float("nan") if precision is None else precision
             ),
             "removed_past_retention": dg.MetadataValue.json(removed),
-            "report_path": dg.MetadataValue.path(str(path.resolve())),
-            "report": dg.MetadataValue.md(path.read_text(encoding="utf-8")),
+            **report_metadata(path),
         }
     )

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from smoke_platform.defs.common.resources import PlatformSettingsResource
+from smoke_platform.reports.markdown import report_metadata
 from smoke_platform.reports.quality import write_quality_report
 
 
@@ -24,8 +25,7 @@ def data_quality_report(
     )
     context.log.info("data-quality report written to %s", path)
     meta: dict[str, dg.MetadataValue] = {
-        "report_path": dg.MetadataValue.path(str(path.resolve())),
-        "report": dg.MetadataValue.md(path.read_text(encoding="utf-8")),
+        **report_metadata(path),
     }
     meta.update({k: dg.MetadataValue.float(float(v)) for k, v in metrics.items()})
     return dg.MaterializeResult(metadata=meta)

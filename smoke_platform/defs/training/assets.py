@@ -24,6 +24,7 @@ from smoke_platform.defs.common.resources import (
     TrainingSettingsResource,
 )
 from smoke_platform.defs.ingest.assets import fingerprint
+from smoke_platform.reports.markdown import report_metadata
 
 HOLDOUT = "holdout"
 NOT_FEATURES = {*META_COLUMNS, LABEL, HOLDOUT}
@@ -206,7 +207,6 @@ def training_report(
     )
     return dg.MaterializeResult(
         metadata={
-            "report_path": dg.MetadataValue.path(str(path.resolve())),
-            "report": dg.MetadataValue.md(path.read_text(encoding="utf-8")),
+            **report_metadata(path),
         }
     )
