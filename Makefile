@@ -105,6 +105,7 @@ bench-%: setup dagster-home
 DAGSTER_PORT ?= 3000
 SERVICE_PORT ?= 3001
 BROKER_PORT ?= 9092
+DASHBOARD_PORT ?= 3002
 
 ui: setup dagster-home
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(DAGSTER_PORT)
@@ -112,7 +113,7 @@ ui: setup dagster-home
 # The whole stack as local processes (no Docker): broker, service, worker, producer,
 # Spark job, Dagster webserver + daemon. Trains first if no model was promoted yet.
 up: setup dagster-home
-	$(BIN)/smoke up --broker-port $(BROKER_PORT) --service-port $(SERVICE_PORT) --dagster-port $(DAGSTER_PORT)
+	$(BIN)/smoke up --broker-port $(BROKER_PORT) --service-port $(SERVICE_PORT) --dagster-port $(DAGSTER_PORT) --dashboard-port $(DASHBOARD_PORT)
 
 down: setup
 	$(BIN)/smoke down

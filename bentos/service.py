@@ -28,30 +28,34 @@ with bentoml.importing():
     from smoke_platform.modelstore import scoring_model_from_stored, served_model_tag
 
 
-# Domain metrics beside BentoML's request metrics on /metrics (bentoml.metrics: multiprocess
-# safe across API workers).
-PREDICTIONS = bentoml.metrics.Counter(
-    name="smoke_service_predictions",
-    documentation="readings scored, by route and model version",
-    labelnames=["route", "model_version"],
-)
-FIRE_PREDICTIONS = bentoml.metrics.Counter(
-    name="smoke_service_fire_predictions",
-    documentation="readings scored as fire (probability >= the model's threshold)",
-    labelnames=["route", "model_version"],
-)
-MODEL_SECONDS = bentoml.metrics.Histogram(
-    name="smoke_service_model_seconds",
-    documentation="time spent in the model per request",
-    labelnames=["route"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-)
-MODEL_INFO = bentoml.metrics.Gauge(
-    name="smoke_service_model_info",
-    documentation="1 for the model version this service serves",
-    labelnames=["model_version", "algorithm"],
-    multiprocess_mode="max",
-)
+class DomainMetrics:
+    """Domain series beside BentoML's request metrics on /metrics (bentoml.metrics: safe
+    across API worker processes). Made when the service starts, not at import: building a
+    bento imports this module again in the same process."""
+
+    def __init__(self) -> None:
+        self.predictions = bentoml.metrics.Counter(
+            name="smoke_service_predictions",
+            documentation="readings scored, by route and model version",
+            labelnames=["route", "model_version"],
+        )
+        self.fire_predictions = bentoml.metrics.Counter(
+            name="smoke_service_fire_predictions",
+            documentation="readings scored as fire (probability >= the model's threshold)",
+            labelnames=["route", "model_version"],
+        )
+        self.model_seconds = bentoml.metrics.Histogram(
+            name="smoke_service_model_seconds",
+            documentation="time spent in the model per request",
+            labelnames=["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+        )
+        self.model_info = bentoml.metrics.Gauge(
+            name="smoke_service_model_info",
+            documentation="1 for the model version this service serves",
+            labelnames=["model_version", "algorithm"],
+            multiprocess_mode="max",
+        )
 
 
 class Prediction(BaseModel):
@@ -103,20 +107,21 @@ class SmokeDetector:
         self.model = scoring_model_from_stored(self.model_ref)
         self.model.single_threaded()  # per-request thread pools cost more than they save
         set_model_version(self.model.version)
+        self.metrics = DomainMetrics()
         algorithm = str(self.model.metadata.get("algorithm", ""))
-        MODEL_INFO.labels(model_version=self.model.version, algorithm=algorithm).set(1)
+        self.metrics.model_info.labels(model_version=self.model.version, algorithm=algorithm).set(1)
         self.started = time.time()
 
     def _score(self, frame: pd.DataFrame, route: str) -> Any:
         """The model's probabilities for `frame`, counted in the domain metrics."""
         started = time.perf_counter()
         proba = self.model.predict_proba(frame)
-        MODEL_SECONDS.labels(route=route).observe(time.perf_counter() - started)
+        self.metrics.model_seconds.labels(route=route).observe(time.perf_counter() - started)
         version = self.model.version
-        PREDICTIONS.labels(route=route, model_version=version).inc(len(proba))
+        self.metrics.predictions.labels(route=route, model_version=version).inc(len(proba))
         fires = int((proba >= self.model.threshold).sum())
         if fires:
-            FIRE_PREDICTIONS.labels(route=route, model_version=version).inc(fires)
+            self.metrics.fire_predictions.labels(route=route, model_version=version).inc(fires)
         return proba
 
     def _predict(self, readings: list, route: str) -> list[Prediction]:

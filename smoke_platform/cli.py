@@ -125,6 +125,7 @@ def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
 
     from smoke_platform.definitions import defs
 
+    ensure_dagster_home()
     definitions = defs()
     keys = selected_keys(definitions, selection)
     job = definitions.resolve_implicit_global_asset_job_def()
@@ -152,6 +153,7 @@ def register_stream_days() -> list[str]:
     from smoke_platform.defs.monitoring.partitions import stream_dates
     from streaming.sink import output_days
 
+    ensure_dagster_home()
     settings = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True)
     sources = {key: output_days(root) for key, root in stream_sources(settings).items()}
     days = sorted({d for ds in sources.values() for d in ds})
@@ -467,6 +469,7 @@ def up(
     broker_port: int = typer.Option(9092),
     service_port: int = typer.Option(3001),
     dagster_port: int = typer.Option(3000),
+    dashboard_port: int = typer.Option(3002, help="the live dashboard page"),
     worker_metrics_port: int = typer.Option(9108, help="first worker's; the next get +1, +2"),
     workers: int = typer.Option(1, min=1, help="stream workers (one consumer group)"),
     partitions: int = typer.Option(3, min=1, help="partitions of smoke_sensor_data"),
@@ -484,10 +487,12 @@ def up(
 
     parse_speed(speed)
     _scenarios(scenario)
+    ensure_dagster_home()
     cfg = StackConfig(
         broker_port=broker_port,
         service_port=service_port,
         dagster_port=dagster_port,
+        dashboard_port=dashboard_port,
         worker_metrics_port=worker_metrics_port,
         partitions=partitions,
         workers=workers,
@@ -545,6 +550,36 @@ def status() -> None:
 
 
 @app.command()
+def dashboard(
+    port: int = typer.Option(3002, help="port of the page"),
+    host: str = typer.Option("127.0.0.1", help="address to bind (0.0.0.0 in a container)"),
+    worker_metrics: list[str] = typer.Option(
+        [],
+        help="a stream worker's metrics URL (repeat for each; default: "
+        "http://127.0.0.1:<SMOKE_WORKER_METRICS_PORT or 9108>/metrics)",
+    ),
+) -> None:
+    """A live page without Docker: predictions, alarms by sensor, lag, fallback, the model;
+    fed by the workers' and the service's (SMOKE_SERVICE_URL) Prometheus endpoints."""
+    import signal
+
+    from smoke_platform.dashboard import serve
+    from streaming.config import StreamSettings
+
+    settings = StreamSettings()
+    urls = worker_metrics or [f"http://127.0.0.1:{settings.worker_metrics_port or 9108}/metrics"]
+    server = serve(port, urls, settings.service_url, host)
+    typer.echo(f"dashboard on http://{host}:{port}/ (workers: {', '.join(urls)})")
+    stop = {"now": False}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.update(now=True))
+    while not stop["now"]:
+        time.sleep(0.5)
+    server.shutdown()
+    server.server_close()
+
+
+@app.command()
 def down() -> None:
     """Stop the stack `smoke up` started (SIGTERM, then SIGKILL after 30 s)."""
     from smoke_platform.stack import StackConfig
@@ -552,6 +587,34 @@ def down() -> None:
 
     killed = stack_down(StackConfig(), typer.echo)
     typer.echo("stack down" + (f"; had to kill: {', '.join(killed)}" if killed else ""))
+
+
+def _default_homes() -> None:
+    """Outside `make` (which exports them), the Dagster instance and the BentoML store are
+    the same folders under SMOKE_HOME: `.dagster_home/` (SQLite, telemetry off, made on
+    first use) and `.bentoml/`. Set either variable to use another."""
+    import os
+
+    from smoke_platform.core.settings import home
+
+    root = home().resolve()
+    os.environ.setdefault("BENTOML_HOME", str(root / ".bentoml"))
+    if "DAGSTER_HOME" not in os.environ:
+        os.environ["DAGSTER_HOME"] = str(root / ".dagster_home")
+        DEFAULT_DAGSTER_HOME["made_here"] = True
+
+
+DEFAULT_DAGSTER_HOME: dict[str, bool] = {"made_here": False}
+
+
+def ensure_dagster_home() -> None:
+    """The instance folder exists before Dagster opens it (the default one is made here)."""
+    import os
+
+    folder = Path(os.environ["DAGSTER_HOME"])
+    if DEFAULT_DAGSTER_HOME["made_here"] and not folder.exists():
+        folder.mkdir(parents=True)
+        (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
 
 def main() -> None:
@@ -562,6 +625,7 @@ def main() -> None:
 
     from smoke_platform.errors import explain
 
+    _default_homes()
     debug = "--debug" in sys.argv or os.environ.get("SMOKE_DEBUG", "") not in ("", "0")
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")

@@ -54,6 +54,7 @@ class StackConfig:
     broker_port: int = 9092
     service_port: int = 3001
     dagster_port: int = 3000
+    dashboard_port: int = 3002
     worker_metrics_port: int = 9108
     partitions: int = 3
     workers: int = 1
@@ -115,6 +116,7 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
         "--broker-port": cfg.broker_port,
         "--service-port": cfg.service_port,
         "--dagster-port": cfg.dagster_port,
+        "--dashboard-port": cfg.dashboard_port,
         **{
             f"--worker-metrics-port (+{i})": cfg.worker_metrics_port + i for i in range(cfg.workers)
         },
@@ -173,6 +175,14 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
             record()
             worker.wait_port(port, timeout=120)
             echo(f"worker-{i}      metrics http://127.0.0.1:{port}/metrics")
+        dashboard = ["dashboard", "--port", str(cfg.dashboard_port)]
+        for i in range(cfg.workers):
+            metrics = f"http://127.0.0.1:{cfg.worker_metrics_port + i}/metrics"
+            dashboard += ["--worker-metrics", metrics]
+        started["dashboard"] = spawn("dashboard", dashboard, env)
+        record()
+        started["dashboard"].wait_port(cfg.dashboard_port, timeout=60)
+        echo(f"dashboard     http://127.0.0.1:{cfg.dashboard_port}/ (live predictions and alarms)")
         produce = ["produce", "--sensors", str(cfg.sensors), "--speed", cfg.speed]
         for scenario in cfg.scenarios:
             produce += ["--scenario", scenario]

@@ -118,3 +118,20 @@ def test_generate_never_replaces_a_file_unless_told(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     result = smoke("--debug", "produce", "--source", "csv", "--csv", str(tmp_path / "x.csv"))
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.dagster
+def test_by_hand_without_make_the_instance_and_store_default_under_smoke_home(tmp_path):
+    """`smoke materialize` outside `make` (no DAGSTER_HOME, no BENTOML_HOME): the instance
+    is made under SMOKE_HOME (once a 65-line DagsterHomeNotSetError)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "BENTOML_HOME")}
+    env.update(SMOKE_HOME=str(tmp_path), SMOKE_ROWS="3000")
+    result = subprocess.run(
+        [sys.executable, "-m", "smoke_platform.cli", "materialize", "--select",
+         "key:raw_sensor_readings"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "succeeded" in result.stdout
+    assert (tmp_path / ".dagster_home" / "dagster.yaml").is_file()
+    assert (tmp_path / "data" / "assets" / "raw_sensor_readings.parquet").is_file()

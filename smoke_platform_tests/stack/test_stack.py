@@ -62,17 +62,21 @@ def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_
         # The fixture's model is the champion (the initial training path is the demo's).
         "SMOKE_MODEL_TAG": served_model.version,
     }
-    ports = {name: free_port() for name in ("broker", "service", "dagster", "metrics")}
+    names = ("broker", "service", "dagster", "metrics", "dashboard")
+    ports = {name: free_port() for name in names}
     up = _smoke(
         env, "up",
         "--broker-port", str(ports["broker"]), "--service-port", str(ports["service"]),
         "--dagster-port", str(ports["dagster"]), "--worker-metrics-port", str(ports["metrics"]),
+        "--dashboard-port", str(ports["dashboard"]),
         "--scenario", "wood_fire", "--sensors", "2", "--speed", "10", "--count", "4000",
     )  # fmt: skip
     pids = json.loads((tmp_path / "stack" / "pids.json").read_text()) if up.returncode == 0 else {}
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        assert list(pids) == ["broker", "service", "worker-0", "producer", "spark", "dagster"]
+        assert list(pids) == [
+            "broker", "service", "worker-0", "dashboard", "producer", "spark", "dagster"
+        ]  # fmt: skip
         assert _smoke(env, "up").returncode != 0  # a second `up` refuses: already running
         service = f"http://127.0.0.1:{ports['service']}"
         assert httpx.get(f"{service}/readyz", timeout=10).status_code == 200
@@ -84,6 +88,16 @@ def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_
             return not alerts.empty and (alerts["event"] == "open").any()
 
         _wait("an alert for the streamed fire", fire_alert, 240)
+        dashboard = f"http://127.0.0.1:{ports['dashboard']}"
+
+        def dashboard_shows_the_alarm():
+            live = httpx.get(f"{dashboard}/api/summary", timeout=10).json()
+            return live["predictions"] > 0 and live["alerts_opened"] >= 1
+
+        _wait("the dashboard showing predictions and the alarm", dashboard_shows_the_alarm, 60)
+        live = httpx.get(f"{dashboard}/api/summary", timeout=10).json()
+        assert live["service_ready"] and live["alarms_by_sensor"] and not live["errors"]
+        _screenshot(dashboard, tmp_path / "dashboard.png")
 
         # The worker is supervised: SIGKILLed, it is restarted and `smoke status` says so.
         status_file = tmp_path / "stack" / "status" / "worker-0.json"
@@ -118,6 +132,38 @@ def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_
     for name in ("dagster", "worker-0", "producer"):
         repeated = _repeated_lines(tmp_path / "stack" / "logs" / f"{name}.log", limit=10)
         assert not repeated, (name, repeated)
+
+
+def _screenshot(url, path):
+    """The page in Debian's headless Chromium (`make test` installs it): the tiles filled
+    in from the live stream, saved for people to look at."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from smoke_platform_tests.ui.test_dagster_ui import CHROMIUM_ARGS
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is required (make test installs it when run as root)"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(url, wait_until="load", timeout=60_000)
+            page.wait_for_function(
+                "() => document.querySelector('#t-predictions b').textContent !== '-'"
+                " && document.querySelectorAll('#alarms td').length >= 3"
+                " && !document.querySelector('#alarms').innerText.includes('none yet')"
+                " && document.querySelector('#chart polyline').getAttribute('points')"
+                ".split(' ').length >= 2",
+                timeout=60_000,
+            )
+            page.screenshot(path=str(path), full_page=True)
+            text = page.inner_text("body")
+        finally:
+            browser.close()
+    assert "predictions" in text and ("warning" in text or "critical" in text), text[:1000]
+    print(f"screenshot: {path}")
 
 
 def _repeated_lines(path, limit):
