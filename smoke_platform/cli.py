@@ -228,6 +228,8 @@ def demo(
 
     Everything it writes goes to a new folder of its own, data/demo/<time>/ (under
     SMOKE_HOME): nothing of an earlier run or of a deployment is read, replaced or deleted."""
+    import os
+
     run = _demo_run_folder(typer.echo)
     ok, elapsed, reports = materialize_all("*")
     typer.echo("")
@@ -248,19 +250,26 @@ def demo(
 
         settings = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True)
         windowed = settings.windowed_root if spark else None
+
+        def monitoring_reports(service_url: str) -> None:
+            """While the demo's service still runs: its health is part of a report."""
+            nonlocal ok
+            os.environ["SMOKE_SERVICE_URL"] = service_url
+            days = register_stream_days()
+            typer.echo(f"registered stream output as Dagster asset partitions: {', '.join(days)}")
+            ok, _, more = materialize_all(MONITORING_REPORTS)
+            reports.update(more)
+            for asset, path in more.items():
+                typer.echo(f"  {asset}: {path}")
+
         run_stream_demo(
             "smoke_detector:latest",
             settings.stream_root,
             typer.echo,
             windowed_dir=windowed,
             logs=run / "logs",
+            while_up=monitoring_reports,
         )
-        days = register_stream_days()
-        typer.echo(f"registered stream output as Dagster asset partitions: {', '.join(days)}")
-        ok, _, more = materialize_all(MONITORING_REPORTS)
-        reports.update(more)
-        for asset, path in more.items():
-            typer.echo(f"  {asset}: {path}")
     typer.echo(f"Everything this run wrote is under {run}/")
     typer.echo("Serve it: `make serve` (bentoml serve smoke_detector:latest on 127.0.0.1:3001).")
     typer.echo(f"Open the Dagster UI on it: `SMOKE_HOME={run} make ui` (http://127.0.0.1:3000).")

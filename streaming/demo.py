@@ -39,12 +39,15 @@ def run_stream_demo(
     speed: float = 30.0,
     windowed_dir: Path | None = None,
     logs: Path | None = None,
+    while_up: Any = None,
 ) -> dict:
     """Start everything on 127.0.0.1, stream one burst with a fire in it, stop everything.
     With `windowed_dir`, the Spark window job then processes the same topic (AvailableNow).
 
     The broker's data, the logs and the Spark checkpoint go to `logs` (default: beside
-    `stream_dir`). Nothing is deleted: `smoke demo` gives every run folders of its own."""
+    `stream_dir`). Nothing is deleted: `smoke demo` gives every run folders of its own.
+    `while_up(service_url)` runs last, before anything stops (the reports that read the
+    service's health see it running)."""
     logs = logs or stream_dir.parent / "logs"
     _quiet_logs()
     broker, bootstrap = start_broker(logs / "broker.log")
@@ -72,6 +75,8 @@ def run_stream_demo(
         summary = _summary(settings, echo)
         if windowed_dir is not None:
             summary["windows"] = _spark_windows(settings, windowed_dir, logs, echo)
+        if while_up is not None:
+            while_up(url)
         return summary
     finally:
         if service is not None:

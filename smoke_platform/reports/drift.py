@@ -40,11 +40,17 @@ def write_drift_report(
     rep.table(drift.set_index("feature"))
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(drift) + 1))
+    enough = live_rows >= min_rows
     colours = drift["status"].map({"drifted": "tab:red", "moderate": "tab:orange"}).fillna("grey")
+    if not enough:  # figures to look at, not verdicts: no alarm colours
+        colours = pd.Series("lightsteelblue", index=drift.index)
     ax.barh(drift["feature"], drift["psi"].fillna(0), color=colours)
     ax.axvline(threshold, ls="--", c="tab:red")
     ax.axvline(MODERATE_PSI, ls=":", c="tab:orange")
     ax.invert_yaxis()
-    ax.set(xlabel="PSI", title="drift per feature")
+    title = "drift per feature"
+    if not enough:
+        title += f"\nnot enough live data ({live_rows:,} < {min_rows:,} readings): not acted on"
+    ax.set(xlabel="PSI", title=title)
     rep.figure(fig, "psi", "PSI per feature (dashed: retraining threshold)")
     return rep.write()

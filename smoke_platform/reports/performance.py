@@ -61,13 +61,19 @@ def write_performance_report(
     rep.text(
         f"{len(predictions):,} scored readings, {int(metrics['rows']):,} labelled; "
         f"model version(s): {versions}; scored by: "
-        f"{predictions['scored_by'].value_counts().to_dict()}."
+        + ", ".join(f"{k} {v:,}" for k, v in predictions["scored_by"].value_counts().items())
+        + "."
     )
     if service is not None:
-        state = "ready" if service["ready"] else f"NOT ready ({service['error'] or 'readyz'})"
-        rep.text(
-            f"Service {service['url']}: {state}; serving model {service['version'] or 'unknown'}."
-        )
+        if service["ready"]:
+            rep.text(
+                f"Service {service['url']}: ready; serving model {service['version'] or 'unknown'}."
+            )
+        else:  # a fact about now, not about the stream above (scored by the versions named)
+            rep.text(
+                f"Service {service['url']}: not answering when this report was written "
+                f"({service['error'] or 'readyz'}); the figures above do not depend on it."
+            )
     rep.heading("Live vs training (held-out sessions)")
     rep.table(
         pd.DataFrame(

@@ -114,7 +114,8 @@ def write_training_report(
     rep = MarkdownReport("Training report: fire detection", directory)
     rep.text(
         f"Session-aware evaluation: {dataset.loc[~dataset['holdout'], 'session_id'].nunique()} "
-        f"training sessions (grouped {len(candidates)}-candidate cross-validation), "
+        f"training sessions ({len(candidates)} candidates, each cross-validated on folds of "
+        "whole sessions), "
         f"{holdout['session_id'].nunique()} held-out sessions ({len(holdout):,} readings). "
         "UTC, CNT, row index and session ids are never features. The leaky random-row "
         "accuracy is shown only to make the gap visible."

@@ -28,24 +28,7 @@ def test_performance_metrics_equal_a_hand_computation(
     version = modelstore.save_model(model, "perf_test_model", metadata={"trained_at": "test"})
     labels = [0, 0, 1, 1, 1, 0, 0, 0, 0]
     probs = [0.1, 0.7, 0.3, 0.8, 0.9, 0.2, 0.6, 0.1, 0.2]
-    ts = pd.date_range("2026-11-27T10:00:00Z", periods=9, freq="s").map(lambda t: t.isoformat())
-    preds = pd.DataFrame(
-        {
-            "sensor_id": ["s1"] * 5 + ["s2"] * 4,
-            "session_id": ["a"] * 5 + ["b"] * 4,
-            "ts": ts,
-            "fire_alarm": labels,
-            "probability": probs,
-            "is_fire": [p >= 0.5 for p in probs],
-            "model_version": version,
-            "scored_by": "service",
-            "partition": 0,
-            "offset": range(9),
-        }
-    )
-    PartitionSink(tmp_path / "processed_stream", "smoke_sensor_data").write(
-        0, 0, 8, {"predictions": preds}, {"hwm": 8, "sensors": {}}
-    )
+    _stream(tmp_path, ["a"] * 5 + ["b"] * 4, labels, probs, version)
     settings = PlatformSettingsResource(
         stream_dir=str(tmp_path / "processed_stream"),
         reports_dir=str(tmp_path / "r"),
@@ -79,23 +62,7 @@ def test_performance_metrics_equal_a_hand_computation(
 
 def test_a_report_on_a_model_missing_from_the_store_fails_saying_what_to_do(tmp_path):
     """Never a guessed threshold: the model that scored the stream must be in the store."""
-    preds = pd.DataFrame(
-        {
-            "sensor_id": ["s1"] * 3,
-            "session_id": ["a"] * 3,
-            "ts": [f"2026-11-27T10:00:0{i}+00:00" for i in range(3)],
-            "fire_alarm": [0, 1, 1],
-            "probability": [0.1, 0.9, 0.9],
-            "is_fire": [False, True, True],
-            "model_version": "smoke_detector:absent",
-            "scored_by": "service",
-            "partition": 0,
-            "offset": range(3),
-        }
-    )
-    PartitionSink(tmp_path / "processed_stream", "smoke_sensor_data").write(
-        0, 0, 2, {"predictions": preds}, {"hwm": 2, "sensors": {}}
-    )
+    _stream(tmp_path, ["a"] * 3, [0, 1, 1], [0.1, 0.9, 0.9], "smoke_detector:absent")
     settings = PlatformSettingsResource(
         stream_dir=str(tmp_path / "processed_stream"), reports_dir=str(tmp_path / "r")
     )
@@ -109,3 +76,26 @@ def test_a_report_on_a_model_missing_from_the_store_fails_saying_what_to_do(tmp_
     message = failure.step_failure_data.error.message
     assert "smoke_detector:absent" in message and "BENTOML_HOME" in message
     assert "smoke materialize" in message
+
+
+def _stream(tmp_path, sessions, labels, probs, version):
+    """Worker output for labelled readings at 1 Hz (sensor = session), threshold 0.5."""
+    n = len(labels)
+    ts = pd.date_range("2026-11-27T10:00:00Z", periods=n, freq="s").map(lambda t: t.isoformat())
+    preds = pd.DataFrame(
+        {
+            "sensor_id": [f"sensor-{s}" for s in sessions],
+            "session_id": sessions,
+            "ts": ts,
+            "fire_alarm": labels,
+            "probability": probs,
+            "is_fire": [p >= 0.5 for p in probs],
+            "model_version": version,
+            "scored_by": "service",
+            "partition": 0,
+            "offset": range(n),
+        }
+    )
+    PartitionSink(tmp_path / "processed_stream", "smoke_sensor_data").write(
+        0, 0, n - 1, {"predictions": preds}, {"hwm": n - 1, "sensors": {}}
+    )

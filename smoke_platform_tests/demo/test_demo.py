@@ -47,5 +47,8 @@ def test_the_demo_runs_end_to_end_quietly_and_leaves_what_was_there(tmp_path):
     [run] = re.findall(r"Everything this run wrote is under (\S+)/$", out, re.MULTILINE)
     assert Path(run).parent == home / "data" / "demo"
     assert all(Path(r).is_relative_to(run) for r in reports)
+    # The reports ran while the demo's service was up: its health is a fact, not an alarm.
+    [performance] = [Path(r) for r in reports if "/performance/" in r]
+    assert ": ready; serving model" in performance.with_suffix(".md").read_text()
     assert marker.read_text() == "a deployment's file"
     assert sorted(p.name for p in marker.parent.iterdir()) == ["mine.txt"]

@@ -31,3 +31,19 @@ def secured_process(served_model, tmp_path_factory):
 def secured_service(secured_process):
     _, url, log, key = secured_process
     return url, log, key
+
+
+@pytest.fixture
+def fresh_service(served_model, tmp_path):
+    """A service of the test's own, for tests that read its /metrics: BentoML clears
+    `$BENTOML_HOME/prometheus_multiproc_dir` whenever a server starts, so a session-wide
+    service loses its series once another one starts after it."""
+    from smoke_platform.serving import bentoml_serve
+
+    proc, url = bentoml_serve(
+        "bentos.service:SmokeDetector",
+        tmp_path / "fresh-serve.log",
+        env={"SMOKE_MODEL_TAG": served_model.version, "SMOKE_API_KEY": ""},
+    )
+    yield url
+    proc.stop()

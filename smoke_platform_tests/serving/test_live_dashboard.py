@@ -25,11 +25,11 @@ def _worker(scored: int, fires: int, sensor: str) -> str:
     return f"http://127.0.0.1:{port}/metrics"
 
 
-def test_the_summary_adds_up_every_worker_and_reads_the_service(open_service, readings):
+def test_the_summary_adds_up_every_worker_and_reads_the_service(fresh_service, readings):
     urls = [_worker(100, 4, "s-1"), _worker(50, 0, "s-2")]
     body = {"readings": to_records(readings.iloc[:10])}
-    assert httpx.post(f"{open_service}/predict_batch", json=body, timeout=30).status_code == 200
-    got = summary([*urls, "http://127.0.0.1:9/metrics"], open_service)
+    assert httpx.post(f"{fresh_service}/predict_batch", json=body, timeout=30).status_code == 200
+    got = summary([*urls, "http://127.0.0.1:9/metrics"], fresh_service)
     assert (got["predictions"], got["fire_predictions"], got["alerts_opened"]) == (150, 4, 2)
     assert got["consumer_lag"] == 14 and got["service_ready"] is True
     assert got["service_predictions"] >= 10 and "smoke_detector:abc" in got["models"]

@@ -118,31 +118,19 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 
 def test_domain_metrics_count_predictions_and_fires_by_route_and_model(
-    served_model, readings, tmp_path
+    fresh_service, served_model, readings
 ):
-    """Its own service: BentoML clears `$BENTOML_HOME/prometheus_multiproc_dir` whenever a
-    server starts, so a service sharing the store with one started later loses its series
-    (README, "The smoke_detector service")."""
-    from smoke_platform.serving import bentoml_serve
-
-    proc, url = bentoml_serve(
-        "bentos.service:SmokeDetector",
-        tmp_path / "serve.log",
-        env={"SMOKE_MODEL_TAG": served_model.version, "SMOKE_API_KEY": ""},
-    )
+    url = fresh_service
 
     def scrape() -> str:
         return httpx.get(f"{url}/metrics", timeout=10).text
 
     version = served_model.version
-    try:
-        before = scrape()
-        body = {"readings": payload(readings.iloc[:40])}
-        answers = httpx.post(f"{url}/predict_batch", json=body, timeout=30).json()
-        fires = sum(a["is_fire"] for a in answers)
-        after = scrape()
-    finally:
-        proc.stop()
+    before = scrape()
+    body = {"readings": payload(readings.iloc[:40])}
+    answers = httpx.post(f"{url}/predict_batch", json=body, timeout=30).json()
+    fires = sum(a["is_fire"] for a in answers)
+    after = scrape()
     labels = {"route": "predict_batch", "model_version": version}
     counted = _sample(after, "smoke_service_predictions_total", **labels) - _sample(
         before, "smoke_service_predictions_total", **labels
