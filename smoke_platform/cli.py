@@ -397,6 +397,11 @@ def worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per scoring request
+    import faulthandler
+    import signal
+
+    # `kill -USR1 <pid>`: every thread's stack into the log (a stalled worker, diagnosed).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     w = StreamWorker(StreamSettings())
     w.install_signal_handlers()
     w.run(idle_stop_s=idle_stop)

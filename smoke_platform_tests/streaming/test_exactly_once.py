@@ -3,6 +3,8 @@ transaction), lost output files, and consumer-group failover. Every topic is rea
 `isolation.level=read_committed`; the files must agree with the topics."""
 
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -11,7 +13,7 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from smoke_platform.procs import ManagedProcess, free_port
+from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
 from smoke_platform.serving import bentoml_serve
 from streaming.broker import create_topics, platform_topics, read_topic
 from streaming.producer import ReadingProducer, produce, scenario_records
@@ -366,11 +368,17 @@ def test_a_broker_dies_mid_stream_and_rejoins_producer_and_worker_carry_on(serve
             # the hardest one to lose (the coordinator moves; the worker must carry on).
             coordinator = _txn_coordinator(bootstrap, f"{settings.group_id}-rf3")
             cluster.kill(coordinator - 1)
-            worker.wait_until(
-                lambda: len(read_outputs(settings.stream_dir, "predictions")) > 5_000,
-                180,
-                "scoring with a broker down",
-            )
+            try:
+                worker.wait_until(
+                    lambda: len(read_outputs(settings.stream_dir, "predictions")) > 5_000,
+                    180,
+                    "scoring with a broker down",
+                )
+            except ProcessFailed:  # a stalled worker: its threads' stacks say where
+                if worker.alive() and worker.proc is not None:
+                    os.kill(worker.proc.pid, signal.SIGUSR1)
+                    time.sleep(2)
+                raise AssertionError(f"stalled; stacks and log:\n{worker.log_tail(150)}") from None
             cluster.restart(coordinator - 1)
             sender.join(180)
             assert (stats["s"].sent, stats["s"].delivered, stats["s"].failed) == (8_000, 8_000, 0)
