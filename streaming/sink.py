@@ -66,9 +66,6 @@ class PartitionSink:
         self.topic = topic
         self.topic_id = topic_id
 
-    def unwritable(self, rows: list[dict[str, Any]]) -> dict[int, str]:
-        return unwritable_rows(rows)
-
     def _state_path(self, partition: int) -> Path:
         return self.root / "_state" / f"{self.topic}-p{partition}.json"
 

@@ -37,7 +37,7 @@ from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
 from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
-from streaming.sink import PartitionSink
+from streaming.sink import PartitionSink, unwritable_rows
 
 log = logging.getLogger("smoke.worker")
 
@@ -284,7 +284,7 @@ class StreamWorker:
     def _unwritable(self, out: BatchOutput, fresh: list[InMessage]) -> list[DeadLetter]:
         """Take the rows the output files cannot hold out of `out`: dead letters instead of
         a write that would fail after the commit, at every restart."""
-        bad = self.sink.unwritable(out.rows)
+        bad = unwritable_rows(out.rows)
         if not bad:
             return []
         by_offset = {(m.partition, m.offset): m for m in fresh}
