@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 UV_VERSION := 0.13.8
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
@@ -13,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := true
 export UV_COMPILE_BYTECODE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup jars maven demo test test-fast lint format bench ui serve validate lock clean dagster-home browser up down
+.PHONY: setup dev-setup jars maven demo test test-fast lint format bench ui serve validate lock clean dagster-home browser up down
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "smoke-platform needs Python 3.11+, found " + sys.version' 
@@ -22,6 +23,12 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements/lock.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+# The test and lint tools (pytest, ruff, mypy, playwright, embedded PostgreSQL, ...):
+# requirements/dev-lock.txt, the runtime set plus these; `make demo` does not need them.
+$(DEV_STAMP): $(STAMP) requirements/dev-lock.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements/dev-lock.txt
 	touch $@
 
 # Apache Kafka's broker and Spark's Kafka connector: jars from Maven Central, resolved by
@@ -61,6 +68,8 @@ maven:
 
 setup: $(STAMP) jars
 
+dev-setup: setup $(DEV_STAMP)
+
 # SQLite-backed Dagster instance for the demo (dagster.yaml at the root is the PostgreSQL one).
 dagster-home:
 	@mkdir -p $(DAGSTER_HOME)
@@ -73,20 +82,20 @@ demo: setup dagster-home
 browser:
 	$(call debian,chromium,chromium,the Dagster UI test)
 
-test: setup browser
+test: dev-setup browser
 	$(BIN)/pytest
 
 # Unit tests only: no broker, service, database, Spark or browser (under a minute).
 FAST := not (postgres or dagster or slow or bentoml or kafka or spark or ui)
-test-fast: setup
+test-fast: dev-setup
 	$(BIN)/pytest -q -m "$(FAST)"
 
-lint: setup
+lint: dev-setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: setup
+format: dev-setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
@@ -123,8 +132,13 @@ serve: setup
 	$(BIN)/bentoml serve smoke_detector:latest --host 127.0.0.1 --port $(SERVICE_PORT)
 
 # Re-resolve the pinned dependency set after editing pyproject.toml.
+# (the runtime lock is resolved within the dev lock, so both pin the same versions)
 lock: setup
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/lock.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/dev-lock.txt
+	$(BIN)/uv pip compile pyproject.toml -c requirements/dev-lock.txt --python-version 3.11 -o requirements/lock.txt
 
+# Build outputs only: the data, reports, models and Dagster runs (data/, reports/,
+# .dagster_home/, .bentoml/, .stack/) are yours and stay; delete those by hand if you mean to.
 clean:
-	rm -rf $(VENV) $(JARS) .dagster_home .bentoml .stack data reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(JARS) .pytest_cache .mypy_cache .ruff_cache
+	@echo "kept (yours): data/ reports/ .dagster_home/ .bentoml/ .stack/ where present"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from smoke_platform.reports.markdown import MarkdownReport, pyplot
+from smoke_platform.reports.markdown import MarkdownReport, counts_text, pyplot
 
 
 def alert_outcomes(predictions: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
@@ -88,7 +88,8 @@ def write_insights_report(figures: dict[str, Any], removed: list[str], directory
         f"Days {figures['days'][0]} to {figures['days'][-1]}: {figures['readings']:,} readings "
         f"from {figures['sensors']} sensors in {figures['sessions']} sessions; "
         f"{figures['fire_sessions']} sessions recorded a fire. "
-        f"{figures['alerts_opened']} alerts opened {figures['alerts_by_severity']}; "
+        f"{figures['alerts_opened']} alerts opened "
+        f"({counts_text(figures['alerts_by_severity'])}); "
         "alert precision (opened during a labelled fire): "
         f"{'n/a' if precision is None else f'{precision:.1%}'}."
     )

@@ -55,7 +55,7 @@ class MarkdownReport:
         self.parts.append(text.strip() + "\n")
 
     def table(self, frame: pd.DataFrame, index: bool = True) -> None:
-        self.parts.append(frame.to_markdown(index=index, floatfmt=".4g") + "\n")
+        self.parts.append(markdown_table(frame, index=index) + "\n")
 
     def figure(self, fig: Any, name: str, caption: str) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -77,6 +77,48 @@ class MarkdownReport:
         path.write_text(text, encoding="utf-8")
         path.with_suffix(".html").write_text(to_html(self.title, text, self.directory))
         return path
+
+
+def readable(value: Any) -> str:
+    """A number as a person reads it: whole numbers with thousands separators (60,000, not
+    6e+04), four significant digits below 1,000, no exponent unless tiny; NaN as n/a."""
+    import math
+    import numbers
+
+    if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
+        return "n/a" if value is None else str(value)
+    number = float(value)
+    if math.isnan(number):
+        return "n/a"
+    if math.isinf(number):
+        return str(number)
+    if number.is_integer() and abs(number) < 1e15:
+        return f"{int(number):,}"
+    if abs(number) >= 1000:
+        return f"{number:,.0f}"
+    if abs(number) >= 1e-3:
+        return f"{number:.4g}"
+    return f"{number:.2e}"
+
+
+def counts_text(counts: dict[Any, int]) -> str:
+    """`{'warning': 2, 'critical': 1}` as "2 warning, 1 critical" (nothing: "none")."""
+    return ", ".join(f"{n:,} {name}" for name, n in counts.items()) or "none"
+
+
+def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
+    """A Markdown table with readable numbers (`readable`), numbers aligned right."""
+    import numbers
+
+    shown = frame.copy()
+    numeric = [
+        all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in shown[c].dropna())
+        for c in shown.columns
+    ]
+    for column in shown.columns:
+        shown[column] = shown[column].map(readable)
+    align = (["left"] if index else []) + ["right" if n else "left" for n in numeric]
+    return shown.to_markdown(index=index, colalign=align, disable_numparse=True)
 
 
 def _inline_images(text: str, directory: Path) -> str:

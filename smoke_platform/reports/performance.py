@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from smoke_platform.core.metrics import evaluate
-from smoke_platform.reports.markdown import MarkdownReport, pyplot
+from smoke_platform.reports.markdown import MarkdownReport, counts_text, pyplot
 
 HEADLINE = ("recall", "false_alarm_rate", "precision", "f1", "roc_auc", "accuracy")
 
@@ -61,7 +61,7 @@ def write_performance_report(
     rep.text(
         f"{len(predictions):,} scored readings, {int(metrics['rows']):,} labelled; "
         f"model version(s): {versions}; scored by: "
-        + ", ".join(f"{k} {v:,}" for k, v in predictions["scored_by"].value_counts().items())
+        + counts_text(predictions["scored_by"].value_counts().to_dict())
         + "."
     )
     if service is not None:

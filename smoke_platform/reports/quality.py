@@ -97,7 +97,7 @@ def write_quality_report(df: pd.DataFrame, directory: Path, source: str = "") ->
         f"Source: `{source or 'unknown'}`. Generated {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC."
     )
     rep.heading("Summary")
-    rep.table(pd.DataFrame({"value": {k: f"{v:.4g}" for k, v in metrics.items()}}))
+    rep.table(pd.Series(metrics, name="value", dtype=object).to_frame())
     rep.heading("Checks")
     rep.table(checks_table(outcomes))
     rep.heading("Columns")

@@ -135,6 +135,18 @@ def test_the_embedded_kafka_is_the_version_and_settings_compose_runs():
         assert str(env["KAFKA_" + key.upper().replace(".", "_")]) == value, key
 
 
+def test_the_runtime_lock_pins_the_same_versions_as_the_dev_lock_without_test_tools():
+    """`make demo` installs requirements/lock.txt; `make test` adds dev-lock.txt on top."""
+
+    def pins(name):
+        text = (REPO / "requirements" / name).read_text()
+        return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M))
+
+    runtime, dev = pins("lock.txt"), pins("dev-lock.txt")
+    assert runtime and {k: dev.get(k) for k in runtime} == runtime
+    assert not {"pytest", "ruff", "mypy", "playwright", "hypothesis"} & set(runtime)
+
+
 def test_spark_kafka_connector_matches_the_pinned_pyspark():
     import pyspark
 

@@ -149,3 +149,29 @@ def test_each_html_report_renders_with_its_charts_loaded(ui, ui_root, browser, t
         shot = tmp_path / f"{report.parent.name}.png"
         page.screenshot(path=str(shot), full_page=True)
         assert sizes and all(w > 100 for w in sizes), (report, sizes)
+
+
+def test_the_report_charts_show_in_the_dagster_ui(ui, browser, tmp_path):
+    """The quality report's `report` metadata (Markdown with the charts as data URIs), opened
+    from the asset's page in the Dagster UI: the table and both charts render."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    shot = tmp_path / "dagster-report-metadata.png"
+    try:
+        page.goto(f"{ui}/assets/data_quality_report", wait_until="networkidle", timeout=120_000)
+        skip = page.get_by_role("button", name="Skip")
+        if skip.count():
+            skip.click()
+        page.get_by_text("Show Markdown").first.click(timeout=60_000)
+        dialog = page.get_by_role("dialog")
+        dialog.locator("img").first.wait_for(timeout=30_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[role=dialog] img')].every(i => i.complete)"
+        )
+        sizes = dialog.locator("img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+        text = dialog.inner_text()
+    finally:
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+    assert "Data-quality report" in text and "60,000" not in text  # the fixture made 3,000
+    assert "3,000" in text
+    assert len(sizes) == 2 and all(w > 100 for w in sizes), sizes

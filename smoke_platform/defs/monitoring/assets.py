@@ -21,7 +21,7 @@ from smoke_platform.defs.common.resources import (
     PlatformSettingsResource,
 )
 from smoke_platform.defs.monitoring.partitions import stream_dates
-from smoke_platform.reports.markdown import report_metadata
+from smoke_platform.reports.markdown import markdown_table, report_metadata
 from streaming.sink import output_days, read_outputs, remove_days_before
 
 
@@ -188,7 +188,7 @@ def feature_drift(
             "live_days": dg.MetadataValue.json(days),
             "live_rows": len(live),
             "enough_data": dg.MetadataValue.bool(enough),
-            "psi": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4g")),
+            "psi": dg.MetadataValue.md(markdown_table(table, index=False)),
             **report_metadata(path),
         }
     )

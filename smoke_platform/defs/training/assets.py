@@ -24,7 +24,7 @@ from smoke_platform.defs.common.resources import (
     TrainingSettingsResource,
 )
 from smoke_platform.defs.ingest.assets import fingerprint
-from smoke_platform.reports.markdown import report_metadata
+from smoke_platform.reports.markdown import markdown_table, report_metadata
 
 HOLDOUT = "holdout"
 NOT_FEATURES = {*META_COLUMNS, LABEL, HOLDOUT}
@@ -108,7 +108,7 @@ def candidate_models(
         results,
         metadata={
             "challenger": best_candidate(results).name,
-            "holdout_metrics": dg.MetadataValue.md(table.to_markdown(floatfmt=".4f")),
+            "holdout_metrics": dg.MetadataValue.md(markdown_table(table)),
         },
     )
 
