@@ -32,14 +32,40 @@ OPEN_PREFIXES = ("/static_content/",)  # the API docs page's scripts and styles
 # Routes that only read: BentoML serves every API as a POST; a GET here is answered as
 # that POST with an empty JSON body (curl and browsers expect GET to work).
 GET_AS_POST = frozenset({"/model_info"})
+# The content type of each route's body: JSON, except the Arrow bulk route.
+ARROW_MEDIA_TYPE = b"application/vnd.apache.arrow.stream"
+BODY_TYPES = {"/predict_arrow": ARROW_MEDIA_TYPE}
 MODEL_VERSION = {"value": "unknown"}  # set by the service when its model is loaded
 MAX_JSON_DEPTH = 32  # a reading is 3 levels deep; deeper nesting is an attack, not data
 _JSON_STRUCTURE = re.compile(rb'[\\"\[\]{}]')
 
 
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+
+
 def json_depth(body: bytes) -> int:
     """The deepest nesting of `[`/`{` in a JSON text, outside strings (no parsing, so a
-    hostile body cannot exhaust the parser's recursion)."""
+    hostile body cannot exhaust the parser's recursion).
+
+    Without backslashes (every reading), in C-speed bytes operations: keep only quotes and
+    brackets, drop adjacent quote pairs (that never moves a bracket in or out of a string),
+    keep what lies outside the remaining strings, and sum the brackets (1,000 readings:
+    ~0.3 ms instead of 12 ms). With escapes, the exact scan below."""
+    if b"\\" in body:
+        return _json_depth_scan(body)
+    marks = body.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    outside = b"".join(marks.split(b'"')[::2])
+    if not outside:
+        return 0
+    import numpy as np
+
+    codes = np.frombuffer(outside, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return max(int(np.cumsum(steps).max()), 0)
+
+
+def _json_depth_scan(body: bytes) -> int:
+    """`json_depth` character by character (escapes inside strings understood)."""
     depth = deepest = 0
     in_string, escaped_at = False, -1
     for match in _JSON_STRUCTURE.finditer(body):
@@ -219,22 +245,23 @@ class GuardMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if scope.get("method") in ("POST", "PUT", "PATCH") and ctype != b"application/json":
+        expected = BODY_TYPES.get(scope["path"], b"application/json")
+        if scope.get("method") in ("POST", "PUT", "PATCH") and ctype != expected:
             shown = ctype.decode("latin-1")[:100] or "(none)"
             await _json(
                 send,
                 415,
                 {
-                    "error": f"content-type {shown} is not accepted",
+                    "error": f"content-type {shown} is not accepted here",
                     "content_type": shown,
-                    "allowed": ["application/json"],
+                    "allowed": [expected.decode()],
                 },
             )
             return
         body = await self._read_body(scope, receive, send)
         if body is None:
             return
-        depth = json_depth(body)
+        depth = json_depth(body) if expected == b"application/json" else 0
         if depth > MAX_JSON_DEPTH:
             await _json(
                 send,

@@ -29,6 +29,18 @@ def test_bento_built_by_the_asset_code_serves_the_model(served_model, readings, 
         bulk = httpx.post(f"{url}/predict_columns", json=columns, timeout=30)
         assert bulk.status_code == 200, bulk.text
         assert bulk.json()["probability"] == pytest.approx(got)
+        from smoke_platform.core.columns import ARROW_MEDIA_TYPE, frame_to_arrow
+        from smoke_platform.core.schema import FIELD_BY_NAME
+
+        table = frame_to_arrow(sample[[c for c in sample.columns if c in FIELD_BY_NAME]])
+        arrow = httpx.post(
+            f"{url}/predict_arrow",
+            content=table,
+            headers={"content-type": ARROW_MEDIA_TYPE},
+            timeout=30,
+        )
+        assert arrow.status_code == 200, arrow.text
+        assert arrow.json()["probability"] == pytest.approx(got)
         info = httpx.post(f"{url}/model_info", json={}, timeout=30).json()
         assert info["version"] == served_model.version
     finally:
@@ -52,9 +64,18 @@ def _fuzz(operation, mode: GenerationMode, seen: list[int]) -> None:
     call()
 
 
-def test_openapi_fuzzing_finds_no_server_errors(open_service):
+def test_openapi_fuzzing_finds_no_server_errors(open_service, readings):
     """Valid-by-schema cases (positive) and schema-violating cases (negative) for every operation:
     never a 5xx; positive cases are served, negative ones refused with a 4xx."""
+    from hypothesis import strategies as st
+
+    from smoke_platform.core.columns import ARROW_MEDIA_TYPE, frame_to_arrow
+    from smoke_platform.core.schema import FIELD_BY_NAME
+
+    # The Arrow route's body is an IPC stream, not JSON: a real one or arbitrary bytes.
+    sample = readings[[c for c in readings.columns if c in FIELD_BY_NAME]]
+    streams = st.integers(1, 200).map(lambda n: frame_to_arrow(sample.iloc[:n]))
+    schemathesis.openapi.media_type(ARROW_MEDIA_TYPE, streams | st.binary(max_size=3_000))
     schema = schemathesis.openapi.from_url(f"{open_service}/docs.json")
     schema.config.base_url = open_service
     operations = [op.ok() for op in schema.get_all_operations()]
@@ -62,6 +83,7 @@ def test_openapi_fuzzing_finds_no_server_errors(open_service):
         "/predict",
         "/predict_batch",
         "/predict_columns",
+        "/predict_arrow",
         "/model_info",
     }
     statuses: dict[GenerationMode, list[int]] = {mode: [] for mode in GenerationMode}

@@ -34,3 +34,44 @@ def test_each_worker_enforces_its_share_of_the_per_client_limit(monkeypatch):
     assert (guard.bucket.rate, guard.bucket.burst) == (2.5, 5.0)
     allowed = sum(guard.bucket.take("c", now=100.0) == 0 for _ in range(20))
     assert allowed == 5  # the burst this worker may grant; the 4 workers together grant 20
+
+
+def _scan_depth(text: bytes) -> int:
+    from bentos.guard import _json_depth_scan
+
+    return _json_depth_scan(text)
+
+
+@pytest.mark.parametrize(
+    ("body", "depth"),
+    [
+        (b"", 0),
+        (b'{"readings": [{"a": 1}, {"b": "x"}]}', 3),
+        (b'{"s": "[[[[{{{{"}', 1),  # brackets inside strings do not count
+        (b'{"s": "a\\"[[["}', 1),  # nor after an escaped quote
+        (b'[[["unterminated [[[[', 3),
+        (b"]]]][[", 0),
+        (b"[" * 40 + b"]" * 40, 40),
+    ],
+)
+def test_json_depth(body, depth):
+    from bentos.guard import json_depth
+
+    assert json_depth(body) == depth == _scan_depth(body)
+
+
+def test_json_depth_fast_path_agrees_with_the_exact_scan_on_any_bytes():
+    """The bytes-operation path (bodies without backslashes) against the character scan."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from bentos.guard import json_depth
+
+    pieces = st.sampled_from([b"[", b"]", b"{", b"}", b'"', b'""', b"a", b":", b",", b" "])
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(pieces, max_size=60).map(b"".join))
+    def agree(body):
+        assert json_depth(body) == _scan_depth(body)
+
+    agree()

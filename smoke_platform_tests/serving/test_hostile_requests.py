@@ -219,3 +219,106 @@ def test_the_api_docs_page_and_its_files_arrive_whole_without_a_key(guarded):
     assert moved.status_code == 307 and moved.headers["location"] == "/"
     spec = httpx.get(f"{guarded}/docs.json", timeout=10).json()
     assert {"/predict", "/predict_batch", "/predict_columns"} <= set(spec["paths"])
+
+
+@st.composite
+def hostile_arrow(draw, good):
+    """Arrow bodies a client could send: random bytes, a valid stream cut short or with
+    bytes flipped, and frames with NaN, nulls, huge values, wrong column types."""
+    from smoke_platform.core.columns import frame_to_arrow
+
+    kind = draw(st.sampled_from(["bytes", "cut", "flipped", "values", "types"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=4_000))
+    body = frame_to_arrow(good)
+    if kind == "cut":
+        return body[: draw(st.integers(0, len(body) - 1))]
+    if kind == "flipped":
+        flipped = bytearray(body)
+        for at in draw(st.lists(st.integers(0, len(body) - 1), min_size=1, max_size=20)):
+            flipped[at] ^= 0xFF
+        return bytes(flipped)
+    frame = good.copy()
+    column = draw(st.sampled_from(list(frame.columns)))
+    if kind == "values":
+        value = draw(st.sampled_from([float("nan"), float("inf"), -1e300, 1e300, None]))
+        frame[column] = frame[column].astype(object).where(frame.index != frame.index[0], value)
+    else:
+        frame[column] = frame[column].astype(str)
+    try:
+        return frame_to_arrow(frame)
+    except Exception:  # a frame pyarrow itself cannot write: send its bytes as text
+        return frame.to_csv().encode()
+
+
+def test_fuzzed_arrow_bodies_never_cause_a_5xx_or_a_slow_answer(open_service, readings):
+    from smoke_platform.core.schema import FIELD_BY_NAME
+
+    sample = readings.iloc[:20]
+    good = sample[[c for c in sample.columns if c in FIELD_BY_NAME]]
+    statuses = []
+    with httpx.Client(timeout=10) as client:
+
+        @settings(
+            max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(body=hostile_arrow(good))
+        def call(body):
+            started = time.perf_counter()
+            resp = client.post(
+                f"{open_service}/predict_arrow",
+                content=body,
+                headers={"content-type": "application/vnd.apache.arrow.stream"},
+            )
+            statuses.append(resp.status_code)
+            assert resp.status_code < 500, (body[:200], resp.text[:300])
+            assert time.perf_counter() - started < 1.0
+            if resp.status_code == 400:
+                assert resp.json()["errors"][0]["field"]
+
+        call()
+    print("arrow fuzz statuses", sorted(Counter(statuses).items()))
+    assert 400 in statuses
+
+
+@st.composite
+def hostile_bulk(draw, rows):
+    """Bulk JSON large enough for the column decoder, with hostile values inside."""
+    import json
+
+    records = [dict(r) for r in rows]
+    for _ in range(draw(st.integers(1, 3))):
+        row = draw(st.integers(0, len(records) - 1))
+        name = draw(st.sampled_from([*sorted(records[0]), "smell"]))
+        records[row][name] = draw(
+            st.sampled_from([1e400, -1, True, "7", None, "\u0000", [], {}, 10**40, "1970-01-01"])
+            | _JSON
+        )
+    key = draw(st.sampled_from(["readings", "columns"]))
+    if key == "columns":
+        from smoke_platform.core.schema import columns_from_records
+
+        return "/predict_columns", json.dumps({key: columns_from_records(records)}).encode()
+    return "/predict_batch", json.dumps({key: records}).encode()
+
+
+def test_fuzzed_bulk_json_never_causes_a_5xx_and_names_the_row(open_service, readings):
+    rows = payload(readings.iloc[:40])  # > 4 kB: the column decoder's path
+    statuses = []
+    with httpx.Client(timeout=10) as client:
+
+        @settings(
+            max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(call=hostile_bulk(rows))
+        def post(call):
+            path, body = call
+            resp = client.post(
+                f"{open_service}{path}", content=body, headers={"content-type": "application/json"}
+            )
+            statuses.append(resp.status_code)
+            assert resp.status_code < 500, (path, body[:300], resp.text[:300])
+
+        post()
+    print("bulk fuzz statuses", sorted(Counter(statuses).items()))
+    assert 400 in statuses

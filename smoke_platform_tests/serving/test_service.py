@@ -261,3 +261,92 @@ def test_service_workers_setting_starts_that_many_api_processes(secured_process,
     assert len(workers) == 2  # SMOKE_SERVICE_WORKERS=2 in this fixture
     body = {"reading": payload(readings.iloc[[0]])[0]}
     assert _post(url, "predict", body, **{"x-api-key": key}).status_code == 200
+
+
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def _arrow_post(url, frame, **headers):
+    from smoke_platform.core.columns import frame_to_arrow
+
+    return httpx.post(
+        f"{url}/predict_arrow",
+        content=frame_to_arrow(frame),
+        headers={"content-type": ARROW, **headers},
+        timeout=30,
+    )
+
+
+def _fields(frame):
+    from smoke_platform.core.schema import FIELD_BY_NAME
+
+    return frame[[c for c in frame.columns if c in FIELD_BY_NAME]]
+
+
+def test_arrow_predictions_equal_the_in_memory_model(open_service, served_model, readings):
+    sample = _fields(readings.iloc[:900])
+    resp = _arrow_post(open_service, sample)
+    assert resp.status_code == 200, resp.text
+    got = resp.json()
+    expected = served_model.predict_proba(sample)
+    np.testing.assert_allclose(got["probability"], expected, rtol=1e-9)
+    assert got["is_fire"] == list(expected >= served_model.threshold)
+    assert got["model_version"] == served_model.version
+
+
+def test_arrow_with_bad_values_names_row_field_value_and_range(open_service, readings):
+    sample = _fields(readings.iloc[:6]).reset_index(drop=True)
+    sample.loc[2, "humidity_pct"] = 140.5
+    sample.loc[4, "pm2_5"] = np.nan
+    resp = _arrow_post(open_service, sample)
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert body["bad_rows"] == [2, 4]
+    assert {(e["row"], e["field"]) for e in body["errors"]} == {(2, "humidity_pct"), (4, "pm2_5")}
+    assert "row 2: humidity_pct=140.5" in body["error"] and "0 to 100 %" in body["error"]
+    assert [e["value"] for e in body["errors"]] == [140.5, "nan"]  # NaN is not JSON
+
+
+def test_arrow_route_takes_only_arrow_and_the_json_routes_only_json(open_service, readings):
+    as_json = httpx.post(f"{open_service}/predict_arrow", json={"table": "x"}, timeout=10)
+    assert as_json.status_code == 415 and as_json.json()["allowed"] == [ARROW]
+    junk = httpx.post(
+        f"{open_service}/predict_arrow", content=b"\xff" * 64, headers={"content-type": ARROW}
+    )
+    assert junk.status_code == 400 and "not an Arrow IPC stream" in junk.json()["error"]
+    on_json_route = httpx.post(
+        f"{open_service}/predict_columns", content=b"x", headers={"content-type": ARROW}
+    )
+    assert on_json_route.status_code == 415
+
+
+def test_the_guard_covers_the_arrow_route(secured_service, readings):
+    url, _, key = secured_service
+    sample = _fields(readings.iloc[:5])
+    assert _arrow_post(url, sample).status_code == 401
+    time.sleep(2.5)  # a fresh token bucket, so a 429 cannot mask what follows
+    assert _arrow_post(url, sample, **{"x-api-key": key}).status_code == 200
+    big = _fields(readings.iloc[:3000])  # ~300 kB of Arrow > the 100 kB limit here
+    assert _arrow_post(url, big, **{"x-api-key": key}).status_code == 413
+
+
+def test_bulk_json_takes_the_column_path_and_still_names_bad_rows(
+    open_service, served_model, readings
+):
+    """1,000 readings (the column decoder's size) score as the model does; one bad value
+    among them is still a 400 naming its row, field, value and range."""
+    sample = readings.iloc[:1000]
+    rows = payload(sample)
+    got = _post(open_service, "predict_batch", {"readings": rows}).json()
+    np.testing.assert_allclose(
+        [p["probability"] for p in got], served_model.predict_proba(sample), rtol=1e-9
+    )
+    rows[777]["tvoc_ppb"] = 60_001
+    resp = _post(open_service, "predict_batch", {"readings": rows})
+    assert resp.status_code == 400
+    [error] = resp.json()["errors"]
+    assert (error["row"], error["field"], error["value"]) == (777, "tvoc_ppb", 60_001)
+    columns = columns_from_records(payload(sample))
+    columns["ts"][5] = "1970-01-01T00:00:00Z"
+    resp = _post(open_service, "predict_columns", {"columns": columns})
+    assert resp.status_code == 400 and resp.json()["bad_rows"] == [5]

@@ -1,0 +1,213 @@
+"""Bulk readings as columns: the JSON accelerator never accepts what the pydantic model
+refuses (and reads the same numbers), and Arrow input is checked value by value."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pydantic
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smoke_platform.core.columns import arrow_frame, frame_to_arrow, json_measurements
+from smoke_platform.core.io import to_records
+from smoke_platform.core.schema import (
+    FIELDS,
+    MAX_COLUMN_ROWS,
+    MEASUREMENTS,
+    Reading,
+    ReadingColumns,
+    ReadingValidationError,
+    columns_from_records,
+)
+from smoke_platform.core.simulate import generate_readings
+
+READINGS_BODY = pydantic.create_model("ReadingsBody", readings=(list[Reading], ...))
+COLUMNS_BODY = pydantic.create_model("ColumnsBody", columns=(ReadingColumns, ...))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    frame = generate_readings(n_rows=40, seed=5, n_sensors=2)
+    return frame[[f.name for f in FIELDS if f.name in frame]]  # every field, no row index
+
+
+def _pydantic_measurements(body: bytes, key: str) -> np.ndarray | None:
+    """What the pydantic model makes of `body`: the measurements, or None if it refuses."""
+    try:
+        parsed = (READINGS_BODY if key == "readings" else COLUMNS_BODY).model_validate_json(body)
+    except pydantic.ValidationError:
+        return None
+    if key == "readings":
+        return np.array([[getattr(r, n) for n in MEASUREMENTS] for r in parsed.readings])
+    return np.column_stack([getattr(parsed.columns, n) for n in MEASUREMENTS])
+
+
+def test_plainly_valid_bodies_take_the_column_path_with_the_models_numbers(sample):
+    records = to_records(sample)
+    for key, payload in (
+        ("readings", records),
+        ("columns", columns_from_records(records)),
+    ):
+        body = json.dumps({key: payload}).encode()
+        fast = json_measurements(body, key)
+        assert fast is not None, key  # the accelerator is used, not skipped
+        np.testing.assert_array_equal(fast, _pydantic_measurements(body, key))
+        np.testing.assert_array_equal(fast, sample[list(MEASUREMENTS)].to_numpy())
+
+
+HOSTILE = st.one_of(
+    st.sampled_from(
+        [
+            None,
+            True,
+            "20.5",
+            "",
+            "a\n",
+            "a\x00b",
+            "x" * 65,
+            -1,
+            1e308,
+            -(10**30),
+            10**400,
+            1.5,
+            0,
+            "2022-06-09T00:08:51Z",
+            "2022-06-09T00:08:51",
+            "2022-06-09t00:08:51z",
+            "2022-06-09 00:08:51+05:00",
+            "2022-06-09T00:08:51.1234567Z",
+            "1970-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2022-02-30T00:00:00Z",
+            1654733331,
+            [],
+            {},
+        ]
+    ),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(max_size=70),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_the_column_path_never_accepts_what_the_model_refuses(sample, data):
+    """Readings with hostile values, missing and unknown fields, in both JSON forms: when
+    the accelerator accepts a body, the pydantic model accepts it too, with the same
+    measurements; otherwise the model decides (and names the problem)."""
+    records = to_records(sample.iloc[: data.draw(st.integers(1, 12))])
+    names = [f.name for f in FIELDS] + ["smell"]
+    for _ in range(data.draw(st.integers(0, 3))):
+        row = data.draw(st.integers(0, len(records) - 1))
+        name = data.draw(st.sampled_from(names))
+        if data.draw(st.booleans()):
+            records[row][name] = data.draw(HOSTILE)
+        else:
+            records[row].pop(name, None)
+    key = data.draw(st.sampled_from(["readings", "columns"]))
+    payload = records if key == "readings" else columns_from_records(records, names[:-1])
+    body = json.dumps({key: payload}).encode()
+    fast = json_measurements(body, key)
+    if fast is not None:
+        reference = _pydantic_measurements(body, key)
+        assert reference is not None, body[:400]
+        np.testing.assert_array_equal(fast, reference)
+
+
+def _arrow(frame: pd.DataFrame) -> bytes:
+    return frame_to_arrow(frame)
+
+
+def test_an_arrow_stream_reads_back_the_readings(sample):
+    frame = arrow_frame(_arrow(sample))
+    assert list(frame.columns) == list(sample.columns)
+    np.testing.assert_array_equal(
+        frame[list(MEASUREMENTS)].to_numpy(), sample[list(MEASUREMENTS)].to_numpy()
+    )
+
+
+def _errors(body: bytes) -> list:
+    with pytest.raises(ReadingValidationError) as caught:
+        arrow_frame(body)
+    return caught.value.errors
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "row", "value", "allowed"),
+    [
+        (
+            lambda f: f.assign(pm2_5=f.pm2_5.where(f.index != 3, -1.0)),
+            "pm2_5",
+            3,
+            -1.0,
+            "0 to 100000",
+        ),
+        (
+            lambda f: f.assign(pm2_5=f.pm2_5.where(f.index != 4, np.nan)),
+            "pm2_5",
+            4,
+            None,
+            "0 to 100000",
+        ),
+        (
+            lambda f: f.assign(tvoc_ppb=f.tvoc_ppb.where(f.index != 5, np.inf)),
+            "tvoc_ppb",
+            5,
+            None,
+            "0 to 60000",
+        ),
+        (
+            lambda f: f.assign(sensor_id=f.sensor_id.where(f.index != 6, "a\x00b")),
+            "sensor_id",
+            6,
+            "a\x00b",
+            "1 to 64 characters",
+        ),
+        (
+            lambda f: f.assign(ts=f.ts.where(f.index != 7, pd.Timestamp("1970-01-02", tz="UTC"))),
+            "ts",
+            7,
+            None,
+            "days old",
+        ),
+        (
+            lambda f: f.assign(fire_alarm=f.fire_alarm.where(f.index != 8, 7)),
+            "fire_alarm",
+            8,
+            7,
+            "0 to 1",
+        ),
+    ],
+)
+def test_a_bad_arrow_value_names_row_field_value_and_allowed(
+    sample, change, field, row, value, allowed
+):
+    [error] = _errors(_arrow(change(sample.reset_index(drop=True))))
+    assert (error.field, error.row) == (field, row)
+    assert allowed in error.allowed
+    if value is not None:
+        assert error.value == value
+
+
+def test_arrow_shape_errors_name_the_problem(sample):
+    wrong_type = sample.assign(pm2_5=sample.pm2_5.astype(str))
+    [error] = _errors(_arrow(wrong_type))
+    assert (error.field, error.value) == ("pm2_5", "string") and "float" in error.allowed
+    missing = {e.field for e in _errors(_arrow(sample.drop(columns=["raw_h2"])))}
+    assert missing == {"raw_h2"}
+    extra = {e.field for e in _errors(_arrow(sample.assign(smell="smoky")))}
+    assert extra == {"smell"}
+    for body in (b"", b"junk", _arrow(sample)[:100]):
+        [error] = _errors(body)
+        assert error.field == "body" and "Arrow IPC stream" in error.allowed
+    [empty] = _errors(_arrow(sample.iloc[:0]))
+    assert empty.message == "no readings"
+
+
+def test_too_many_arrow_rows_is_refused(sample):
+    big = sample.iloc[np.zeros(MAX_COLUMN_ROWS + 1, dtype=int)]
+    [error] = _errors(_arrow(big))
+    assert error.field == "body" and "too many" in error.message
