@@ -1,4 +1,4 @@
-"""Scoring for the worker: the BentoML service's bulk endpoint (`/predict_columns`) behind a
+"""Scoring for the worker: the BentoML service's bulk endpoint (`/predict_arrow`) behind a
 circuit breaker, with the same promoted model loaded locally as the fallback while the
 service is down."""
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from smoke_platform.core.columns import ARROW_MEDIA_TYPE, records_to_arrow
 from smoke_platform.core.features import frame_from_readings
 from smoke_platform.core.schema import MEASUREMENTS, REQUIRED, columns_from_records
 
@@ -64,10 +65,13 @@ class CircuitBreaker:
 
 
 class RemoteScorer:
-    """POST /predict_columns on the BentoML service: the batch as one list per field (the
-    required fields only; the service needs nothing else to score). A service that lacks
-    the route (a bento built by an earlier version, still served after an upgrade until the
-    next training builds a new one) is scored through /predict_batch instead."""
+    """The BentoML service's bulk route: the batch as an Apache Arrow IPC stream to
+    `/predict_arrow` (the required fields only; the service needs nothing else to score).
+    A service that lacks the route (a bento built by an earlier version, still served
+    after an upgrade until the next training builds a new one) is asked through the next
+    route it has: `/predict_columns`, then `/predict_batch`."""
+
+    ROUTES = ("predict_arrow", "predict_columns", "predict_batch")
 
     def __init__(self, url: str, api_key: str, timeout_s: float) -> None:
         import httpx
@@ -75,28 +79,42 @@ class RemoteScorer:
         from smoke_platform.serving import auth_headers
 
         self.base = url.rstrip("/")
-        self.bulk = True  # False once the service answered 404 for /predict_columns
+        self.route = self.ROUTES[0]  # the next one once the service answered 404
         self.client = httpx.Client(timeout=timeout_s, headers=auth_headers(api_key))
+
+    def _post(self, records: list[dict[str, Any]], extra: dict[str, Any]) -> Any:
+        if self.route == "predict_arrow":
+            body = records_to_arrow(records, REQUIRED)
+            return self.client.post(
+                f"{self.base}/predict_arrow",
+                content=body,
+                headers={"content-type": ARROW_MEDIA_TYPE},
+                **extra,
+            )
+        if self.route == "predict_columns":
+            columns = columns_from_records(records, REQUIRED)
+            return self.client.post(
+                f"{self.base}/predict_columns", json={"columns": columns}, **extra
+            )
+        return self.client.post(f"{self.base}/predict_batch", json={"readings": records}, **extra)
 
     def score(self, records: list[dict[str, Any]], timeout: float | None = None) -> Scores:
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
-        if self.bulk:
-            columns = columns_from_records(records, REQUIRED)
-            resp = self.client.post(
-                f"{self.base}/predict_columns", json={"columns": columns}, **extra
-            )
-            if resp.status_code != 404:
-                resp.raise_for_status()
-                preds = resp.json()
-                return self._scores(preds["probability"], preds["is_fire"], preds, records)
-            self.bulk = False
+        resp = self._post(records, extra)
+        while resp.status_code == 404 and self.route != self.ROUTES[-1]:
+            missing = self.route
+            self.route = self.ROUTES[self.ROUTES.index(missing) + 1]
             log.warning(
-                "%s has no /predict_columns (a bento built by an earlier version): "
-                "scoring through /predict_batch",
+                "%s has no /%s (a bento built by an earlier version): scoring through /%s",
                 self.base,
+                missing,
+                self.route,
             )
-        resp = self.client.post(f"{self.base}/predict_batch", json={"readings": records}, **extra)
+            resp = self._post(records, extra)
         resp.raise_for_status()
+        if self.route != "predict_batch":
+            preds = resp.json()
+            return self._scores(preds["probability"], preds["is_fire"], preds, records)
         rows = resp.json()
         first = rows[0] if rows else {"model_version": ""}
         probability = [p["probability"] for p in rows]

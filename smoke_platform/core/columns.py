@@ -221,7 +221,34 @@ def frame_to_arrow(frame: pd.DataFrame) -> bytes:
     send): measurements as float64, `ts` as a UTC timestamp."""
     import pyarrow as pa
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return _ipc(pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def records_to_arrow(records: list[dict[str, Any]], names: tuple[str, ...]) -> bytes:
+    """Readings (dicts in canonical names, e.g. validated Kafka messages) as an Arrow IPC
+    stream of the fields `names`, each in its Arrow type."""
+    import pyarrow as pa
+
+    types = {
+        "float": pa.float64(),
+        "int": pa.int64(),
+        "str": pa.string(),
+        "datetime": pa.timestamp("us", tz="UTC"),
+    }
+    schema = pa.schema([pa.field(n, types[FIELD_BY_NAME[n].dtype]) for n in names])
+
+    def column(name: str) -> Any:
+        values = [r.get(name) for r in records]
+        if FIELD_BY_NAME[name].dtype == "datetime":  # datetimes or ISO text; naive is UTC
+            return pd.to_datetime(values, utc=True, format="ISO8601")
+        return values
+
+    return _ipc(pa.Table.from_pydict({n: column(n) for n in names}, schema))
+
+
+def _ipc(table: Any) -> bytes:
+    import pyarrow as pa
+
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

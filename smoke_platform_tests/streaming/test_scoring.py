@@ -18,18 +18,19 @@ def test_scores_through_the_bulk_route(open_service, served_model, readings):
     scorer = RemoteScorer(open_service, "", 30)
     scores = scorer.score(to_records(sample))
     np.testing.assert_allclose(scores.probability, served_model.predict_proba(sample), rtol=1e-9)
-    assert scores.model_version == served_model.version and scorer.bulk
+    assert scores.model_version == served_model.version
+    assert scorer.route == "predict_arrow"  # the Arrow route, not a fallback
 
 
 @pytest.fixture
 def service_without_bulk_route(open_service):
-    """The real service behind a proxy that answers 404 for /predict_columns, as a bento
+    """The real service behind a proxy that answers 404 for the bulk routes, as a bento
     built by an earlier version does (the one fault here that is not the real service)."""
 
     class Proxy(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            if self.path == "/predict_columns":
+            if self.path in ("/predict_arrow", "/predict_columns"):
                 status, data = 404, b'{"error": "not found"}'
             else:
                 resp = httpx.post(
@@ -72,4 +73,9 @@ def test_a_service_without_the_bulk_route_is_scored_through_predict_batch(
         assert list(scores.is_fire) == list(expected >= served_model.threshold)
         assert (scores.scored_by, scores.model_version) == ("service", served_model.version)
     # The missing route is asked for once; after that the scorer goes straight to the batch API.
-    assert seen == [("/predict_columns", 404), ("/predict_batch", 200), ("/predict_batch", 200)]
+    assert seen == [
+        ("/predict_arrow", 404),
+        ("/predict_columns", 404),
+        ("/predict_batch", 200),
+        ("/predict_batch", 200),
+    ]
