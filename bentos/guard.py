@@ -19,12 +19,12 @@ import hmac
 import json
 import logging
 import math
-import os
 import re
 import time
 from typing import Any
 
 from smoke_platform.core.schema import field_errors
+from smoke_platform.core.settings import ServiceSettings
 
 audit_log = logging.getLogger("smoke_detector.audit")
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/health", "/metrics", "/docs.json", "/"})
@@ -109,21 +109,9 @@ class TokenBucket:
         return (1 - tokens) / self.rate
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
 def service_workers() -> int:
     """`SMOKE_SERVICE_WORKERS`: API worker processes (a whole number >= 1, or `cpu_count`)."""
-    raw = os.environ.get("SMOKE_SERVICE_WORKERS", "").strip() or "1"
-    if raw == "cpu_count":
-        return os.cpu_count() or 1
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(
-            f"SMOKE_SERVICE_WORKERS={raw!r}: allowed is a whole number >= 1 or 'cpu_count'"
-        )
-    return int(raw)
+    return ServiceSettings().workers()
 
 
 class GuardMiddleware:
@@ -135,19 +123,19 @@ class GuardMiddleware:
             audit_log.addHandler(handler)
             audit_log.setLevel(logging.INFO)
             audit_log.propagate = False
-        keys = os.environ.get("SMOKE_API_KEY", "")
-        self.keys = [k.strip().encode() for k in keys.split(",") if k.strip()]
+        settings = ServiceSettings()
+        self.keys = settings.keys()
         # Each worker process has its own buckets and the kernel spreads connections over
         # the workers, so each enforces its share of the per-client limit.
-        workers = service_workers()
-        rate = _env_float("SMOKE_RATE_LIMIT_PER_S", 0.0)  # 0 = unlimited
-        burst = _env_float("SMOKE_RATE_LIMIT_BURST", max(rate * 2, 1))
+        workers = settings.workers()
+        rate = settings.rate_limit_per_s  # 0 = unlimited
+        burst = settings.rate_limit_burst or max(rate * 2, 1)
         self.bucket = TokenBucket(rate / workers, max(burst / workers, 1.0))
-        self.max_body = int(_env_float("SMOKE_MAX_REQUEST_BYTES", 4 * 1024 * 1024))
+        self.max_body = settings.max_request_bytes
         # Failed authentications per client address (whatever key it tries): 0 = off.
-        failures = _env_float("SMOKE_AUTH_FAILURES_PER_S", 1.0) / workers
         self.auth_failures = TokenBucket(
-            failures, max(_env_float("SMOKE_AUTH_FAILURES_BURST", 10.0) / workers, 1.0)
+            settings.auth_failures_per_s / workers,
+            max(settings.auth_failures_burst / workers, 1.0),
         )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

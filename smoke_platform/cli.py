@@ -603,6 +603,26 @@ def down() -> None:
     typer.echo("stack down" + (f"; had to kill: {', '.join(killed)}" if killed else ""))
 
 
+@app.command()
+def config(
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per setting"),
+) -> None:
+    """The effective settings, by section, with where each value comes from (secrets
+    masked): what this shell's environment gives every smoke process it starts."""
+    from smoke_platform.config import render, settings_tree
+
+    tree = settings_tree()
+    if not as_json:
+        typer.echo(render(tree), nl=False)
+        return
+    import json
+
+    for section in tree.values():
+        for s in section:
+            row = {"section": s.section, "variable": s.variable, "value": s.shown()}
+            typer.echo(json.dumps({**row, "source": s.source}))
+
+
 def _default_homes() -> None:
     """Outside `make` (which exports them), the Dagster instance and the BentoML store are
     the same folders under SMOKE_HOME: `.dagster_home/` (SQLite, telemetry off, made on
@@ -634,13 +654,17 @@ def ensure_dagster_home() -> None:
 def main() -> None:
     """`smoke`: a mistake ends in a line or two saying what was wrong and what to do; the
     traceback only with `--debug` (or SMOKE_DEBUG=1)."""
-    import os
     import sys
 
     from smoke_platform.errors import explain
 
     _default_homes()
-    debug = "--debug" in sys.argv or os.environ.get("SMOKE_DEBUG", "") not in ("", "0")
+    from smoke_platform.core.settings import CliSettings
+
+    try:
+        debug = "--debug" in sys.argv or CliSettings().debug
+    except ValueError:  # SMOKE_DEBUG=maybe: say so, with the traceback (the user asked)
+        debug = True
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
     import warnings

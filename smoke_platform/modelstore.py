@@ -8,7 +8,6 @@ every earlier champion stays addressable by its version. The store lives in
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from smoke_platform.core.scoring import ScoringModel
@@ -19,10 +18,9 @@ CHAMPION = f"{MODEL_NAME}:latest"
 
 def served_model_tag() -> str:
     """The tag the service packages/serves: `SMOKE_MODEL_TAG`, else `<SMOKE_MODEL_NAME>:latest`."""
-    return (
-        os.environ.get("SMOKE_MODEL_TAG")
-        or f"{os.environ.get('SMOKE_MODEL_NAME', MODEL_NAME)}:latest"
-    )
+    from smoke_platform.core.settings import ModelSettings
+
+    return ModelSettings().served_tag()
 
 
 def save_model(

@@ -4,13 +4,12 @@ Docker-free stack (`smoke up`) and the tests."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smoke_platform.core.settings import under_home
+from smoke_platform.core.settings import StackSettings, under_home
 from smoke_platform.procs import (
     ManagedProcess,
     ProcessFailed,
@@ -48,9 +47,7 @@ PIDS_FILE = "pids.json"
 class StackConfig:
     """Where the stack keeps its logs and process ids, its ports, and what the producer sends."""
 
-    state_dir: Path = field(
-        default_factory=lambda: under_home(os.environ.get("SMOKE_STACK_DIR", ".stack"))
-    )
+    state_dir: Path = field(default_factory=lambda: under_home(StackSettings().stack_dir))
     broker_port: int = 9092
     service_port: int = 3001
     dagster_port: int = 3000

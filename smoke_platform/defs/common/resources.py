@@ -174,6 +174,9 @@ class LocalFilesIOManager(dg.ConfigurableIOManager):
         return pickle.loads(self._path(context.asset_key, ".pkl").read_bytes())
 
 
+NOTIFIER_ENV: dict[str, tuple[str, type]] = {"webhook_url": ("SMOKE_WEBHOOK_URL", str)}
+MODEL_STORE_ENV: dict[str, tuple[str, type]] = {"model_name": ("SMOKE_MODEL_NAME", str)}
+
 R = TypeVar("R", bound=dg.ConfigurableResource)
 
 
@@ -216,7 +219,7 @@ def resources() -> dg.Definitions:
             "io_manager": LocalFilesIOManager(settings=settings),
             "training": from_env(TrainingSettingsResource, TRAINING_ENV),
             "monitoring": from_env(MonitoringSettingsResource, MONITORING_ENV),
-            "notifier": from_env(NotifierResource, {"webhook_url": ("SMOKE_WEBHOOK_URL", str)}),
-            "model_store": from_env(ModelStoreResource, {"model_name": ("SMOKE_MODEL_NAME", str)}),
+            "notifier": from_env(NotifierResource, NOTIFIER_ENV),
+            "model_store": from_env(ModelStoreResource, MODEL_STORE_ENV),
         }
     )
