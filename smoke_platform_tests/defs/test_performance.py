@@ -13,6 +13,7 @@ from smoke_platform.defs.common.resources import (
 )
 from smoke_platform.defs.monitoring.assets import model_performance_report
 from smoke_platform.defs.monitoring.checks import model_performance_report_no_degradation
+from smoke_platform.defs.monitoring.sensors import degradation_notifier
 from smoke_platform_tests.conftest import assert_html_twin
 from streaming.sink import PartitionSink
 
@@ -34,13 +35,16 @@ def test_performance_metrics_equal_a_hand_computation(
         reports_dir=str(tmp_path / "r"),
         service_url=open_service,
     )
+    instance = dg.DagsterInstance.ephemeral()
+    notifier = NotifierResource(webhook_url=webhook.url)
     result = dg.materialize(
         [model_performance_report, model_performance_report_no_degradation],
         resources={
             "settings": settings,
             "model_store": ModelStoreResource(),
-            "notifier": NotifierResource(webhook_url=webhook.url),
+            "notifier": notifier,
         },
+        instance=instance,
     )
     meta = result.asset_materializations_for_node("model_performance_report")[0].metadata
     tp, fn, fp, tn = 2, 1, 2, 4  # by hand
@@ -55,9 +59,79 @@ def test_performance_metrics_equal_a_hand_computation(
     assert meta["service_ready"].value is True
     assert meta["service_model_version"].value == served_model.version
     assert f"Service {open_service}: ready; serving model {served_model.version}" in text
+    # This model has no training metrics: nothing to compare with is a failed check (never
+    # a comparison with NaN that passes), and the notifier sensor says so, once.
     [check] = result.get_asset_check_evaluations()
-    assert check.passed  # no training metrics to fall behind
-    assert webhook.posts == []  # so nothing to tell anyone
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "cannot compare" in check.description and "training_recall" in check.description
+    assert webhook.posts == []  # the check itself tells no one
+    tick = degradation_notifier.evaluate_tick(
+        dg.build_sensor_context(instance=instance, resources={"notifier": notifier})
+    )
+    assert tick.run_requests == [] and "notified" in tick.skip_message
+    [post] = webhook.posts
+    assert "cannot compare" in post["text"]
+
+
+def _meta(**figures):
+    return {k: dg.MetadataValue.float(v) for k, v in figures.items()}
+
+
+@pytest.mark.parametrize(
+    ("figures", "passed", "said"),
+    [
+        (
+            dict(
+                recall=0.9,
+                false_alarm_rate=0.01,
+                training_recall=0.92,
+                training_false_alarm_rate=0.01,
+            ),
+            True,
+            "in line",
+        ),
+        (
+            dict(
+                recall=0.8,
+                false_alarm_rate=0.01,
+                training_recall=0.92,
+                training_false_alarm_rate=0.01,
+            ),
+            False,
+            "live recall 0.800",
+        ),
+        (
+            dict(
+                recall=0.9,
+                false_alarm_rate=0.05,
+                training_recall=0.92,
+                training_false_alarm_rate=0.01,
+            ),
+            False,
+            "live FAR 0.0500",
+        ),
+        (
+            dict(
+                recall=float("nan"),
+                false_alarm_rate=0.01,
+                training_recall=0.92,
+                training_false_alarm_rate=0.01,
+            ),
+            False,
+            "recall missing or NaN",
+        ),
+        (
+            dict(recall=0.9, false_alarm_rate=0.01),
+            False,
+            "training_recall, training_false_alarm_rate",
+        ),
+    ],
+)
+def test_the_degradation_verdict(figures, passed, said):
+    from smoke_platform.defs.monitoring.checks import degradation
+
+    verdict, why = degradation(_meta(**figures))
+    assert verdict is passed and said in why
 
 
 def test_a_report_on_a_model_missing_from_the_store_fails_saying_what_to_do(tmp_path):

@@ -3,6 +3,7 @@
 - `stream_partition_sensor`: a partition per day of stream output; a run when a day's
   predictions (worker) or windows (Spark job) have something new to register.
 - `drift_sensor`: requests the training job when `feature_drift` crosses the threshold.
+- `degradation_notifier`: posts when live performance falls behind training.
 - `run_failure_notifier`: every failed run is logged and posted to the webhook.
 """
 
@@ -21,10 +22,12 @@ from smoke_platform.defs.common.resources import (
 )
 from smoke_platform.defs.monitoring.assets import (
     feature_drift,
+    model_performance_report,
     stream_predictions,
     stream_sources,
     windowed_analytics,
 )
+from smoke_platform.defs.monitoring.checks import degradation, drift_verdict
 from smoke_platform.defs.monitoring.partitions import stream_dates
 from smoke_platform.defs.training.schedules import training_job
 from streaming.sink import output_days
@@ -112,21 +115,11 @@ def drift_sensor(
     threshold. The decision (and why) shows on the sensor's ticks and the run's tags."""
     mat = asset_event.asset_materialization
     meta = mat.metadata if mat else {}
-    max_psi = float(meta["max_psi"].value) if "max_psi" in meta else float("nan")  # type: ignore[arg-type]
-    threshold = float(meta["threshold"].value) if "threshold" in meta else float("nan")  # type: ignore[arg-type]
-    drifted = list(meta["drifted_features"].value) if "drifted_features" in meta else []  # type: ignore[arg-type]
-    if "enough_data" in meta and not meta["enough_data"].value:
-        rows = meta["live_rows"].value if "live_rows" in meta else "?"
-        return dg.SkipReason(f"only {rows} live readings: too few to act on drift")
-    if not max_psi >= threshold:
-        return dg.SkipReason(
-            f"max PSI {max_psi:.3f} below the threshold {threshold}: no retraining"
-        )
-    notifier.notify(
-        "Feature drift: retraining requested",
-        f"max PSI {max_psi:.3f} >= {threshold} on {', '.join(drifted)}",
-        level="warning",
-    )
+    retrain, why, drifted = drift_verdict(meta)
+    if not retrain:
+        return dg.SkipReason(why)
+    notifier.notify("Feature drift: retraining requested", why, level="warning")
+    max_psi = float(meta["max_psi"].value)  # type: ignore[arg-type]
     return dg.RunRequest(
         run_key=f"drift:{asset_event.run_id}",
         tags={
@@ -135,6 +128,25 @@ def drift_sensor(
             "smoke/drifted_features": ",".join(drifted)[:200],
         },
     )
+
+
+@dg.asset_sensor(
+    asset_key=model_performance_report.key,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def degradation_notifier(
+    context: dg.SensorEvaluationContext,
+    asset_event: dg.EventLogEntry,
+    notifier: NotifierResource,
+) -> dg.SkipReason:
+    """Each new `model_performance_report`: tell people when live performance fell behind
+    training (or cannot be judged), with the same verdict as its asset check."""
+    mat = asset_event.asset_materialization
+    passed, why = degradation(mat.metadata if mat else {})
+    if passed:
+        return dg.SkipReason(why)
+    notifier.notify("Model performance degraded or not judged", why, level="warning")
+    return dg.SkipReason(f"notified: {why}")
 
 
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
