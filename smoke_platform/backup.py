@@ -1,0 +1,177 @@
+"""`smoke backup` / `smoke restore`: everything the platform keeps, in one archive.
+
+Parts (each a folder the settings name, resolved under SMOKE_HOME when relative):
+
+- `bentoml`: the model store and the bentos (`$BENTOML_HOME`: `models/`, `bentos/`);
+- `dagster`: the Dagster instance (`$DAGSTER_HOME`): its SQLite databases copied with
+  SQLite's online backup (a consistent copy while Dagster runs), its other files as
+  they are;
+- `data`: the asset store (`SMOKE_DATA_DIR`), `reports`, `stream` (the worker's output
+  and partition state) and `windowed` (the Spark job's output).
+
+An archive is a gzip tar with `manifest.json` first. Restore writes into empty folders
+only; over existing ones only when told, by naming the root (`--replace <SMOKE_HOME>`),
+and then it adds and overwrites files, never deletes any.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from smoke_platform.core.settings import home, under_home
+from smoke_platform.errors import UserError
+
+FORMAT = 1
+# BentoML's scratch folders: rebuilt on start (the metrics folder is emptied every time).
+SKIP = {"prometheus_multiproc_dir", "tmp", ".cache"}
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    path: Path
+
+
+def parts() -> list[Part]:
+    """The folders a backup holds, as this environment's settings name them."""
+    from smoke_platform.defs.common.resources import (
+        SETTINGS_ENV,
+        PlatformSettingsResource,
+        from_env,
+    )
+
+    settings = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True)
+    return [
+        Part("bentoml", Path(os.environ["BENTOML_HOME"])),
+        Part("dagster", Path(os.environ["DAGSTER_HOME"])),
+        Part("data", under_home(settings.data_dir)),
+        Part("reports", under_home(settings.reports_dir)),
+        Part("stream", settings.stream_root),
+        Part("windowed", settings.windowed_root),
+    ]
+
+
+def _postgres_instance(dagster_home: Path) -> bool:
+    config = dagster_home / "dagster.yaml"
+    return config.exists() and "postgres" in config.read_text().lower()
+
+
+def _stage(part: Part, into: Path) -> int:
+    """Copy `part` into `into` (databases through SQLite's backup); the files copied."""
+    count = 0
+    for source in sorted(part.path.rglob("*")):
+        relative = source.relative_to(part.path)
+        if SKIP & set(relative.parts) or not source.is_file():
+            continue
+        target = into / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.suffix == ".db":
+            src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+            dst = sqlite3.connect(target)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+        else:
+            shutil.copy2(source, target)
+        count += 1
+    return count
+
+
+def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
+    """Write the archive `out` (refusing to overwrite a file); returns its manifest."""
+    if out.exists():
+        raise UserError(f"{out} exists: choose a new file name (a backup never overwrites)")
+    chosen = parts()
+    dagster = next(p for p in chosen if p.name == "dagster")
+    if _postgres_instance(dagster.path):
+        raise UserError(
+            f"the Dagster instance in {dagster.path} is PostgreSQL: back it up with pg_dump "
+            "(its run history lives in the database, not in this folder)"
+        )
+    manifest: dict = {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with tempfile.TemporaryDirectory(prefix="smoke-backup-") as tmp:
+        staging = Path(tmp)
+        files = {}
+        for part in chosen:
+            files[part.name] = _stage(part, staging / part.name) if part.path.is_dir() else 0
+            echo(f"  {part.name:<8} {files[part.name]:>6} files  from {part.path}")
+        manifest["files"] = files
+        manifest["champion"] = _champion()
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".partial")
+        with tarfile.open(partial, "w:gz") as tar:
+            tar.add(staging / "manifest.json", arcname="manifest.json")
+            for part in chosen:
+                if (staging / part.name).is_dir():
+                    tar.add(staging / part.name, arcname=part.name)
+        partial.rename(out)  # a killed backup leaves a .partial, never a short archive
+    return manifest
+
+
+def _champion() -> str:
+    try:
+        import bentoml
+
+        from smoke_platform.modelstore import CHAMPION
+
+        return str(bentoml.models.get(CHAMPION).tag)
+    except Exception:  # no champion yet: nothing to record
+        return ""
+
+
+def restore(archive: Path, replace: Path | None = None, echo=print) -> dict:  # type: ignore[no-untyped-def]
+    """Bring `archive` back into this environment's folders; returns its manifest."""
+    if not archive.is_file():
+        raise UserError(f"no backup archive at {archive}")
+    root = home().resolve()
+    if replace is not None and replace.resolve() != root:
+        raise UserError(
+            f"--replace {replace} is not this root ({root}): name the SMOKE_HOME to restore over"
+        )
+    chosen = {p.name: p for p in parts()}
+    busy = [p for p in chosen.values() if p.path.is_dir() and _holds_files(p.path)]
+    if busy and replace is None:
+        raise UserError(
+            "not empty: "
+            + ", ".join(str(p.path) for p in busy)
+            + f". Restore into an empty root, or say --replace {root} to write over it"
+        )
+    with tarfile.open(archive, "r:gz") as tar:
+        manifest_member = tar.extractfile("manifest.json")
+        if manifest_member is None:
+            raise UserError(f"{archive} has no manifest.json: not a smoke backup")
+        manifest = json.loads(manifest_member.read())
+        if manifest.get("format") != FORMAT:
+            raise UserError(
+                f"{archive} is backup format {manifest.get('format')}, expected {FORMAT}"
+            )
+        for member in tar.getmembers():
+            name, _, rest = member.name.partition("/")
+            if name not in chosen or not rest:
+                continue
+            member.name = rest
+            tar.extract(member, chosen[name].path, filter="data")  # no absolute or .. paths
+    for name, count in manifest.get("files", {}).items():
+        echo(f"  {name:<8} {count:>6} files  into {chosen[name].path}")
+    return manifest
+
+
+def _holds_files(path: Path) -> bool:
+    return any(
+        f.is_file() and not SKIP & set(f.relative_to(path).parts) and f.name != "dagster.yaml"
+        for f in path.rglob("*")
+    )

@@ -1,0 +1,97 @@
+"""`smoke backup` / `smoke restore` end to end: train in a root of its own, back it up,
+wipe the root, restore; the champion, the run history and the stream outputs are back
+and a real `bentoml serve` serves the same model version."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.dagster, pytest.mark.bentoml, pytest.mark.slow]
+
+
+def _smoke(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "BENTOML_HOME")}
+    env.update(SMOKE_HOME=str(root), SMOKE_ROWS="3000", SMOKE_CV_FOLDS="2")
+    return subprocess.run(
+        [sys.executable, "-m", "smoke_platform.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=root,
+    )
+
+
+def _runs(dagster_home: Path) -> list[str]:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        return sorted(r.run_id for r in instance.get_runs())
+
+
+def _champion(root: Path) -> str:
+    code = "import bentoml; print(bentoml.models.get('smoke_detector:latest').tag)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BENTOML_HOME": str(root / ".bentoml")},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_backup_wipe_restore_brings_back_model_history_and_stream_output(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    trained = _smoke(root, "materialize", "--select", "*smoke_classifier")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    stream_file = root / "data/processed_stream/predictions/date=2026-11-29/part-0.parquet"
+    stream_file.parent.mkdir(parents=True)
+    stream_file.write_bytes(b"PAR1 the worker's output stands in here PAR1")
+    champion, runs = _champion(root), _runs(root / ".dagster_home")
+    assert champion.startswith("smoke_detector:") and runs
+
+    archive = tmp_path / "backup.tar.gz"
+    made = _smoke(root, "backup", "--out", str(archive))
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert f"champion {champion}" in made.stdout
+    again = _smoke(root, "backup", "--out", str(archive))
+    assert again.returncode == 2 and "never overwrites" in again.stderr  # nothing clobbered
+
+    shutil.rmtree(root)
+    root.mkdir()
+    restored = _smoke(root, "restore", str(archive))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert _champion(root) == champion
+    assert _runs(root / ".dagster_home") == runs
+    assert stream_file.read_bytes() == b"PAR1 the worker's output stands in here PAR1"
+
+    # A root that holds data is not written over unless named.
+    refused = _smoke(root, "restore", str(archive))
+    assert refused.returncode == 2 and "not empty" in refused.stderr
+    assert f"--replace {root}" in refused.stderr
+    over = _smoke(root, "restore", str(archive), "--replace", str(root))
+    assert over.returncode == 0, over.stdout + over.stderr
+
+    # The restored store serves the same model version.
+    from smoke_platform.serving import bentoml_serve
+
+    env = {
+        "BENTOML_HOME": str(root / ".bentoml"),
+        "SMOKE_HOME": str(root),
+        "SMOKE_MODEL_TAG": "",
+        "SMOKE_API_KEY": "",
+    }
+    proc, url = bentoml_serve("bentos.service:SmokeDetector", tmp_path / "serve.log", env=env)
+    try:
+        info = httpx.get(f"{url}/model_info", timeout=30).json()
+    finally:
+        proc.stop()
+    assert info["version"] == champion
