@@ -212,6 +212,28 @@ def champion_summary() -> list[str]:
         f"{h.get('missed_fire_sessions')}",
         f"  (leaky random-row split accuracy: {meta.get('random_split_accuracy', 0):.4f},"
         " shown only for comparison)",
+        *_real_summary(info["tag"]),
+    ]
+
+
+def _real_summary(tag: str) -> list[str]:
+    """The champion on the real reference readings (the external validation set)."""
+    from smoke_platform.defs.common.resources import (
+        SETTINGS_ENV,
+        PlatformSettingsResource,
+        from_env,
+    )
+    from smoke_platform.modelstore import load_model
+    from smoke_platform.reference import evaluate_on_reference, load_reference
+
+    source = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True).reference_csv
+    f = evaluate_on_reference(load_model(tag), load_reference(source or None))
+    normal = len(f["excerpts"]) - f["fire_excerpts"]
+    return [
+        f"  on {f['rows']:,} real readings (never trained on): recall {f['recall']:.4f}, "
+        f"false-alarm rate {f['false_alarm_rate']:.4f}, ROC-AUC {f['roc_auc']:.4f}",
+        f"  alerts on {f['normal_excerpts_alerted']} of {normal} normal excerpts and "
+        f"{f['fire_excerpts_alerted']} of {f['fire_excerpts']} fire excerpts",
     ]
 
 

@@ -18,6 +18,7 @@ EXPECTED_ASSETS = QUALITY_ASSETS | {
     "candidate_models",
     "smoke_classifier",
     "training_report",
+    "real_reference_evaluation",
     "smoke_detector_bento",
     "stream_predictions",
     "windowed_analytics",
@@ -44,6 +45,7 @@ EXPECTED_CHECKS = RAW_CHECKS | {
     "challenger_detection_latency",
     "model_performance_report_no_degradation",
     "feature_drift_below_threshold",
+    "champion_meets_the_real_reference_targets",
 }
 
 
@@ -73,7 +75,11 @@ def test_asset_graph_snapshot(definitions):
     for child, parents in live.items():
         assert graph.get(dg.AssetKey(child)).parent_keys == {dg.AssetKey(p) for p in parents}
     # Degradation and drift warn (the drift sensor acts on drift); the rest block.
-    warnings_only = {"model_performance_report_no_degradation", "feature_drift_below_threshold"}
+    warnings_only = {
+        "model_performance_report_no_degradation",
+        "feature_drift_below_threshold",
+        "champion_meets_the_real_reference_targets",
+    }
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking == (key.name not in warnings_only), key
 
@@ -201,6 +207,7 @@ def test_demo_materialises_everything_but_stream_monitoring_first(definitions):
         "candidate_models",
         "smoke_classifier",
         "training_report",
+        "real_reference_evaluation",
         "smoke_detector_bento",
     }
     first = {k.to_user_string() for k in selected_keys(definitions, "*")}

@@ -30,6 +30,7 @@ SETTINGS_ENV: dict[str, tuple[str, type]] = {
     "windowed_dir": ("SMOKE_WINDOWED_DIR", str),  # ... and the Spark job
     "service_url": ("SMOKE_SERVICE_URL", str),  # the service the worker calls
     "api_key": ("SMOKE_API_KEY", str),
+    "reference_csv": ("SMOKE_REFERENCE_CSV", str),
 }
 
 
@@ -47,6 +48,9 @@ class PlatformSettingsResource(dg.ConfigurableResource):
     windowed_dir: str = _STREAM["windowed_dir"].default
     service_url: str = _STREAM["service_url"].default
     api_key: str = _STREAM["api_key"].default
+    # Labelled real readings (Kaggle format) every model is also judged on; empty: the
+    # public excerpts shipped with the platform (smoke_platform/reference_data/).
+    reference_csv: str = ""
 
     def path(self, *parts: str) -> Path:
         p = under_home(self.data_dir).joinpath(*parts)
