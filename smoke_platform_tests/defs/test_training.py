@@ -30,8 +30,8 @@ TRAINING = [
     training_checks.training_dataset_sessions_disjoint,
     training_assets.candidate_models,
     training_checks.challenger_bars,
-    training_assets.smoke_classifier,
     training_assets.real_reference_evaluation,
+    training_assets.smoke_classifier,
     training_checks.champion_meets_the_real_reference_targets,
     training_assets.training_report,
     smoke_detector_bento,
@@ -100,9 +100,9 @@ def test_all_blocking_checks_passed_and_the_real_reference_check_tells_the_truth
     failed = [e.description for e in evaluations.values() if not e.passed]
     assert not failed, failed
     # A warning, and passed exactly when the champion's real figures meet every target.
-    champion = pickle.loads((workdir / "data/assets/real_reference_evaluation.pkl").read_bytes())[
-        "figures"
-    ]["champion"]
+    champion = pickle.loads((workdir / "data/assets/smoke_classifier.pkl").read_bytes())[
+        "champion_real"
+    ]
     missed = shortfalls(champion)
     assert real.severity == dg.AssetCheckSeverity.WARN
     assert real.passed == (not missed)
@@ -114,11 +114,12 @@ def test_every_model_is_judged_on_the_real_readings(first_run, workdir):
     recall, false-alarm rate and ROC-AUC on them, in the metadata and the report."""
     meta = _meta(first_run, "real_reference_evaluation")
     assert meta["dagster/row_count"].value == 1_206
-    for name in ("champion_real_recall", "champion_real_false_alarm_rate", "champion_real_roc_auc"):
-        assert 0 <= meta[name].value <= 1
     table = meta["real_figures"].value
-    for model in ("logistic_regression", "random_forest", "hist_gradient_boosting", "champion"):
+    for model in ("logistic_regression", "random_forest", "hist_gradient_boosting"):
         assert model in table
+    decision = _meta(first_run, "smoke_classifier")
+    for name in ("champion_real_recall", "champion_real_false_alarm_rate", "champion_real_roc_auc"):
+        assert 0 <= decision[name].value <= 1
     text = (workdir / "reports/training/report.md").read_text()
     assert "On real sensor readings (external validation)" in text
     assert "54203-54375" in text and "simulated recall" in text
@@ -263,3 +264,43 @@ def test_training_job_refuses_raw_data_that_fails_checks(tmp_path, monkeypatch, 
     assert [e.check_name for e in failed] == ["raw_sensor_readings_physical_ranges"]
     assert "pressure_hpa" in failed[0].description
     assert not training.asset_materializations_for_node("training_dataset")
+
+
+def _decisions(model, frame):
+    return model.predict_proba(frame) >= model.threshold
+
+
+def decisions_that_move_with_the_site(model, frame) -> int:
+    """Alarm decisions on the real excerpts that change when every reading is moved to a
+    colder or hotter, drier or wetter site (-25/+25 °C, -10/+10 %RH)."""
+    base = _decisions(model, frame)
+    changed = 0
+    for dt, dh in ((-25, -10), (25, 10)):
+        moved = frame.assign(
+            temperature_c=frame["temperature_c"] + dt,
+            humidity_pct=(frame["humidity_pct"] + dh).clip(0, 100),
+        )
+        changed += int((_decisions(model, moved) != base).sum())
+    return changed
+
+
+def test_the_champion_decides_the_same_at_any_site_and_a_site_bound_model_would_not(
+    first_run, workdir
+):
+    """Invariance on the real excerpts: the champion's decisions do not move with the
+    site's temperature and humidity. The same test on a model trained on them fails."""
+    from smoke_platform.core.features import FEATURE_COLUMNS
+    from smoke_platform.core.modeling import train_candidate
+    from smoke_platform.core.scoring import ScoringModel
+    from smoke_platform.reference import load_reference
+
+    real = load_reference()
+    champion = modelstore.load_model("smoke_detector_test:latest")
+    assert decisions_that_move_with_the_site(champion, real) == 0
+    # The same training data, the site's temperature, humidity and pressure as features.
+    frame = pd.read_parquet(workdir / "data/assets/training_dataset.parquet")
+    bound = train_candidate(
+        "logistic_regression", frame, frame["holdout"], folds=2, features=list(FEATURE_COLUMNS)
+    )
+    model = ScoringModel(bound.model, bound.threshold, bound.features)
+    assert decisions_that_move_with_the_site(model, real) > 0

@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from smoke_platform.core.features import SITE_DEPENDENT
 from smoke_platform.core.metrics import evaluate
 from smoke_platform.core.modeling import (
     LABEL,
@@ -13,6 +14,7 @@ from smoke_platform.core.modeling import (
     CandidateResult,
     promotion_decision,
     rank_key,
+    real_eligible,
     session_holdout,
     train_candidate,
     training_frame,
@@ -32,8 +34,9 @@ HEADLINE = ("recall", "false_alarm_rate", "recall_at_far", "precision", "f1", "r
 
 
 def model_features(frame: pd.DataFrame) -> list[str]:
-    """Every column of the training dataset that is not a label, split or meta column."""
-    return [c for c in frame.columns if c not in NOT_FEATURES]
+    """The columns of the training dataset a model learns from: not a label, split or meta
+    column, and not a site-dependent reading (`SITE_DEPENDENT`: see features.py)."""
+    return [c for c in frame.columns if c not in NOT_FEATURES and c not in SITE_DEPENDENT]
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, float | None]:
@@ -113,6 +116,58 @@ def candidate_models(
     )
 
 
+REAL_FIGURES = ("recall", "false_alarm_rate", "roc_auc")
+
+
+@dg.asset(group_name="training", kinds={"pandas"}, owners=["team:ml"])
+def real_reference_evaluation(
+    settings: PlatformSettingsResource,
+    model_store: ModelStoreResource,
+    candidate_models: dict[str, CandidateResult],
+) -> dg.Output[dict[str, Any]]:
+    """Every candidate and the current champion on real sensor readings, the external
+    validation set no model is trained on: recall and false-alarm rate at the model's own
+    threshold, ROC-AUC, and per excerpt the alerts the worker's own alert rule would
+    open. The promotion gate weighs these beside the simulated holdout."""
+    from smoke_platform.reference import REFERENCE_CSV, evaluate_on_reference, load_reference
+
+    source = settings.reference_csv or str(REFERENCE_CSV)
+    frame = load_reference(source)
+    figures = {
+        name: evaluate_on_reference(ScoringModel(c.model, c.threshold, c.features), frame)
+        for name, c in candidate_models.items()
+    }
+    info = model_store.champion_info()
+    champion = (
+        evaluate_on_reference(model_store.load(info["tag"]), frame) if info is not None else None
+    )
+    shown = {**figures, **({"current champion": champion} if champion else {})}
+    table = pd.DataFrame(
+        {
+            name: {
+                **{k: f[k] for k in REAL_FIGURES},
+                "normal excerpts alerted": f"{f['normal_excerpts_alerted']} of "
+                f"{len(f['excerpts']) - f['fire_excerpts']}",
+                "fire excerpts alerted": f"{f['fire_excerpts_alerted']} of {f['fire_excerpts']}",
+            }
+            for name, f in shown.items()
+        }
+    ).T
+    return dg.Output(
+        {
+            "source": source,
+            "figures": figures,
+            "champion_tag": info["tag"] if info else None,
+            "champion": champion,
+        },
+        metadata={
+            "source": dg.MetadataValue.path(source),
+            "dagster/row_count": len(frame),
+            "real_figures": dg.MetadataValue.md(markdown_table(table)),
+        },
+    )
+
+
 def _champion_on_holdout(
     store: ModelStoreResource, holdout: pd.DataFrame, target_far: float
 ) -> tuple[dict[str, Any] | None, str | None]:
@@ -135,17 +190,30 @@ def smoke_classifier(
     model_store: ModelStoreResource,
     training_dataset: pd.DataFrame,
     candidate_models: dict[str, CandidateResult],
+    real_reference_evaluation: dict[str, Any],
 ) -> dg.Output[dict[str, Any]]:
-    """The promoted model: the challenger replaces the champion only if it is better."""
-    challenger = best_candidate(candidate_models)
+    """The promoted model. The challenger is the best candidate on the simulated holdout
+    among those within tolerance of the best on real readings; it replaces the champion
+    only if it is not worse on real readings (beyond tolerance) and better on the holdout."""
+    real = real_reference_evaluation["figures"]
+    eligible = real_eligible({name: real[name]["roc_auc"] for name in candidate_models})
+    challenger = best_candidate({n: c for n, c in candidate_models.items() if n in eligible})
     holdout = training_dataset[training_dataset[HOLDOUT]]
     champion_metrics, champion_tag = _champion_on_holdout(
         model_store, holdout, training.target_false_alarm_rate
     )
-    decision = promotion_decision(challenger.holdout, champion_metrics, training.bars())
+    previous_real = real_reference_evaluation["champion"]
+    decision = promotion_decision(
+        challenger.holdout,
+        champion_metrics,
+        training.bars(),
+        challenger_real_auc=real[challenger.name]["roc_auc"],
+        champion_real_auc=previous_real["roc_auc"] if previous_real else None,
+    )
     if decision.promote:
         champion_tag = _save(context, model_store, challenger, training_dataset, decision.reasons)
     context.log.info("promotion decision: %s", "; ".join(decision.reasons))
+    champion_real = real[challenger.name] if decision.promote else previous_real
     record = {
         "promoted": decision.promote,
         "reasons": decision.reasons,
@@ -153,6 +221,8 @@ def smoke_classifier(
         "challenger": challenger.name,
         "challenger_metrics": challenger.holdout,
         "previous_champion_metrics": champion_metrics,
+        "challenger_real": real[challenger.name],
+        "champion_real": champion_real,
     }
     return dg.Output(
         record,
@@ -162,6 +232,13 @@ def smoke_classifier(
             "champion_tag": str(champion_tag),
             "challenger": challenger.name,
             "challenger_holdout": dg.MetadataValue.json(headline(challenger.holdout)),
+            "challenger_real": dg.MetadataValue.json(
+                {k: real[challenger.name][k] for k in REAL_FIGURES}
+            ),
+            **{
+                f"champion_real_{k}": float(champion_real[k]) if champion_real else float("nan")
+                for k in REAL_FIGURES
+            },
         },
     )
 
@@ -188,54 +265,6 @@ def _save(
             "random_split_accuracy": challenger.random_split_accuracy,
             "promotion_reasons": reasons,
             "dagster_run_id": context.run.run_id,
-        },
-    )
-
-
-REAL_FIGURES = ("recall", "false_alarm_rate", "roc_auc")
-
-
-@dg.asset(group_name="training", kinds={"pandas"}, owners=["team:ml"])
-def real_reference_evaluation(
-    settings: PlatformSettingsResource,
-    model_store: ModelStoreResource,
-    candidate_models: dict[str, CandidateResult],
-    smoke_classifier: dict[str, Any],
-) -> dg.Output[dict[str, Any]]:
-    """Every candidate and the champion on real sensor readings, the external validation
-    set no model is trained on: recall and false-alarm rate at the model's own threshold,
-    ROC-AUC, and per excerpt the alerts the worker's own alert rule would open."""
-    from smoke_platform.core.scoring import ScoringModel
-    from smoke_platform.reference import REFERENCE_CSV, evaluate_on_reference, load_reference
-
-    source = settings.reference_csv or str(REFERENCE_CSV)
-    frame = load_reference(source)
-    figures = {
-        name: evaluate_on_reference(ScoringModel(c.model, c.threshold, c.features), frame)
-        for name, c in candidate_models.items()
-    }
-    champion_tag = smoke_classifier["champion_tag"]
-    if champion_tag:
-        figures["champion"] = evaluate_on_reference(model_store.load(champion_tag), frame)
-    table = pd.DataFrame(
-        {
-            name: {
-                **{k: f[k] for k in REAL_FIGURES},
-                "normal excerpts alerted": f"{f['normal_excerpts_alerted']} of "
-                f"{len(f['excerpts']) - f['fire_excerpts']}",
-                "fire excerpts alerted": f"{f['fire_excerpts_alerted']} of {f['fire_excerpts']}",
-            }
-            for name, f in figures.items()
-        }
-    ).T
-    champion = figures.get("champion", {})
-    return dg.Output(
-        {"source": source, "champion_tag": champion_tag, "figures": figures},
-        metadata={
-            "source": dg.MetadataValue.path(source),
-            "dagster/row_count": len(frame),
-            "real_figures": dg.MetadataValue.md(markdown_table(table)),
-            **{f"champion_real_{k}": float(champion.get(k, float("nan"))) for k in REAL_FIGURES},
         },
     )
 
