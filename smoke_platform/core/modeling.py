@@ -253,8 +253,9 @@ def promotion_decision(
     challenger_real_auc: float | None = None,
     champion_real_auc: float | None = None,
 ) -> Decision:
-    """Promote only a challenger that passes the bars, is not worse than the champion on
-    real readings beyond `REAL_AUC_TOLERANCE`, and beats it on the same holdout."""
+    """Promote only a challenger that passes the bars and is not worse than the champion on
+    real readings beyond `REAL_AUC_TOLERANCE`; one better there beyond it is promoted, and
+    otherwise the simulated holdout decides (it must beat the champion on it)."""
     failed = bars.failures(challenger)
     if failed:
         return Decision(False, ["challenger fails the model checks: " + "; ".join(failed)])
@@ -271,6 +272,18 @@ def promotion_decision(
                 f"challenger is worse on real readings: ROC-AUC {challenger_real_auc:.4f} "
                 f"vs the champion's {champion_real_auc:.4f} (tolerance "
                 f"{REAL_AUC_TOLERANCE}), whatever its simulated figures"
+            ],
+        )
+    if (
+        challenger_real_auc is not None
+        and champion_real_auc is not None
+        and challenger_real_auc > champion_real_auc + REAL_AUC_TOLERANCE
+    ):
+        return Decision(
+            True,
+            [
+                f"challenger is better on real readings: ROC-AUC {challenger_real_auc:.4f} "
+                f"vs the champion's {champion_real_auc:.4f}, and passes the model checks"
             ],
         )
     new, old = rank_key(challenger), rank_key(champion)

@@ -167,3 +167,12 @@ def test_only_candidates_near_the_best_on_real_readings_may_challenge():
 
     auc = {"logistic_regression": 0.88, "random_forest": 0.99, "hist_gradient_boosting": 0.975}
     assert real_eligible(auc) == {"random_forest", "hist_gradient_boosting"}
+
+
+def test_gate_promotes_a_challenger_clearly_better_on_real_readings(strong, weak):
+    """`weak` loses on the simulated holdout, but 0.1 ROC-AUC better on real readings it
+    replaces a champion that only fits the simulator."""
+    decision = promotion_decision(
+        weak.holdout, strong.holdout, LAX, challenger_real_auc=0.98, champion_real_auc=0.88
+    )
+    assert decision.promote and "better on real readings" in decision.reasons[0]
