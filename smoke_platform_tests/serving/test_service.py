@@ -219,12 +219,17 @@ def test_column_predictions_equal_the_in_memory_model(open_service, served_model
     resp = _post(
         open_service, "predict_columns", {"columns": columns_from_records(payload(sample))}
     )
+    _assert_scored_as_the_model(resp, served_model, sample)
+
+
+def _assert_scored_as_the_model(resp, model, sample) -> None:
+    """A `PredictionColumns` answer equal to the in-memory model's on `sample`."""
     assert resp.status_code == 200, resp.text
     got = resp.json()
-    expected = served_model.predict_proba(sample)
+    expected = model.predict_proba(sample)
     np.testing.assert_allclose(got["probability"], expected, rtol=1e-9)
-    assert got["is_fire"] == list(expected >= served_model.threshold)
-    assert got["model_version"] == served_model.version
+    assert got["is_fire"] == list(expected >= model.threshold)
+    assert got["model_version"] == model.version
 
 
 def test_columns_with_bad_values_name_row_field_value_and_range(open_service, readings):
@@ -285,13 +290,7 @@ def _fields(frame):
 
 def test_arrow_predictions_equal_the_in_memory_model(open_service, served_model, readings):
     sample = _fields(readings.iloc[:900])
-    resp = _arrow_post(open_service, sample)
-    assert resp.status_code == 200, resp.text
-    got = resp.json()
-    expected = served_model.predict_proba(sample)
-    np.testing.assert_allclose(got["probability"], expected, rtol=1e-9)
-    assert got["is_fire"] == list(expected >= served_model.threshold)
-    assert got["model_version"] == served_model.version
+    _assert_scored_as_the_model(_arrow_post(open_service, sample), served_model, sample)
 
 
 def test_arrow_with_bad_values_names_row_field_value_and_range(open_service, readings):
