@@ -149,13 +149,12 @@ def register_stream_days() -> list[str]:
         PlatformSettingsResource,
         from_env,
     )
-    from smoke_platform.defs.monitoring.assets import stream_sources
+    from smoke_platform.defs.monitoring.assets import days_by_source
     from smoke_platform.defs.monitoring.partitions import stream_dates
-    from streaming.sink import output_days
 
     ensure_dagster_home()
     settings = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True)
-    sources = {key: output_days(root) for key, root in stream_sources(settings).items()}
+    sources = days_by_source(settings)
     days = sorted({d for ds in sources.values() for d in ds})
     job = defs().resolve_job_def("stream_outputs_job")
     with dg.DagsterInstance.get() as instance:

@@ -33,6 +33,15 @@ def stream_sources(settings: PlatformSettingsResource) -> dict[dg.AssetKey, Path
     }
 
 
+def days_by_source(settings: PlatformSettingsResource) -> dict[dg.AssetKey, dict[str, Path]]:
+    """Each daily stream asset's days of output and their folders: what the sensor and
+    `smoke demo` register as partitions (one listing for both)."""
+    return {
+        key: {day: root / f"date={day}" for day in output_days(root)}
+        for key, root in stream_sources(settings).items()
+    }
+
+
 def recent_days(root: Path, kind: str, n: int) -> list[str]:
     """The newest `n` days of output (relative to the data, so a replayed week reports as one)."""
     return output_days(root, kind)[-n:]

@@ -21,16 +21,15 @@ from smoke_platform.defs.common.resources import (
     PlatformSettingsResource,
 )
 from smoke_platform.defs.monitoring.assets import (
+    days_by_source,
     feature_drift,
     model_performance_report,
     stream_predictions,
-    stream_sources,
     windowed_analytics,
 )
 from smoke_platform.defs.monitoring.checks import degradation, drift_verdict
 from smoke_platform.defs.monitoring.partitions import stream_dates
 from smoke_platform.defs.training.schedules import training_job
-from streaming.sink import output_days
 
 stream_outputs_job = dg.define_asset_job(
     "stream_outputs_job",
@@ -66,10 +65,10 @@ def stream_partition_sensor(
     refresh_s = monitoring.stream_refresh_minutes * 60
     seen: set[str] = set()
     requests, waiting = [], []
-    for key, root in stream_sources(settings).items():
-        for day in output_days(root):
+    for key, days in days_by_source(settings).items():
+        for day, folder in days.items():
             seen.add(day)
-            version, name = _version(root / f"date={day}"), f"{key.to_user_string()}:{day}"
+            version, name = _version(folder), f"{key.to_user_string()}:{day}"
             last = state.get(name)
             if last is not None and last["version"] == version:
                 continue
