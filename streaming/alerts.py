@@ -19,6 +19,35 @@ WARM_UP = 30
 MIN_SD = 0.05  # floor (°C, %RH or log-units): a flat channel that jumps is still scored
 
 
+def alert_record(
+    *,
+    alert_id: str | None,
+    event: str,
+    sensor_id: str,
+    severity: str | None,
+    ts: str,
+    opened_ts: str | None,
+    probability: float,
+    max_probability: float,
+    readings_in_alert: int,
+    source: str,
+) -> dict[str, Any]:
+    """The one alert record: the worker's alert machine and the Spark window job both
+    publish it to `smoke_alerts` and the alert files."""
+    return {
+        "alert_id": alert_id,
+        "event": event,
+        "sensor_id": sensor_id,
+        "severity": severity,
+        "ts": ts,
+        "opened_ts": opened_ts,
+        "probability": probability,
+        "max_probability": max_probability,
+        "readings_in_alert": readings_in_alert,
+        "source": source,
+    }
+
+
 @dataclass(frozen=True)
 class AlertConfig:
     consecutive: int = 3
@@ -101,15 +130,15 @@ class SensorState:
         return None
 
     def _event(self, sensor: str, ts: str, kind: str, probability: float) -> dict[str, Any]:
-        return {
-            "alert_id": self.alert_id,
-            "event": kind,
-            "sensor_id": sensor,
-            "severity": self.severity,
-            "ts": ts,
-            "opened_ts": self.opened_ts,
-            "probability": probability,
-            "max_probability": self.max_probability,
-            "readings_in_alert": self.readings_in_alert,
-            "source": "worker",
-        }
+        return alert_record(
+            alert_id=self.alert_id,
+            event=kind,
+            sensor_id=sensor,
+            severity=self.severity,
+            ts=ts,
+            opened_ts=self.opened_ts,
+            probability=probability,
+            max_probability=self.max_probability,
+            readings_in_alert=self.readings_in_alert,
+            source="worker",
+        )

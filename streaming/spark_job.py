@@ -239,21 +239,23 @@ ALERT_FIRE_SHARE = 0.5  # a window alerts when at least half its readings scored
 
 
 def window_alerts(frame: Any) -> list[dict[str, Any]]:
-    """Alert events (the worker's schema) for windows where the model saw a fire."""
+    """Alert events (the worker's record) for windows where the model saw a fire."""
+    from streaming.alerts import alert_record
+
     hot = frame[frame["fire_share"] >= ALERT_FIRE_SHARE]
     return [
-        {
-            "alert_id": f"{r.sensor_id}@{r.window_start.isoformat()}/5min",
-            "event": "open",
-            "sensor_id": r.sensor_id,
-            "severity": "critical" if r.fire_share >= 0.8 else "warning",
-            "ts": r.window_end.isoformat(),
-            "opened_ts": r.window_start.isoformat(),
-            "probability": float(r.fire_share),
-            "max_probability": float(r.max_probability),
-            "readings_in_alert": int(r.readings),
-            "source": "spark-window",
-        }
+        alert_record(
+            alert_id=f"{r.sensor_id}@{r.window_start.isoformat()}/5min",
+            event="open",
+            sensor_id=r.sensor_id,
+            severity="critical" if r.fire_share >= 0.8 else "warning",
+            ts=r.window_end.isoformat(),
+            opened_ts=r.window_start.isoformat(),
+            probability=float(r.fire_share),
+            max_probability=float(r.max_probability),
+            readings_in_alert=int(r.readings),
+            source="spark-window",
+        )
         for r in hot.itertuples()
     ]
 
