@@ -62,3 +62,33 @@ def test_zscore_flags_a_jump_after_warm_up():
     assert all(abs(v) < 4 for v in z.values())
     z = state.zscores({**base, "tvoc_ppb": 5_000.0}, CFG)
     assert z["tvoc_ppb"] > 4
+
+
+def test_spark_window_alerts_are_the_workers_record():
+    """A window where at least half the readings scored as fire is an alert, in the same
+    record the worker publishes (same keys), keyed so a retried batch repeats its id."""
+    import pandas as pd
+
+    from streaming.alerts import AlertConfig, SensorState
+    from streaming.spark_job import window_alerts
+
+    start = pd.Timestamp("2026-11-29T10:00:00Z")
+    frame = pd.DataFrame(
+        {
+            "sensor_id": ["a", "b", "c"],
+            "window_start": [start] * 3,
+            "window_end": [start + pd.Timedelta(minutes=5)] * 3,
+            "fire_share": [0.9, 0.5, 0.49],
+            "max_probability": [0.99, 0.7, 0.6],
+            "readings": [300, 300, 300],
+        }
+    )
+    alerts = window_alerts(frame)
+    assert [(a["sensor_id"], a["severity"]) for a in alerts] == [
+        ("a", "critical"),
+        ("b", "warning"),
+    ]
+    assert alerts[0]["alert_id"] == "a@2026-11-29T10:00:00+00:00/5min"
+    state, cfg = SensorState(), AlertConfig()
+    worker = state.step("a", "2026-11-29T10:00:00+00:00", 0.99, True, cfg)
+    assert worker is not None and set(worker) == set(alerts[0])
