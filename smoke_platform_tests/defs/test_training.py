@@ -304,3 +304,31 @@ def test_the_champion_decides_the_same_at_any_site_and_a_site_bound_model_would_
     )
     model = ScoringModel(bound.model, bound.threshold, bound.features)
     assert decisions_that_move_with_the_site(model, real) > 0
+
+
+def test_readmes_example_requests_are_real_readings_scored_as_a_user_expects(first_run):
+    """README's curl examples: real rows of the public file, clean air and a fire; the
+    champion the demo trains (this module's, same data and seed) calls them so."""
+    import json
+    import re
+
+    from smoke_platform.core.io import read_kaggle_csv, to_canonical
+    from smoke_platform.core.schema import MEASUREMENTS
+    from smoke_platform.reference import REFERENCE_CSV
+    from smoke_platform_tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    body = re.search(r"predict_columns .*?-d '(\{\"columns\".*?\})'", text, re.S)[1]
+    columns = json.loads(body)["columns"]
+    examples = pd.DataFrame({n: columns[n] for n in MEASUREMENTS})
+    real = to_canonical(read_kaggle_csv(REFERENCE_CSV)).set_index("row_index").loc[[0, 13800]]
+    pd.testing.assert_frame_equal(
+        examples, real[list(MEASUREMENTS)].reset_index(drop=True), check_dtype=False
+    )
+    assert list(real["fire_alarm"]) == [0, 1]
+    champion = modelstore.load_model("smoke_detector_test:latest")
+    assert list(champion.predict_proba(examples) >= champion.threshold) == [False, True]
+    single = json.loads(re.search(r"/predict -H .*?-d '(\{\"reading\".*?\})'", text, re.S)[1])
+    assert {n: single["reading"][n] for n in MEASUREMENTS} == {
+        n: columns[n][0] for n in MEASUREMENTS
+    }
