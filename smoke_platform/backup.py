@@ -150,6 +150,13 @@ def restore(archive: Path, replace: Path | None = None, echo=print) -> dict:  # 
             + ", ".join(str(p.path) for p in busy)
             + f". Restore into an empty root, or say --replace {root} to write over it"
         )
+    try:
+        return _extract(archive, chosen, echo)
+    except (tarfile.TarError, KeyError, ValueError, EOFError, OSError) as exc:
+        raise UserError(f"{archive} is not a readable smoke backup ({exc})") from None
+
+
+def _extract(archive: Path, chosen: dict[str, Part], echo) -> dict:  # type: ignore[no-untyped-def]
     with tarfile.open(archive, "r:gz") as tar:
         manifest_member = tar.extractfile("manifest.json")
         if manifest_member is None:
@@ -166,7 +173,8 @@ def restore(archive: Path, replace: Path | None = None, echo=print) -> dict:  # 
             member.name = rest
             tar.extract(member, chosen[name].path, filter="data")  # no absolute or .. paths
     for name, count in manifest.get("files", {}).items():
-        echo(f"  {name:<8} {count:>6} files  into {chosen[name].path}")
+        if name in chosen:
+            echo(f"  {name:<8} {count:>6} files  into {chosen[name].path}")
     return manifest
 
 

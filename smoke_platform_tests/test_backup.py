@@ -73,6 +73,12 @@ def test_backup_wipe_restore_brings_back_model_history_and_stream_output(tmp_pat
     assert _runs(root / ".dagster_home") == runs
     assert stream_file.read_bytes() == b"PAR1 the worker's output stands in here PAR1"
 
+    # Something that is not a backup is refused in one line, and nothing is written.
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tar archive")
+    refused_junk = _smoke(root, "restore", str(junk), "--replace", str(root))
+    assert refused_junk.returncode == 2 and "not a readable smoke backup" in refused_junk.stderr
+
     # A root that holds data is not written over unless named.
     refused = _smoke(root, "restore", str(archive))
     assert refused.returncode == 2 and "not empty" in refused.stderr

@@ -42,7 +42,6 @@ def test_smoke_config_masks_secrets(monkeypatch):
     env = {
         "SMOKE_API_KEY": "key-that-must-not-print",
         "SMOKE_WEBHOOK_URL": "https://hooks.example/T0/secret-path",
-        "PATH": "",
     }
     import os
 
