@@ -81,7 +81,13 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_until(
+        self, ready: Callable[[], bool], timeout: float, what: str, stacks: bool = False
+    ) -> None:
+        """Wait for `ready()`; a process that exits or is not ready in time raises
+        ProcessFailed with its log's tail. `stacks`: on time-out, first ask the process for
+        every thread's stack (SIGUSR1, registered by `smoke worker` with faulthandler) so
+        the tail says where it stalled."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
@@ -92,6 +98,9 @@ class ManagedProcess:
             if ready():
                 return
             time.sleep(0.25)
+        if stacks and self.alive() and self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            time.sleep(1.0)
         self.stop()
         raise ProcessFailed(
             f"{self.name} not {what} after {timeout:.0f} s; log {self.log_path}:\n{self.log_tail()}"
