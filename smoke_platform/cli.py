@@ -598,13 +598,17 @@ def dashboard(
     fed by the workers' and the service's (SMOKE_SERVICE_URL) Prometheus endpoints."""
     import signal
 
-    from smoke_platform.dashboard import serve
+    from smoke_platform.dashboard import RecentAlerts, serve
     from streaming.config import StreamSettings
 
     settings = StreamSettings()
     urls = worker_metrics or [f"http://127.0.0.1:{settings.worker_metrics_port or 9108}/metrics"]
-    server = serve(port, urls, settings.service_url, host)
-    typer.echo(f"dashboard on http://{host}:{port}/ (workers: {', '.join(urls)})")
+    alerts = RecentAlerts(settings.kafka(), settings.alerts_topic).start()
+    server = serve(port, urls, settings.service_url, host, alerts=alerts)
+    typer.echo(
+        f"dashboard on http://{host}:{port}/ (workers: {', '.join(urls)}; "
+        f"alerts: {settings.alerts_topic} on {settings.kafka_bootstrap})"
+    )
     stop = {"now": False}
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.update(now=True))
@@ -612,6 +616,7 @@ def dashboard(
         time.sleep(0.5)
     server.shutdown()
     server.server_close()
+    alerts.stop()
 
 
 @app.command()

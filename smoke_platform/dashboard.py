@@ -3,13 +3,16 @@ dashboard`, started by `smoke up`), fed by the same Prometheus endpoints Grafana
 docker-compose: the stream workers' metrics and the service's `/metrics` and `/readyz`.
 
 `GET /` is the page (no external scripts: it works offline), `GET /api/summary` the JSON it
-polls every two seconds."""
+polls every two seconds. The latest alerts, each with the three measurements that drove
+it, come from the `smoke_alerts` topic itself (`read_committed`, no consumer group: every
+dashboard sees every worker's alerts, and none of them moves anyone's offsets)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,8 +42,74 @@ def _total(samples: list[Any], name: str, **labels: str) -> float:
     )
 
 
+class RecentAlerts:
+    """The last `keep` alert events on the alerts topic, newest first, kept up to date by
+    a background consumer (assigned every partition from `keep` before its end)."""
+
+    def __init__(self, kafka: dict[str, Any], topic: str, keep: int = 20) -> None:
+        self.kafka, self.topic, self.keep = kafka, topic, keep
+        self.events: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="recent-alerts", daemon=True)
+
+    def start(self) -> RecentAlerts:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def newest(self) -> list[dict[str, Any]]:
+        return sorted(self.events, key=lambda e: str(e.get("emitted_at", e.get("ts"))))[::-1]
+
+    def _run(self) -> None:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        consumer = Consumer(
+            {
+                **self.kafka,
+                "group.id": "smoke-dashboard",  # required by the client; never joined
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            while not self._stop.is_set():  # until the topic exists and answers
+                try:
+                    meta = consumer.list_topics(self.topic, timeout=5).topics[self.topic]
+                    if meta.error is not None:
+                        raise KafkaException(meta.error)
+                    parts = []
+                    for p in meta.partitions:
+                        low, high = consumer.get_watermark_offsets(
+                            TopicPartition(self.topic, p), timeout=5
+                        )
+                        parts.append(TopicPartition(self.topic, p, max(low, high - self.keep)))
+                    consumer.assign(parts)
+                    self.error = None
+                    break
+                except KafkaException as exc:
+                    self.error = f"alerts topic {self.topic}: {exc.args[0]}"
+                    self._stop.wait(2)
+            while not self._stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error() is not None or msg.value() is None:
+                    continue
+                try:
+                    self.events.append(json.loads(msg.value() or b""))
+                except (TypeError, ValueError):
+                    continue  # not ours to judge: the dashboard shows what it can read
+        finally:
+            consumer.close()
+
+
 def summary(
-    worker_metrics: Sequence[str], service_url: str, timeout: float = 2.0
+    worker_metrics: Sequence[str],
+    service_url: str,
+    timeout: float = 2.0,
+    alerts: RecentAlerts | None = None,
 ) -> dict[str, Any]:
     """Fleet-wide figures from every worker and the service, and what could not be read."""
     errors: list[str] = []
@@ -87,8 +156,15 @@ def summary(
             {"sensor_id": sensor, "severity": severity, "alarms": n}
             for (sensor, severity), n in sorted(alarms.items())
         ],
+        "recent_alerts": [
+            {
+                k: e.get(k)
+                for k in ("ts", "sensor_id", "event", "severity", "probability", "drivers")
+            }
+            for e in (alerts.newest() if alerts else [])
+        ],
         "workers": len(worker_metrics),
-        "errors": errors,
+        "errors": errors + ([alerts.error] if alerts and alerts.error else []),
     }
 
 
@@ -125,6 +201,10 @@ th, td { border: 1px solid #d0d7de; padding: .3rem .7rem; text-align: left; }
 <h2 style="font-size:1.1rem">Alarms by sensor</h2>
 <table><thead><tr><th>sensor</th><th>severity</th><th>alarms</th></tr></thead>
 <tbody id="alarms"><tr><td colspan="3">none yet</td></tr></tbody></table>
+<h2 style="font-size:1.1rem">Latest alerts, and what drove them</h2>
+<table><thead><tr><th>time</th><th>sensor</th><th>event</th><th>severity</th>
+<th>probability</th><th>drivers (z against clean air in training)</th></tr></thead>
+<tbody id="recent"><tr><td colspan="6">none yet</td></tr></tbody></table>
 <p id="errors"></p>
 <script>
 const rates = []; let last = null;
@@ -155,6 +235,16 @@ async function refresh() {
     `<tr><td>${a.sensor_id}</td><td>${a.severity}</td><td>${a.alarms}</td></tr>`);
   document.getElementById("alarms").innerHTML =
     rows.join("") || '<tr><td colspan="3">none yet</td></tr>';
+  const recent = document.getElementById("recent");
+  recent.replaceChildren(...s.recent_alerts.map(a => {
+    const tr = document.createElement("tr");  // text, never markup: values come from a topic
+    for (const v of [a.ts, a.sensor_id, a.event, a.severity,
+                     a.probability == null ? "" : a.probability.toFixed(3), a.drivers || ""]) {
+      const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
+    }
+    return tr;
+  }));
+  if (!s.recent_alerts.length) recent.innerHTML = '<tr><td colspan="6">none yet</td></tr>';
   document.getElementById("errors").textContent = s.errors.join("; ");
 }
 refresh(); setInterval(refresh, 2000);
@@ -165,12 +255,14 @@ refresh(); setInterval(refresh, 2000);
 class _Handler(BaseHTTPRequestHandler):
     worker_metrics: Sequence[str] = ()
     service_url = ""
+    alerts: RecentAlerts | None = None
 
     def do_GET(self) -> None:
         if self.path in ("/", "/index.html"):
             self._send(200, "text/html; charset=utf-8", PAGE.encode())
         elif self.path == "/api/summary":
-            body = json.dumps(summary(self.worker_metrics, self.service_url)).encode()
+            got = summary(self.worker_metrics, self.service_url, alerts=self.alerts)
+            body = json.dumps(got).encode()
             self._send(200, "application/json", body)
         elif self.path == "/healthz":
             self._send(200, "text/plain", b"ok")
@@ -190,13 +282,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(
-    port: int, worker_metrics: Sequence[str], service_url: str, host: str = "127.0.0.1"
+    port: int,
+    worker_metrics: Sequence[str],
+    service_url: str,
+    host: str = "127.0.0.1",
+    alerts: RecentAlerts | None = None,
 ) -> ThreadingHTTPServer:
     """Start the dashboard in a background thread; returns the server (`shutdown()` it)."""
     handler = type(
         "Handler",
         (_Handler,),
-        {"worker_metrics": tuple(worker_metrics), "service_url": service_url},
+        {"worker_metrics": tuple(worker_metrics), "service_url": service_url, "alerts": alerts},
     )
     server = ThreadingHTTPServer((host, port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -60,6 +60,12 @@ def model_info(tag: str = CHAMPION) -> dict[str, Any] | None:
     }
 
 
+def normal_profile(tag: str) -> dict[str, list[float]] | None:
+    """The clean-air profile stored with a model version (None if absent or older)."""
+    info = model_info(tag)
+    return None if info is None else info["metadata"].get("normal_profile")
+
+
 def load_model(tag: str = CHAMPION) -> ScoringModel:
     """Load a stored model as a `ScoringModel` (raises bentoml NotFound if absent)."""
     import bentoml

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from smoke_platform import modelstore
+from smoke_platform.core.explain import normal_profile
 from smoke_platform.core.modeling import session_holdout, train_candidate, training_frame
 from smoke_platform.core.scoring import ScoringModel
 from smoke_platform.core.simulate import generate_readings
@@ -143,7 +144,8 @@ MODEL_NAME = "smoke_detector_svc_test"
 def served_model():
     """A small but real model, saved to the (test) BentoML store like the gate does."""
     frame = training_frame(generate_readings(n_rows=30_000, seed=21))
-    result = train_candidate("hist_gradient_boosting", frame, session_holdout(frame), folds=3)
+    holdout = session_holdout(frame)
+    result = train_candidate("hist_gradient_boosting", frame, holdout, folds=3)
     model = ScoringModel(result.model, result.threshold, result.features)
     tag = modelstore.save_model(
         model,
@@ -154,6 +156,7 @@ def served_model():
             "trained_at": "test",
             "data_fingerprint": "test",
             "holdout_metrics": {"recall": result.holdout["recall"]},
+            "normal_profile": normal_profile(frame[~holdout & (frame["fire_alarm"] == 0)]),
         },
     )
     model.version = tag

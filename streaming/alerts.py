@@ -16,6 +16,7 @@ from typing import Any
 CHANNELS = ("tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5", "temperature_c", "humidity_pct")
 _LOG_CHANNELS = {"tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5"}
 WARM_UP = 30
+RAISING = frozenset({"open", "escalate"})  # the events that raise an alert (and explain it)
 MIN_SD = 0.05  # floor (°C, %RH or log-units): a flat channel that jumps is still scored
 
 
@@ -31,9 +32,12 @@ def alert_record(
     max_probability: float,
     readings_in_alert: int,
     source: str,
+    drivers: str = "",
 ) -> dict[str, Any]:
     """The one alert record: the worker's alert machine and the Spark window job both
-    publish it to `smoke_alerts` and the alert files."""
+    publish it to `smoke_alerts` and the alert files. `drivers`: the three measurements
+    furthest from the training set's clean air (`smoke_platform.core.explain`), on the
+    events that raise an alert (open, escalate)."""
     return {
         "alert_id": alert_id,
         "event": event,
@@ -45,6 +49,7 @@ def alert_record(
         "max_probability": max_probability,
         "readings_in_alert": readings_in_alert,
         "source": source,
+        "drivers": drivers,
     }
 
 

@@ -9,11 +9,13 @@ Unit-tested without a broker (`smoke_platform_tests/streaming/test_processor.py`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from smoke_platform.core.explain import drivers
 from smoke_platform.core.schema import MEASUREMENTS, ReadingValidationError, parse_reading
-from streaming.alerts import AlertConfig, SensorState
+from streaming.alerts import RAISING, AlertConfig, SensorState
 from streaming.scoring import Scores
 
 _REASONS = {
@@ -89,9 +91,16 @@ class Processor:
     """Per-partition sensor state and the batch pipeline. `states[p]` is
     `{"hwm": last durable offset, "sensors": {sensor_id: SensorState | dict}}`."""
 
-    def __init__(self, cfg: AlertConfig, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        cfg: AlertConfig,
+        max_message_bytes: int,
+        profiles: Callable[[str | None], Mapping[str, list[float]] | None] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.max_message_bytes = max_message_bytes
+        # model version -> its normal profile: what an alert's drivers are measured against
+        self.profiles = profiles or (lambda _version: None)
         self.states: dict[int, dict[str, Any]] = {}
 
     # -- validation ----------------------------------------------------------------------
@@ -142,6 +151,8 @@ class Processor:
                 event.update(
                     partition=msg.partition, offset=msg.offset, model_version=scores.model_version
                 )
+                if event["event"] in RAISING:
+                    event["drivers"] = drivers(rec, self.profiles(scores.model_version))
                 out.alerts.append(event)
         return out
 

@@ -238,8 +238,10 @@ def windowed(readings: Any, watermark: str = "2 minutes") -> Any:
 ALERT_FIRE_SHARE = 0.5  # a window alerts when at least half its readings scored as fire
 
 
-def window_alerts(frame: Any) -> list[dict[str, Any]]:
-    """Alert events (the worker's record) for windows where the model saw a fire."""
+def window_alerts(frame: Any, profile: Any = None) -> list[dict[str, Any]]:
+    """Alert events (the worker's record) for windows where the model saw a fire; their
+    drivers compare the window's means with the model's clean-air `profile`."""
+    from smoke_platform.core.explain import drivers
     from streaming.alerts import alert_record
 
     hot = frame[frame["fire_share"] >= ALERT_FIRE_SHARE]
@@ -255,12 +257,13 @@ def window_alerts(frame: Any) -> list[dict[str, Any]]:
             max_probability=float(r.max_probability),
             readings_in_alert=int(r.readings),
             source="spark-window",
+            drivers=drivers({ch: getattr(r, f"{ch}_mean") for ch in STATS_CHANNELS}, profile),
         )
         for r in hot.itertuples()
     ]
 
 
-def batch_writer(out_dir: str | Path, alert_sink: Any = None) -> Any:
+def batch_writer(out_dir: str | Path, alert_sink: Any = None, profile: Any = None) -> Any:
     """foreachBatch sink: one Parquet file per batch id and date, overwritten on retry;
     window alerts to `alert_sink` (keyed by alert id, so a retried batch repeats ids)."""
     from streaming.sink import atomic_write
@@ -276,7 +279,7 @@ def batch_writer(out_dir: str | Path, alert_sink: Any = None) -> Any:
             path = root / f"date={date}" / f"batch-{batch_id:08d}.parquet"
             atomic_write(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
         if alert_sink is not None:
-            alert_sink(window_alerts(frame), batch.sparkSession)
+            alert_sink(window_alerts(frame, profile), batch.sparkSession)
 
     return write
 
@@ -316,17 +319,15 @@ def start_query(
     alerts_topic: str | None = None,
 ) -> Any:
     """Start the window query (AvailableNow, or a 5-second processing-time trigger)."""
-    from smoke_platform.modelstore import served_model_tag
+    from smoke_platform.modelstore import normal_profile, served_model_tag
 
-    readings = score(
-        parse(read_stream(spark, bootstrap, topic, max_per_trigger)),
-        model_tag or served_model_tag(),
-    )
+    tag = model_tag or served_model_tag()
+    readings = score(parse(read_stream(spark, bootstrap, topic, max_per_trigger)), tag)
     sink = kafka_alert_sink(bootstrap, alerts_topic) if alerts_topic else None
     writer = (
         windowed(readings, watermark)
         .writeStream.outputMode("append")
-        .foreachBatch(batch_writer(out_dir, sink))
+        .foreachBatch(batch_writer(out_dir, sink, normal_profile(tag) if sink else None))
         .option("checkpointLocation", checkpoint)
     )
     writer = (

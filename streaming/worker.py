@@ -29,8 +29,9 @@ from typing import Any
 import pandas as pd
 from pydantic_core import to_json
 
+from smoke_platform.core.explain import ProfileCache
 from smoke_platform.core.settings import under_home
-from smoke_platform.modelstore import served_model_tag
+from smoke_platform.modelstore import normal_profile, served_model_tag
 from smoke_platform.notify import Notifier
 from streaming.alerts import AlertConfig
 from streaming.config import StreamSettings
@@ -58,6 +59,7 @@ class StreamWorker:
                 settings.rolling_window,
             ),
             settings.max_message_bytes,
+            profiles=ProfileCache(normal_profile),
         )
         self.metrics = WorkerMetrics()
         self.scorer = scorer or FallbackScorer(
@@ -415,16 +417,18 @@ class StreamWorker:
             if event["event"] in ("open", "escalate"):
                 self.metrics.sensor_alarms.labels(event["sensor_id"], event["severity"]).inc()
             log.warning(
-                "ALERT %s %s %s p=%.3f",
+                "ALERT %s %s %s p=%.3f%s",
                 event["event"],
                 event["severity"],
                 event["alert_id"],
                 event["probability"],
+                f" drivers: {event['drivers']}" if event["drivers"] else "",
             )
             if event["event"] == "open":  # durable and committed by now: tell people
+                why = f"; drivers: {event['drivers']}" if event["drivers"] else ""
                 self.notifier.notify(
                     f"Smoke alert ({event['severity']}) on {event['sensor_id']}",
-                    f"fire probability {event['probability']:.2f} since {event['ts']}",
+                    f"fire probability {event['probability']:.2f} since {event['ts']}{why}",
                     level=event["severity"],
                     background=True,
                     alert_id=event["alert_id"],

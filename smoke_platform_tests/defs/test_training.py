@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from smoke_platform import modelstore
+from smoke_platform.core.explain import EXPLAINED
 from smoke_platform.definitions import defs
 from smoke_platform.defs.common.resources import (
     LocalFilesIOManager,
@@ -87,6 +88,9 @@ def test_first_training_promotes_a_model_meeting_the_targets(first_run):
     assert meta["features"] and not {"cnt", "ts", "session_id"} & set(meta["features"])
     assert meta["data_fingerprint"] and meta["trained_at"] and meta["algorithm"]
     assert info["labels"]["stage"] == "champion"
+    # Clean air in training, kept with the model: what alerts' drivers are measured against.
+    assert set(meta["normal_profile"]) == set(EXPLAINED)
+    assert modelstore.normal_profile(info["tag"]) == meta["normal_profile"]
 
 
 def test_all_blocking_checks_passed_and_the_real_reference_check_tells_the_truth(

@@ -44,6 +44,8 @@ def test_the_demo_runs_end_to_end_quietly_and_leaves_what_was_there(tmp_path):
     reports = re.findall(r"^  \w+: (\S+\.html)$", out, re.MULTILINE)
     assert len(reports) == 5 and all(Path(r).is_file() for r in reports), out
     assert "ALERT open" in out and "ignores SMOKE_STREAM_DIR" in out
+    # Each raised alert says which measurements drove it (the demo's champion's profile).
+    assert re.search(r"why: \w+=\S+ \(normal \S+, z=[+-]\d", out), out
     [run] = re.findall(r"Everything this run wrote is under (\S+)/$", out, re.MULTILINE)
     assert Path(run).parent == home / "data" / "demo"
     assert all(Path(r).is_relative_to(run) for r in reports)

@@ -81,14 +81,31 @@ def test_spark_window_alerts_are_the_workers_record():
             "fire_share": [0.9, 0.5, 0.49],
             "max_probability": [0.99, 0.7, 0.6],
             "readings": [300, 300, 300],
+            # window means: a's TVOC is a fire's, b's a clean room's with dusty air
+            "tvoc_ppb_mean": [1_200.0, 2.0, 2.0],
+            "eco2_ppm_mean": [450.0, 400.0, 400.0],
+            "pm2_5_mean": [2.0, 60.0, 1.0],
+            "nc0_5_mean": [15.0, 300.0, 7.0],
+            "temperature_c_mean": [-20.0, 21.0, 21.0],
+            "humidity_pct_mean": [50.0, 50.0, 50.0],
         }
     )
-    alerts = window_alerts(frame)
+    profile = {
+        "tvoc_ppb": [0.7, 0.6],
+        "eco2_ppm": [6.0, 0.1],
+        "pm2_5": [1.0, 0.7],
+        "nc0_5": [2.1, 0.9],
+    }
+    alerts = window_alerts(frame, profile)
     assert [(a["sensor_id"], a["severity"]) for a in alerts] == [
         ("a", "critical"),
         ("b", "warning"),
     ]
     assert alerts[0]["alert_id"] == "a@2026-11-29T10:00:00+00:00/5min"
+    assert alerts[0]["drivers"].startswith("tvoc_ppb=1200 (normal 1.01, z=+10.7)")
+    assert alerts[1]["drivers"].split("=")[0] in {"pm2_5", "nc0_5"}
+    assert "temperature" not in alerts[0]["drivers"]
+    assert all(a["drivers"] == "" for a in window_alerts(frame))  # no profile: none
     state, cfg = SensorState(), AlertConfig()
     worker = state.step("a", "2026-11-29T10:00:00+00:00", 0.99, True, cfg)
     assert worker is not None and set(worker) == set(alerts[0])

@@ -71,6 +71,34 @@ def test_a_fire_opens_one_alert_per_sensor_with_partition_and_offset():
     assert all(math.isfinite(r["max_abs_z"]) for r in out.rows)
 
 
+def test_raised_alerts_carry_their_drivers_for_the_scoring_model_version(generated):
+    """Open and escalate events name the three measurements furthest from the profile of
+    the model version that scored them; a close event explains nothing."""
+    from smoke_platform.core.explain import driver_names, normal_profile
+
+    profile = normal_profile(generated[generated["fire_alarm"] == 0])
+    asked = []
+
+    def profiles(version):
+        asked.append(version)
+        return profile
+
+    records = scenario_records(["wood_fire"], seconds=600, seed=3)
+    proc = Processor(AlertConfig(consecutive=3, close_after=5), 65_536, profiles=profiles)
+    out = proc.process(_messages(records), TvocScorer())
+    events = {a["event"]: a for a in out.alerts}
+    assert {"open", "close"} <= set(events), [a["event"] for a in out.alerts]
+    assert "tvoc_ppb" in driver_names(events["open"]["drivers"])
+    assert len(driver_names(events["open"]["drivers"])) == 3
+    assert events["close"]["drivers"] == ""
+    assert set(asked) == {"test:1"}
+    # Without profiles (a model saved before they were kept) alerts still open.
+    plain = Processor(AlertConfig(consecutive=3, close_after=5), 65_536)
+    again = plain.process(_messages(records), TvocScorer())
+    assert [a["alert_id"] for a in again.alerts] == [a["alert_id"] for a in out.alerts]
+    assert all(a["drivers"] == "" for a in again.alerts)
+
+
 @pytest.mark.parametrize("split", [1, 37, 250])
 def test_replaying_from_a_snapshot_gives_the_same_rows_and_alert_ids(split):
     """What the shell relies on after a crash between the commit and the files: the state

@@ -6,11 +6,14 @@ import sys
 import time
 from collections import Counter
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
-from smoke_platform.procs import ManagedProcess
+from smoke_platform.core.explain import EXPLAINED, driver_names
+from smoke_platform.dashboard import RecentAlerts, serve
+from smoke_platform.procs import ManagedProcess, free_port
 from smoke_platform.serving import bentoml_serve
 from streaming.broker import read_topic
 from streaming.producer import ReadingProducer, live_source, produce, scenario_records
@@ -198,9 +201,29 @@ def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service, webho
     opened = alerts[alerts["event"] == "open"]
     assert list(opened["sensor_id"]) == ["sensor-000"]  # the wood fire
     assert "sensor-001" not in set(alerts["sensor_id"])  # the kitchen
+    # The alert says why: three measurements, from the served model's clean-air profile.
+    why = opened["drivers"].iloc[0]
+    assert len(driver_names(why)) == 3 and set(driver_names(why)) <= set(EXPLAINED), why
     # One notification, for the opened alert (sent before the worker exited).
     [post] = webhook.posts
     assert "sensor-000" in post["text"] and opened["alert_id"].iloc[0] in str(post["blocks"])
+    assert why in post["text"]
+    # The dashboard's latest-alerts table reads them from the topic, drivers and all.
+    recent = RecentAlerts(settings.kafka(), settings.alerts_topic, keep=5).start()
+    port = free_port()
+    server = serve(port, [], settings.service_url, alerts=recent)
+    try:
+        deadline = time.monotonic() + 30
+        while not recent.events and time.monotonic() < deadline:
+            time.sleep(0.2)
+        api = httpx.get(f"http://127.0.0.1:{port}/api/summary", timeout=10).json()
+        shown = [a for a in api["recent_alerts"] if a["event"] == "open"]
+        assert [(a["sensor_id"], a["drivers"]) for a in shown] == [("sensor-000", why)]
+        assert not any("alerts topic" in e for e in api["errors"])
+    finally:
+        server.shutdown()
+        server.server_close()
+        recent.stop()
 
 
 def test_a_new_incarnation_of_the_topic_is_processed_not_skipped(

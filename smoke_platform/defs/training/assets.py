@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from smoke_platform.core.explain import normal_profile
 from smoke_platform.core.features import SITE_DEPENDENT
 from smoke_platform.core.metrics import evaluate
 from smoke_platform.core.modeling import (
@@ -260,6 +261,9 @@ def _save(
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "data_fingerprint": data_version,
             "training_rows": int((~dataset[HOLDOUT]).sum()),
+            # What clean air looked like in training: every alert names the measurements
+            # furthest from it (smoke_platform/core/explain.py).
+            "normal_profile": normal_profile(dataset[~dataset[HOLDOUT] & (dataset[LABEL] == 0)]),
             "holdout_metrics": headline(challenger.holdout),
             "cv_metrics": headline(challenger.cv),
             "random_split_accuracy": challenger.random_split_accuracy,

@@ -1,0 +1,76 @@
+"""Alert drivers: the measurements furthest from the training set's clean air."""
+
+import numpy as np
+import pytest
+
+from smoke_platform.core.explain import (
+    EXPLAINED,
+    ProfileCache,
+    driver_names,
+    drivers,
+    normal_profile,
+)
+from smoke_platform.core.features import SITE_DEPENDENT
+from smoke_platform.reference import load_reference
+
+
+@pytest.fixture(scope="module")
+def profile(generated):
+    return normal_profile(generated[generated["fire_alarm"] == 0])
+
+
+def test_the_profile_is_median_and_robust_scale_of_normal_readings(generated):
+    normal = generated[generated["fire_alarm"] == 0]
+    prof = normal_profile(normal)
+    assert set(prof) == set(EXPLAINED) and not set(prof) & SITE_DEPENDENT
+    h2 = normal["raw_h2"].to_numpy()
+    mad = np.median(np.abs(h2 - np.median(h2)))
+    assert prof["raw_h2"] == pytest.approx([np.median(h2), 1.4826 * mad])
+    tvoc = np.log1p(normal["tvoc_ppb"].to_numpy())  # concentrations on a log scale
+    assert prof["tvoc_ppb"][0] == pytest.approx(np.median(tvoc))
+    assert all(scale > 0 for _, scale in prof.values())  # flat channels get a floor
+    with pytest.raises(ValueError, match="at least one normal reading"):
+        normal_profile(normal.iloc[:0])
+
+
+def test_real_fires_are_explained_by_tvoc_and_never_by_temperature(profile):
+    """On the real reference file's fire excerpts with TVOC over 1,000 ppb, TVOC is the
+    first driver; temperature, humidity and pressure (not model features) never appear,
+    and shifting them by 25 C / 10 points changes no explanation."""
+    ref = load_reference()
+    fires = ref[(ref["fire_alarm"] == 1) & (ref["tvoc_ppb"] > 1_000)]
+    assert len(fires) > 300
+    for _, row in fires.iloc[::25].iterrows():
+        text = drivers(row.to_dict(), profile)
+        names = driver_names(text)
+        assert names[0] == "tvoc_ppb" and len(names) == 3, text
+        assert not set(names) & SITE_DEPENDENT
+        shifted = {
+            **row.to_dict(),
+            "temperature_c": row["temperature_c"] - 25,
+            "humidity_pct": min(100.0, row["humidity_pct"] + 10),
+        }
+        assert drivers(shifted, profile) == text
+    assert "z=+" in text and f"tvoc_ppb={row['tvoc_ppb']:.0f}" in text
+
+
+def test_a_reading_like_clean_air_has_small_z_scores(generated, profile):
+    normal = generated[generated["fire_alarm"] == 0]
+    typical = normal[list(EXPLAINED)].median().to_dict()
+    text = drivers(typical, profile)
+    zs = [float(part.rsplit("z=", 1)[1].rstrip(")")) for part in text.split("; ")]
+    assert max(abs(z) for z in zs) < 0.5, text
+
+
+def test_no_profile_explains_nothing_and_a_failing_loader_costs_no_alert():
+    assert drivers({"tvoc_ppb": 5_000.0}, None) == ""
+    calls = []
+
+    def load(version):
+        calls.append(version)
+        raise OSError("model store unreachable")
+
+    cache = ProfileCache(load)
+    assert cache("smoke_detector:abc") is None and cache("smoke_detector:abc") is None
+    assert calls == ["smoke_detector:abc"]  # tried once per version
+    assert cache(None) is None and calls == ["smoke_detector:abc"]
