@@ -17,7 +17,6 @@ and then it adds and overwrites files, never deletes any.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import tarfile
@@ -26,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from smoke_platform.core.settings import home, under_home
+from smoke_platform.core.settings import ToolHomes, home, under_home
 from smoke_platform.errors import UserError
 
 FORMAT = 1
@@ -49,9 +48,12 @@ def parts() -> list[Part]:
     )
 
     settings = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True)
+    tools = ToolHomes()
+    if tools.bentoml_home is None or tools.dagster_home is None:
+        raise RuntimeError("BENTOML_HOME and DAGSTER_HOME are set by `smoke` before a backup")
     return [
-        Part("bentoml", Path(os.environ["BENTOML_HOME"])),
-        Part("dagster", Path(os.environ["DAGSTER_HOME"])),
+        Part("bentoml", tools.bentoml_home),
+        Part("dagster", tools.dagster_home),
         Part("data", under_home(settings.data_dir)),
         Part("reports", under_home(settings.reports_dir)),
         Part("stream", settings.stream_root),

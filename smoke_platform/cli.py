@@ -693,11 +693,11 @@ def _default_homes() -> None:
     first use) and `.bentoml/`. Set either variable to use another."""
     import os
 
-    from smoke_platform.core.settings import home
+    from smoke_platform.core.settings import ToolHomes, home
 
     root = home().resolve()
     os.environ.setdefault("BENTOML_HOME", str(root / ".bentoml"))
-    if "DAGSTER_HOME" not in os.environ:
+    if ToolHomes().dagster_home is None:
         os.environ["DAGSTER_HOME"] = str(root / ".dagster_home")
         DEFAULT_DAGSTER_HOME["made_here"] = True
 
@@ -707,9 +707,11 @@ DEFAULT_DAGSTER_HOME: dict[str, bool] = {"made_here": False}
 
 def ensure_dagster_home() -> None:
     """The instance folder exists before Dagster opens it (the default one is made here)."""
-    import os
+    from smoke_platform.core.settings import ToolHomes
 
-    folder = Path(os.environ["DAGSTER_HOME"])
+    folder = ToolHomes().dagster_home
+    if folder is None:
+        raise RuntimeError("DAGSTER_HOME is set by `smoke` before Dagster opens it")
     if DEFAULT_DAGSTER_HOME["made_here"] and not folder.exists():
         folder.mkdir(parents=True)
         (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

@@ -3,6 +3,7 @@ deployment) left at the default root changes no result, and nothing a test write
 in the checkout (the session fixture `_checkout_untouched` fails the run otherwise)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,30 @@ def test_each_demo_run_gets_a_folder_of_its_own_and_ignores_deployment_paths(
     second = _demo_run_folder(said.append)
     assert second != first and second.parent == first.parent
     assert sorted(deployment.rglob("*")) == kept
+
+
+SETTINGS_MODULES = {"smoke_platform/core/settings.py", "smoke_platform/config.py"}
+# Outside them the environment is only written (variables for the tools underneath or
+# for child processes) or copied whole for a child: never read for a setting of ours.
+_WRITES = re.compile(
+    r"os\.environ(\[[^\]]+\]\s*=(?!=)|\.setdefault\(|\.pop\(|\.update\()|\{\*\*os\.environ\b"
+)
+
+
+def test_only_the_settings_modules_read_the_environment():
+    """`grep -rn os.environ smoke_platform streaming bentos`: reads only where the settings
+    tree lives; a new `os.environ.get("SMOKE_...")` elsewhere fails here."""
+    reads = []
+    for package in ("smoke_platform", "streaming", "bentos"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = str(path.relative_to(REPO))
+            if rel in SETTINGS_MODULES:
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                uses = line.count("os.environ") + line.count("os.getenv")
+                if uses and len(_WRITES.findall(line)) < uses:
+                    reads.append(f"{rel}:{n}: {line.strip()}")
+    assert reads == [], "\n".join(reads)
+    # ... and the check itself catches a read.
+    assert not _WRITES.search('x = os.environ.get("SMOKE_SEED")')
+    assert not _WRITES.search('if "DAGSTER_HOME" not in os.environ:')

@@ -76,7 +76,7 @@ def spark_session(
         .config("spark.sql.session.timeZone", "UTC")
         # Each task's Python worker scores with one OpenMP thread: the executor already runs
         # a task per core, and scikit-learn's per-call threads on every core only contend.
-        .config("spark.executorEnv.OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+        .config("spark.executorEnv.OMP_NUM_THREADS", "1")
         .getOrCreate()
     )
     return spark

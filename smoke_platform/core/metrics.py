@@ -22,6 +22,15 @@ from sklearn.metrics import (
 
 LABEL = "fire_alarm"
 
+# The metric names each place shows, declared once (all are keys of `evaluate`'s result).
+# Training and the model store: the threshold-free ones and recall at the target FAR too.
+HEADLINE = ("recall", "false_alarm_rate", "recall_at_far", "precision", "f1", "roc_auc", "pr_auc")
+# Labelled live stream output beside training (performance report and Dagster metadata).
+LIVE_HEADLINE = ("recall", "false_alarm_rate", "precision", "f1", "roc_auc", "accuracy")
+LIVE_METADATA = ("recall", "false_alarm_rate", "precision", "f1")
+# Real reference readings: what the promotion gate and its check weigh.
+REAL_FIGURES = ("recall", "false_alarm_rate", "roc_auc")
+
 
 def recall_at_far(y: np.ndarray, scores: np.ndarray, far: float) -> float:
     """Best recall achievable on this data with a false-alarm rate <= far (ROC curve)."""

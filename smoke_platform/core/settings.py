@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -78,8 +80,6 @@ class ServiceSettings(BaseSettings):
         return [k.strip().encode() for k in self.api_key.get_secret_value().split(",") if k.strip()]
 
     def workers(self) -> int:
-        import os
-
         if self.service_workers == "cpu_count":
             return os.cpu_count() or 1
         return int(self.service_workers)
@@ -111,3 +111,19 @@ class CliSettings(BaseSettings):
     model_config = _settings()
 
     debug: bool = False  # tracebacks, as `--debug`
+
+
+class ToolHomes(BaseSettings):
+    """Where the tools underneath keep their state, by their own variables (BENTOML_HOME,
+    DAGSTER_HOME; `smoke` sets both under SMOKE_HOME when they are unset)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    bentoml_home: Path | None = None
+    dagster_home: Path | None = None
+
+
+def set_variables(names: Iterable[str]) -> dict[str, str]:
+    """Those of `names` that are set in this process's environment, with their values: how
+    the Dagster resources learn which of their variables to bind (`EnvVar`)."""
+    return {name: os.environ[name] for name in names if name in os.environ}

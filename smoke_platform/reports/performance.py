@@ -7,10 +7,9 @@ from typing import Any
 
 import pandas as pd
 
+from smoke_platform.core.metrics import LIVE_HEADLINE as HEADLINE
 from smoke_platform.core.metrics import evaluate
 from smoke_platform.reports.markdown import MarkdownReport, counts_text, pyplot
-
-HEADLINE = ("recall", "false_alarm_rate", "precision", "f1", "roc_auc", "accuracy")
 
 
 def live_metrics(predictions: pd.DataFrame, threshold: float) -> dict[str, Any]:

@@ -355,7 +355,10 @@ def test_a_broker_dies_mid_stream_and_rejoins_producer_and_worker_carry_on(serve
             daemon=True,
         )
         sender.start()
-        worker = _worker(settings, tmp_path / "w.log", served_model.version, "rf3", idle_stop=20)
+        # No idle stop: with acks=all every partition's writes wait until the dead broker
+        # leaves the in-sync replicas (up to replica.lag.time.max.ms, 30 s), and a worker
+        # with nothing to read is not a stalled one. It is stopped once all is scored.
+        worker = _worker(settings, tmp_path / "w.log", served_model.version, "rf3")
         try:
             worker.wait_until(
                 lambda: len(read_outputs(settings.stream_dir, "predictions")) > 1_500,
@@ -378,7 +381,13 @@ def test_a_broker_dies_mid_stream_and_rejoins_producer_and_worker_carry_on(serve
             cluster.restart(coordinator - 1)
             sender.join(180)
             assert (stats["s"].sent, stats["s"].delivered, stats["s"].failed) == (8_000, 8_000, 0)
-            assert worker.proc is not None and worker.proc.wait(300) == 0, worker.log_tail()
+            worker.wait_until(
+                lambda: len(read_outputs(settings.stream_dir, "predictions")) >= len(records),
+                300,
+                "scoring every reading",
+                stacks=True,
+            )
+            assert worker.stop() == 0, worker.log_tail()  # SIGTERM: finish, commit, leave
         finally:
             worker.stop()
         _assert_exactly_once(settings, len(records), 0)

@@ -1,6 +1,5 @@
 """Shared resources: paths and settings, the model store, and the local-files IO manager."""
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,7 +11,7 @@ from smoke_platform import modelstore
 from smoke_platform.core.drift import SIGNIFICANT_PSI
 from smoke_platform.core.modeling import Bars
 from smoke_platform.core.scoring import ScoringModel
-from smoke_platform.core.settings import under_home
+from smoke_platform.core.settings import set_variables, under_home
 from smoke_platform.notify import Notifier
 from streaming.config import StreamSettings
 
@@ -197,14 +196,15 @@ def from_env(
     from smoke_platform.errors import UserError
 
     fields: dict[str, Any] = dict(fixed)
+    given = set_variables(var for var, _ in env.values())
     for field, (var, kind) in env.items():
-        if var not in os.environ:
+        if var not in given:
             continue
         try:  # a bad value fails when the definitions load, naming the variable
-            value = kind(os.environ[var])
+            value = kind(given[var])
         except ValueError:
             raise UserError(
-                f"{var}={os.environ[var]!r} is not a valid {kind.__name__} "
+                f"{var}={given[var]!r} is not a valid {kind.__name__} "
                 f"(e.g. {var}={cls.model_fields[field].default})"
             ) from None
         if resolved or kind is float:  # Dagster has no float EnvVar: read at load time

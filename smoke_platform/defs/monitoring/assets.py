@@ -14,6 +14,7 @@ import pandas as pd
 
 from smoke_platform.core.drift import feature_drift as drift_table
 from smoke_platform.core.features import FEATURE_COLUMNS, build_features
+from smoke_platform.core.metrics import LIVE_METADATA
 from smoke_platform.core.schema import MEASUREMENTS
 from smoke_platform.defs.common.resources import (
     ModelStoreResource,
@@ -129,10 +130,7 @@ def model_performance_report(
             "model_version": version,
             "service_ready": dg.MetadataValue.bool(bool(service["ready"])),
             "service_model_version": str(service["version"]),
-            **{
-                k: dg.MetadataValue.float(float(m[k]))
-                for k in ("recall", "false_alarm_rate", "precision", "f1")
-            },
+            **{k: dg.MetadataValue.float(float(m[k])) for k in LIVE_METADATA},
             "training_recall": dg.MetadataValue.float(float(training.get("recall", float("nan")))),
             "training_false_alarm_rate": dg.MetadataValue.float(
                 float(training.get("false_alarm_rate", float("nan")))

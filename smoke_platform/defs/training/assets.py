@@ -8,7 +8,7 @@ import pandas as pd
 
 from smoke_platform.core.explain import normal_profile
 from smoke_platform.core.features import SITE_DEPENDENT
-from smoke_platform.core.metrics import evaluate
+from smoke_platform.core.metrics import HEADLINE, REAL_FIGURES, evaluate
 from smoke_platform.core.modeling import (
     LABEL,
     META_COLUMNS,
@@ -31,7 +31,6 @@ from smoke_platform.reports.markdown import markdown_table, report_metadata
 
 HOLDOUT = "holdout"
 NOT_FEATURES = {*META_COLUMNS, LABEL, HOLDOUT}
-HEADLINE = ("recall", "false_alarm_rate", "recall_at_far", "precision", "f1", "roc_auc", "pr_auc")
 
 
 def model_features(frame: pd.DataFrame) -> list[str]:
@@ -115,9 +114,6 @@ def candidate_models(
             "holdout_metrics": dg.MetadataValue.md(markdown_table(table)),
         },
     )
-
-
-REAL_FIGURES = ("recall", "false_alarm_rate", "roc_auc")
 
 
 @dg.asset(group_name="training", kinds={"pandas"}, owners=["team:ml"])

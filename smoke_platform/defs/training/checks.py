@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from smoke_platform.core.features import FORBIDDEN_FEATURES
+from smoke_platform.core.metrics import REAL_FIGURES
 from smoke_platform.core.modeling import LABEL, CandidateResult
 from smoke_platform.defs.common.resources import TrainingSettingsResource
 from smoke_platform.defs.training.assets import (
@@ -98,5 +99,5 @@ def champion_meets_the_real_reference_targets(smoke_classifier: dict) -> dg.Asse
         passed=not missed,
         severity=dg.AssetCheckSeverity.WARN,
         description="; ".join(missed) or "all real-reading targets met",
-        metadata={k: float(champion[k]) for k in ("recall", "false_alarm_rate", "roc_auc")},
+        metadata={k: float(champion[k]) for k in REAL_FIGURES},
     )
