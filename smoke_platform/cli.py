@@ -24,6 +24,7 @@ SCENARIO_NAMES = (
     "wood_fire",
     "gas_fire",
     "outdoor_grill",
+    "smouldering",
     "high_humidity",
     "cooking_steam",
     "dust",

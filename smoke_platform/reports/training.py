@@ -139,7 +139,28 @@ def write_training_report(
     rep.figure(_latency(candidates), "latency", "Detection latency distribution")
     if real is not None:
         _real_section(rep, real, candidates, decision)
+        _calibration_section(rep, dataset, real["source"])
     return rep.write()
+
+
+def _calibration_section(rep: MarkdownReport, dataset: pd.DataFrame, source: str) -> None:
+    """The simulator against the real readings (smoke_platform/core/calibration.py)."""
+    from smoke_platform.core.calibration import report_tables
+    from smoke_platform.reference import load_reference
+
+    tables = report_tables(dataset, load_reference(source))
+    rep.heading("The simulator against real sensors")
+    rep.text(
+        "Kolmogorov-Smirnov distance (0 = the same distribution, 1 = disjoint) between the "
+        "simulated training readings and the real reference readings of the same class, "
+        "pooled and per simulated scenario. A test fails when a pooled distance grows "
+        "beyond its calibrated value, or a real excerpt falls outside what the simulator "
+        "produces beyond the known gaps listed below."
+    )
+    rep.table(tables["ks"])
+    if len(tables["gaps"]):
+        rep.text("Real excerpts whose median lies outside the simulated 0.5-99.5 % range:")
+        rep.table(tables["gaps"], index=False)
 
 
 def _real_section(
