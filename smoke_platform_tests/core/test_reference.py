@@ -62,3 +62,13 @@ def test_shortfalls_name_each_missed_target():
     }
     missed = shortfalls(bad, Targets())
     assert len(missed) == 4 and "ROC-AUC nan" in missed[2]
+    # A smoky fire excerpt without an alert is a shortfall; a clean-looking one is not.
+    excerpts = [
+        {"excerpt": "a", "label": "fire", "median_tvoc_ppb": 1_337.0, "alerts": 0},
+        {"excerpt": "b", "label": "fire", "median_tvoc_ppb": 44.0, "alerts": 0},
+        {"excerpt": "c", "label": "fire", "median_tvoc_ppb": 1_145.0, "alerts": 1},
+        {"excerpt": "d", "label": "normal", "median_tvoc_ppb": 1_500.0, "alerts": 0},
+    ]
+    assert shortfalls({**good, "excerpts": excerpts}, Targets()) == [
+        "no alert on fire excerpt(s) a (median TVOC > 1000 ppb)"
+    ]
