@@ -12,6 +12,7 @@ import heapq
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -235,7 +236,7 @@ def generate_session(
     """One recording session, 1 Hz, Kaggle columns plus sensor/session/scenario."""
     sc = SCENARIOS[scenario]
     n = int(seconds if seconds is not None else rng.integers(*sc.seconds))
-    b = _baseline(rng, sc, n)
+    b: dict[str, Any] = dict(_baseline(rng, sc, n))
     b["warm"] = _warm_up(rng, n)
     label = np.zeros(n, dtype="int64")
     if sc.fire:
