@@ -24,7 +24,6 @@ SCENARIO_NAMES = (
     "wood_fire",
     "gas_fire",
     "outdoor_grill",
-    "smouldering",
     "high_humidity",
     "cooking_steam",
     "dust",

@@ -12,7 +12,6 @@ import heapq
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,12 +41,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("high_humidity", False, False, 0.06, (300, 1200)),
         Scenario("cooking_steam", False, True, 0.06, (300, 1200)),
         Scenario("dust", False, True, 0.06, (300, 1200)),
-        Scenario("wood_fire", True, True, 0.20, (600, 1500)),
-        Scenario("gas_fire", True, True, 0.14, (600, 1500)),
-        Scenario("outdoor_grill", True, False, 0.16, (600, 1500)),
-        # What the real file's fires look like: a slow, VOC-dominated smoulder (TVOC in
-        # the thousands of ppb) with few particles (PM ~2 ug/m3, NC0.5 ~10-20).
-        Scenario("smouldering", True, True, 0.14, (600, 1500)),
+        Scenario("wood_fire", True, True, 0.26, (600, 1500)),
+        Scenario("gas_fire", True, True, 0.18, (600, 1500)),
+        Scenario("outdoor_grill", True, False, 0.20, (600, 1500)),
     )
 }
 FIRE_SCENARIOS = tuple(n for n, s in SCENARIOS.items() if s.fire)
@@ -62,13 +58,11 @@ def _ar1(rng: np.random.Generator, n: int, phi: float, sigma: float) -> np.ndarr
     return np.convolve(shocks, weights)[:n]
 
 
-def _fire_ramp(
-    rng: np.random.Generator, n: int, onset: int, tau_s: tuple[float, float] = (8, 40)
-) -> np.ndarray:
+def _fire_ramp(rng: np.random.Generator, n: int, onset: int) -> np.ndarray:
     """0 until smoke reaches the sensor (1–8 s after ignition), then a rise with a time
-    constant of `tau_s` (8–40 s; a smoulder's is minutes) and flicker."""
+    constant of 8–40 s and flicker."""
     t = np.arange(n) - onset - rng.uniform(1, 8)
-    tau = rng.uniform(*tau_s)
+    tau = rng.uniform(8, 40)
     ramp = np.where(t >= 0, 1.0 - np.exp(-np.clip(t, 0, None) / tau), 0.0)
     return ramp * np.exp(_ar1(rng, n, 0.97, 0.04))
 
@@ -90,22 +84,9 @@ def _baseline(rng: np.random.Generator, sc: Scenario, n: int) -> dict[str, np.nd
     baseline; the SGP30 derives TVOC and eCO2 from exactly those drops.
     """
     drift = np.cumsum(rng.normal(0, 1, n)) / np.sqrt(max(n, 1))
-    # Indoors is mostly 18-26 C, but sensors also watch cold stores and hot plant rooms
-    # (the real file has a fire recorded at -20 C).
-    site = rng.uniform()
-    temp0 = (
-        rng.uniform(-20, 32)
-        if not sc.indoor
-        else rng.uniform(-20, 5)
-        if site < 0.15
-        else rng.uniform(28, 40)
-        if site < 0.25
-        else rng.uniform(18, 26)
-    )
+    temp0 = rng.uniform(18, 26) if sc.indoor else rng.uniform(-20, 32)
     hum0 = rng.uniform(66, 74) if sc.name == "high_humidity" else rng.uniform(32, 60)
-    # Clean-air VOCs: the real file's normal sessions read TVOC 0-30 and ~200 ppb (people,
-    # cleaning products, furniture), i.e. a 230-1,600 drop of the ethanol signal.
-    background = rng.lognormal(np.log(40 if sc.indoor else 120), 0.6)
+    background = rng.lognormal(np.log(40 if sc.indoor else 120), 0.6)  # clean-air VOCs
     return {
         "temp": temp0 + 0.3 * drift + rng.normal(0, 0.02, n),
         "hum": hum0 - 1.0 * drift + rng.normal(0, 0.15, n),
@@ -127,9 +108,7 @@ _FIRE_EMISSIONS = {
     "wood_fire": (2_500.0, 250.0, 10.0),
     "gas_fire": (1_800.0, 700.0, 1.5),
     "outdoor_grill": (2_000.0, 300.0, 20.0),
-    "smouldering": (2_500.0, 0.0, 0.8),
 }
-_SLOW_RAMP = {"smouldering": (20.0, 90.0)}
 
 
 def _apply_fire(rng: np.random.Generator, sc: Scenario, b: dict, e: np.ndarray) -> None:
@@ -166,23 +145,6 @@ def _apply_nuisance(rng: np.random.Generator, sc: Scenario, b: dict, n: int) -> 
         b["coarse"] = b["coarse"] + e * rng.uniform(0.2, 0.8)
 
 
-def _warm_up(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """A sensor switched on at the session's start (as the real file's first minutes): the
-    metal-oxide heaters bring the raw H2/ethanol signals up from below their baseline over
-    tens of seconds (the SGP30 reports TVOC 0 / eCO2 400 for its first 15 s and compensates
-    the rest), and the particle sensor starts with a coarse, fine-free transient. Zeros for
-    the sessions that start warm."""
-    t = np.arange(n, dtype="float64")
-    if rng.uniform() >= 0.6:
-        return {k: np.zeros(n) for k in ("eth", "h2", "pm")}
-    heat = np.exp(-t / rng.uniform(10, 40))
-    return {
-        "eth": rng.uniform(600, 1_300) * heat,
-        "h2": rng.uniform(100, 300) * heat,
-        "pm": np.exp(-t / rng.uniform(10, 30)),
-    }
-
-
 def _gas_columns(rng: np.random.Generator, b: dict, hum: np.ndarray, n: int) -> dict:
     """Raw MOX signals and the SGP30's TVOC / eCO2, which it derives from their drops."""
     wet = np.maximum(hum - 55, 0)  # metal-oxide sensors read humid air as a little gas
@@ -192,25 +154,20 @@ def _gas_columns(rng: np.random.Generator, b: dict, hum: np.ndarray, n: int) -> 
     h2 = b["h2_base"] - dh2 + rng.normal(0, 6, n)
     seen_eth = np.maximum(b["eth_base"] - eth, 0)  # the sensor's baseline tracks drift
     seen_h2 = np.maximum(b["h2_base"] - h2, 0)
-    warming = b["warm"]["eth"][:15] > 0  # no gas readings yet while the heater starts
-    tvoc = np.clip(15 * np.expm1(seen_eth / 600), 0, 60_000)
-    eco2 = np.clip(400 + 40 * np.expm1(np.maximum(seen_h2 - 150, 0) / 300), 400, 60_000)
-    tvoc[:15][warming], eco2[:15][warming] = 0, 400
     return {
-        "TVOC[ppb]": np.round(tvoc).astype("int64"),
-        "eCO2[ppm]": np.round(eco2).astype("int64"),
-        "Raw H2": np.round(np.clip(h2 - b["warm"]["h2"], 10_700, 13_800)).astype("int64"),
-        "Raw Ethanol": np.round(np.clip(eth - b["warm"]["eth"], 15_300, 21_400)).astype("int64"),
+        "TVOC[ppb]": np.round(np.clip(15 * np.expm1(seen_eth / 600), 0, 60_000)).astype("int64"),
+        "eCO2[ppm]": np.round(
+            np.clip(400 + 40 * np.expm1(np.maximum(seen_h2 - 150, 0) / 300), 400, 60_000)
+        ).astype("int64"),
+        "Raw H2": np.round(np.clip(h2, 10_700, 13_800)).astype("int64"),
+        "Raw Ethanol": np.round(np.clip(eth, 15_300, 21_400)).astype("int64"),
     }
 
 
 def _to_columns(rng: np.random.Generator, b: dict, n: int) -> dict[str, np.ndarray]:
-    start = b["warm"]["pm"]  # the particle sensor's start-up transient (0 when warm)
-    pm1 = np.clip(b["pm"] + start * rng.uniform(0.3, 2.0), 0, 14_000)
-    coarse = b["coarse"] * (1 + 3 * start)
-    pm25 = np.clip(pm1 * coarse, 0, 45_000)
-    # coarse aerosol has fewer sub-0.5 µm particles per µg; none counted while starting
-    fine = 6.9 / coarse**2 * (1 - start) ** 3
+    pm1 = np.clip(b["pm"], 0, 14_000)
+    pm25 = np.clip(pm1 * b["coarse"], 0, 45_000)
+    fine = 6.9 / b["coarse"] ** 2  # coarse aerosol has fewer sub-0.5 µm particles per µg
     hum = np.clip(b["hum"], 10.7, 75.2)
     return {
         "Temperature[C]": np.round(np.clip(b["temp"], -22, 60), 3),
@@ -221,7 +178,7 @@ def _to_columns(rng: np.random.Generator, b: dict, n: int) -> dict[str, np.ndarr
         "PM2.5": np.round(pm25, 2),
         "NC0.5": np.round(np.clip(pm1 * fine, 0, 61_000), 2),
         "NC1.0": np.round(np.clip(pm25 * 1.06, 0, 52_000), 3),
-        "NC2.5": np.round(np.clip(pm25 * 0.03 * coarse**2, 0, 30_000), 3),
+        "NC2.5": np.round(np.clip(pm25 * 0.03 * b["coarse"] ** 2, 0, 30_000), 3),
     }
 
 
@@ -236,12 +193,11 @@ def generate_session(
     """One recording session, 1 Hz, Kaggle columns plus sensor/session/scenario."""
     sc = SCENARIOS[scenario]
     n = int(seconds if seconds is not None else rng.integers(*sc.seconds))
-    b: dict[str, Any] = dict(_baseline(rng, sc, n))
-    b["warm"] = _warm_up(rng, n)
+    b = _baseline(rng, sc, n)
     label = np.zeros(n, dtype="int64")
     if sc.fire:
         onset = int(rng.integers(15, 60))
-        _apply_fire(rng, sc, b, _fire_ramp(rng, n, onset, _SLOW_RAMP.get(scenario, (8, 40))))
+        _apply_fire(rng, sc, b, _fire_ramp(rng, n, onset))
         label[onset:] = 1
     else:
         _apply_nuisance(rng, sc, b, n)

@@ -72,6 +72,15 @@ def ui(tmp_path_factory, ui_root):
     assert proc.stop(timeout=30) is not None
 
 
+def _open_dagster(page, url: str) -> None:
+    """Open a Dagster UI page. Its first-visit community dialog can appear at any moment
+    after the page loads (once it appeared after the test had looked for it, and covered
+    the link the test clicked): a Playwright locator handler skips it whenever it blocks
+    an action."""
+    page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+    page.goto(url, wait_until="networkidle", timeout=120_000)
+
+
 def test_asset_graph_shows_assets_and_check_results(ui, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -82,14 +91,7 @@ def test_asset_graph_shows_assets_and_check_results(ui, tmp_path):
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(
-                f"{ui}/locations/smoke_platform/asset-groups/ingest",
-                wait_until="networkidle",
-                timeout=120_000,
-            )
-            skip = page.get_by_role("button", name="Skip")  # the first-visit community dialog
-            if skip.count():
-                skip.click()
+            _open_dagster(page, f"{ui}/locations/smoke_platform/asset-groups/ingest")
             # The raw asset's node, once its status loaded: six blocking checks, all passed.
             page.wait_for_function(
                 "() => document.body.innerText.includes('6 / 6 Passed')", timeout=90_000
@@ -157,10 +159,7 @@ def test_the_report_charts_show_in_the_dagster_ui(ui, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     shot = tmp_path / "dagster-report-metadata.png"
     try:
-        page.goto(f"{ui}/assets/data_quality_report", wait_until="networkidle", timeout=120_000)
-        skip = page.get_by_role("button", name="Skip")
-        if skip.count():
-            skip.click()
+        _open_dagster(page, f"{ui}/assets/data_quality_report")
         page.get_by_text("Show Markdown").first.click(timeout=60_000)
         dialog = page.get_by_role("dialog")
         dialog.locator("img").first.wait_for(timeout=30_000)
