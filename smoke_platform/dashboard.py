@@ -98,9 +98,11 @@ class RecentAlerts:
                 if msg is None or msg.error() is not None or msg.value() is None:
                     continue
                 try:
-                    self.events.append(json.loads(msg.value() or b""))
+                    event = json.loads(msg.value() or b"")
                 except (TypeError, ValueError):
                     continue  # not ours to judge: the dashboard shows what it can read
+                if isinstance(event, dict):
+                    self.events.append(event)
         finally:
             consumer.close()
 
@@ -238,9 +240,10 @@ async function refresh() {
   const recent = document.getElementById("recent");
   recent.replaceChildren(...s.recent_alerts.map(a => {
     const tr = document.createElement("tr");  // text, never markup: values come from a topic
-    for (const v of [a.ts, a.sensor_id, a.event, a.severity,
-                     a.probability == null ? "" : a.probability.toFixed(3), a.drivers || ""]) {
-      const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
+    const p = typeof a.probability === "number" ? a.probability.toFixed(3) : "";
+    for (const v of [a.ts, a.sensor_id, a.event, a.severity, p, a.drivers]) {
+      const td = document.createElement("td"); td.textContent = v == null ? "" : String(v);
+      tr.appendChild(td);
     }
     return tr;
   }));

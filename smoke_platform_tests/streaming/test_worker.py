@@ -208,7 +208,14 @@ def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service, webho
     [post] = webhook.posts
     assert "sensor-000" in post["text"] and opened["alert_id"].iloc[0] in str(post["blocks"])
     assert why in post["text"]
-    # The dashboard's latest-alerts table reads them from the topic, drivers and all.
+    # The dashboard's latest-alerts table reads them from the topic, drivers and all; what
+    # else a topic may hold (not JSON, not an object) is passed over.
+    from confluent_kafka import Producer
+
+    stray = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for junk in (b"not json", b"[1, 2]", b"null"):
+        stray.produce(settings.alerts_topic, junk)
+    stray.flush(10)
     recent = RecentAlerts(settings.kafka(), settings.alerts_topic, keep=5).start()
     port = free_port()
     server = serve(port, [], settings.service_url, alerts=recent)
