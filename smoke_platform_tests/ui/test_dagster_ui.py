@@ -161,8 +161,10 @@ def test_the_report_charts_show_in_the_dagster_ui(ui, browser, tmp_path):
     try:
         _open_dagster(page, f"{ui}/assets/data_quality_report")
         page.get_by_text("Show Markdown").first.click(timeout=60_000)
-        dialog = page.get_by_role("dialog")
+        # The report's dialog (the community dialog may be open above it as well).
+        dialog = page.get_by_role("dialog").filter(has_text="Data-quality report")
         dialog.locator("img").first.wait_for(timeout=30_000)
+        dialog.locator("img").last.wait_for(timeout=30_000)
         page.wait_for_function(
             "() => [...document.querySelectorAll('[role=dialog] img')].every(i => i.complete)"
         )
