@@ -1,6 +1,7 @@
 """Hostile requests against a real `bentoml serve`: deep nesting, content-type games and
 key guessing end in quick 4xx answers, never a 5xx or a hang."""
 
+import math
 import time
 from collections import Counter
 
@@ -68,14 +69,21 @@ def test_a_body_that_is_not_json_is_a_415_naming_what_is_allowed(guarded, readin
 
 
 def test_guessing_keys_ends_in_429s(guarded):
+    """Failed authentications are throttled per address (SMOKE_AUTH_FAILURES_PER_S=1, burst
+    10): of 300 wrong keys only the burst and one per elapsed second are answered 401, the
+    rest 429 (the bound follows the clock: a slow machine refills more tokens)."""
     statuses = []
+    started = time.monotonic()
     with httpx.Client(timeout=10) as client:
         for i in range(300):
             resp = client.post(f"{guarded}/model_info", json={}, headers={"x-api-key": f"k{i}"})
             statuses.append(resp.status_code)
+    elapsed = time.monotonic() - started
     assert set(statuses) <= {401, 429}
-    assert statuses[0] == 401 and statuses.count(429) >= 250
-    assert set(statuses[-100:]) == {429}
+    assert statuses[0] == 401  # a wrong key is a 401 first, then throttled
+    allowed = 10 + math.ceil(elapsed) + 1
+    assert statuses.count(401) <= allowed, (statuses.count(401), elapsed)
+    assert statuses.count(429) >= 150, (statuses.count(429), elapsed)
     # The right key still works from the same address.
     ok = httpx.post(f"{guarded}/model_info", json={}, headers={"x-api-key": KEY}, timeout=10)
     assert ok.status_code == 200
