@@ -14,6 +14,12 @@ resumes at the files' high-water mark in *replay* mode up to the committed offse
 messages are scored again (same model, same sensor state, so the same rows and alert
 ids) into the files only, never published twice. SIGTERM/SIGINT finish the current
 batch, commit and leave the group.
+
+Every transactional call has a deadline of its own (`StreamWorker.call_grace_s` past the
+timeout it is given): librdkafka's `send_offsets_to_transaction` can block past its timeout,
+for good, when the group coordinator's broker dies (confluentinc/librdkafka#5456, #5511).
+A call past its deadline is abandoned with its producer; a new producer under the same
+transactional id fences it and aborts its transaction, and the batch is consumed again.
 """
 
 from __future__ import annotations
@@ -45,7 +51,14 @@ log = logging.getLogger("smoke.worker")
 OFFSET_BEGINNING = -2  # librdkafka's logical offset
 
 
+class TransactionStuck(RuntimeError):
+    """A transactional call did not return by its deadline (it ignores its timeout)."""
+
+
 class StreamWorker:
+    call_timeout_s = 30.0  # what each transactional call is given
+    call_grace_s = 30.0  # past that timeout, before the call is abandoned
+
     def __init__(self, settings: StreamSettings, scorer: FallbackScorer | None = None) -> None:
         from confluent_kafka import Consumer
 
@@ -93,6 +106,8 @@ class StreamWorker:
         self.transactional_id = f"{settings.group_id}-{settings.instance_id()}"
         self.producer = self._new_producer()
         self.producer_restarts: list[float] = []
+        # Producers whose call never returned: kept (never destroyed under a live call).
+        self.abandoned: list[Any] = []
 
     def _new_producer(self) -> Any:
         from confluent_kafka import Producer
@@ -165,7 +180,7 @@ class StreamWorker:
         incarnation of this instance (init_transactions), join the group."""
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         self.sink.topic_id = topic_id(self.s)
-        _retrying(lambda: self.producer.init_transactions(30), "initialise transactions")
+        self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
         self.consumer.subscribe(
             [self.s.topic],
             on_assign=self._on_assign,
@@ -242,6 +257,11 @@ class StreamWorker:
         except KafkaException as exc:
             self._recover(exc.args[0])
             return 0
+        except TransactionStuck as exc:
+            log.warning("%s: abandoning the producer, rewinding to the committed offsets", exc)
+            self._renew_producer(exc)
+            self._after_failed_transaction()
+            return 0
         self._persist(fresh, out)
         self._observe(out, {(m.partition, m.offset) for m in live})
         for m in fresh:  # the replay of a partition ends at its committed offset
@@ -275,11 +295,11 @@ class StreamWorker:
             offsets = self._next_offsets(fresh, live)
             group = self.consumer.consumer_group_metadata()
             # A coordinator moving to another broker (one died) is retriable: retry the call.
-            _retrying(
-                lambda: self.producer.send_offsets_to_transaction(offsets, group, 30),
+            self._txn(
+                lambda p: p.send_offsets_to_transaction(offsets, group, self.call_timeout_s),
                 "add the offsets to the transaction",
             )
-            _retrying(lambda: self.producer.commit_transaction(30), "commit the transaction")
+            self._txn(lambda p: p.commit_transaction(self.call_timeout_s), "commit the transaction")
             self._transaction(open_=False)
         return out
 
@@ -306,8 +326,7 @@ class StreamWorker:
         """After a failed transaction: abort it, or, when the producer itself failed
         (fenced: the coordinator aborted the transaction on its timeout while a broker was
         down, or another instance with our id started), start a new producer under the same
-        transactional id; then rewind to the durable state and committed offsets. More
-        than 3 new producers a minute: exit, and let the supervisor back off."""
+        transactional id; then rewind to the durable state and committed offsets."""
         from confluent_kafka import KafkaException
 
         log.warning("transaction failed (%s): aborting, rewinding to the committed offsets", err)
@@ -315,22 +334,66 @@ class StreamWorker:
             if err.fatal():
                 raise KafkaException(err)
             if self.in_transaction:
-                _retrying(lambda: self.producer.abort_transaction(30), "abort the transaction")
+                self._txn(
+                    lambda p: p.abort_transaction(self.call_timeout_s), "abort the transaction"
+                )
         except KafkaException as exc:
             fatal = exc.args[0]
             if not fatal.fatal():
                 raise
-            now = time.monotonic()
-            self.producer_restarts = [t for t in self.producer_restarts if now - t < 60] + [now]
-            if len(self.producer_restarts) > 3:
-                raise
             log.warning("producer failed (%s): starting a new one", fatal)
             self.producer.purge()
-            self.producer = self._new_producer()
-            _retrying(lambda: self.producer.init_transactions(30), "initialise transactions")
+            self._renew_producer(fatal)
+        except TransactionStuck as exc:
+            log.warning("%s: abandoning the producer", exc)
+            self._renew_producer(exc)
+        self._after_failed_transaction()
+
+    def _renew_producer(self, why: Any) -> None:
+        """A new producer under the same transactional id: `init_transactions` fences the
+        old one and aborts its open transaction. More than 3 a minute: raise, and let the
+        supervisor back off."""
+        now = time.monotonic()
+        self.producer_restarts = [t for t in self.producer_restarts if now - t < 60] + [now]
+        if len(self.producer_restarts) > 3:
+            raise RuntimeError(f"4 new producers within a minute, the last because: {why}")
+        if isinstance(why, TransactionStuck):
+            self.abandoned.append(self.producer)  # the stuck call still holds it
+        self.producer = self._new_producer()
+        self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
+
+    def _after_failed_transaction(self) -> None:
         self._transaction(open_=False)
         self._rewind()
         self.recovered_at = time.monotonic()
+
+    def _txn(self, call: Any, what: str) -> None:
+        """`call(producer)` on the call thread, again while it fails with a retriable error
+        (a coordinator is moving after a broker died); other errors go to the caller, and a
+        call that is still running `call_grace_s` past its own timeout raises
+        `TransactionStuck`."""
+        producer = self.producer
+        deadline = self.call_timeout_s + self.call_grace_s
+
+        def bounded() -> None:
+            failed: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    call(producer)
+                except BaseException as exc:  # handed to the caller's thread
+                    failed.append(exc)
+
+            # A daemon thread: one stuck in librdkafka never holds up the process's exit.
+            thread = threading.Thread(target=run, name="txn-call", daemon=True)
+            thread.start()
+            thread.join(deadline)
+            if thread.is_alive():
+                raise TransactionStuck(f"could not {what}: no answer in {deadline:.0f} s")
+            if failed:
+                raise failed[0]
+
+        _retrying(bounded, what)
 
     def _transaction(self, open_: bool) -> None:
         self.in_transaction = open_

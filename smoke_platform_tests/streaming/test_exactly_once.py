@@ -407,3 +407,46 @@ def test_a_broker_dies_mid_stream_and_rejoins_producer_and_worker_carry_on(serve
             time.sleep(1)
     finally:
         cluster.stop()
+
+
+class _Blocking:
+    """A real transactional producer whose first `send_offsets_to_transaction` never
+    returns: librdkafka's own hang when the group coordinator's broker dies
+    (confluentinc/librdkafka#5456, #5511), a fault no test can cause on demand."""
+
+    def __init__(self, producer, release):
+        self._producer, self._release = producer, release
+
+    def __getattr__(self, name):
+        return getattr(self._producer, name)
+
+    def send_offsets_to_transaction(self, *args):
+        self._release.wait()
+        return self._producer.send_offsets_to_transaction(*args)
+
+
+def test_a_transactional_call_that_never_returns_is_abandoned_and_nothing_lost(
+    make_settings, served_model
+):
+    settings = make_settings(batch_size=500)
+    records = _records_with_poison(2, seconds=300, seed=8)
+    n_bad = sum(1 for r in records if "poison" in r)
+    _produce_mixed(settings, records)
+    release = threading.Event()
+
+    class Worker(StreamWorker):
+        call_timeout_s, call_grace_s = 2.0, 1.0
+        made = 0
+
+        def _new_producer(self):
+            producer = super()._new_producer()
+            Worker.made += 1
+            return _Blocking(producer, release) if Worker.made == 1 else producer
+
+    worker = Worker(settings, scorer=_local(served_model))
+    try:
+        worker.run(idle_stop_s=4)
+    finally:
+        release.set()  # the abandoned call now meets a fenced producer
+    assert Worker.made == 2 and len(worker.abandoned) == 1
+    _assert_exactly_once(settings, len(records) - n_bad, n_bad)
