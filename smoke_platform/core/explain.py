@@ -15,20 +15,18 @@ Temperature, humidity and pressure are left out on purpose: the model does not u
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from smoke_platform.core.features import SITE_DEPENDENT
+from smoke_platform.core.features import LOG_SCALED, SITE_DEPENDENT
 from smoke_platform.core.schema import MEASUREMENTS
 
 EXPLAINED: tuple[str, ...] = tuple(m for m in MEASUREMENTS if m not in SITE_DEPENDENT)
-# Concentrations span decades: compared on log1p, like the model's own log features.
-LOG_SCALE = frozenset(
-    {"tvoc_ppb", "eco2_ppm", "pm1_0", "pm2_5", "nc0_5", "nc1_0", "nc2_5"}
-) & frozenset(EXPLAINED)
+LOG_SCALE = LOG_SCALED & frozenset(EXPLAINED)  # compared on log1p, like the model's features
 MIN_SCALE_LOG = 0.1  # log units: a channel flat at 0 in clean air still gets a finite z
 MIN_SCALE_REL = 0.002  # of the median, for the linear channels (raw H2 / ethanol counts)
 TOP = 3
@@ -52,7 +50,7 @@ def normal_profile(readings: pd.DataFrame) -> dict[str, list[float]]:
     return profile
 
 
-def _shown(channel: str, value: float) -> str:
+def _shown(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
@@ -73,8 +71,7 @@ def drivers(
         scored.append((abs(z), ch, float(value), normal, z))
     scored.sort(key=lambda t: (-t[0], t[1]))
     return "; ".join(
-        f"{ch}={_shown(ch, v)} (normal {_shown(ch, n)}, z={z:+.1f})"
-        for _, ch, v, n, z in scored[:top]
+        f"{ch}={_shown(v)} (normal {_shown(n)}, z={z:+.1f})" for _, ch, v, n, z in scored[:top]
     )
 
 
@@ -84,19 +81,32 @@ def driver_names(text: str) -> list[str]:
 
 
 class ProfileCache:
-    """Normal profiles by model version (`name:version`), loaded once each; a version
-    whose profile cannot be loaded explains nothing rather than failing an alert."""
+    """Normal profiles by model version (`name:version`), loaded once each. A version
+    whose profile cannot be loaded explains nothing rather than failing an alert, and is
+    tried again after `retry_s` (a store that was briefly unreachable)."""
 
-    def __init__(self, load: Callable[[str], Mapping[str, list[float]] | None]) -> None:
-        self._load = load
+    def __init__(
+        self,
+        load: Callable[[str], Mapping[str, list[float]] | None],
+        retry_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load, self._retry_s, self._clock = load, retry_s, clock
         self._cache: dict[str, Mapping[str, list[float]] | None] = {}
+        self._failed: dict[str, float] = {}  # version -> when its load last failed
 
     def __call__(self, model_version: str | None) -> Mapping[str, list[float]] | None:
         if not model_version:
             return None
-        if model_version not in self._cache:
-            try:
-                self._cache[model_version] = self._load(model_version)
-            except Exception:  # an explanation never costs an alert
-                self._cache[model_version] = None
+        if model_version in self._cache:
+            return self._cache[model_version]
+        failed = self._failed.get(model_version)
+        if failed is not None and self._clock() - failed < self._retry_s:
+            return None
+        try:
+            self._cache[model_version] = self._load(model_version)
+        except Exception:  # an explanation never costs an alert
+            self._failed[model_version] = self._clock()
+            return None
+        self._failed.pop(model_version, None)
         return self._cache[model_version]

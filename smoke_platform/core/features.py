@@ -19,6 +19,9 @@ FORBIDDEN_FEATURES = frozenset(
     {"ts", "utc", "cnt", "row_index", "session_id", "sensor_id", "index"}
 )
 _SKEWED = ("tvoc_ppb", "pm1_0", "pm2_5", "nc0_5", "nc1_0", "nc2_5")
+# Concentrations span decades: the model reads them (eCO2 as its excess over the 400 ppm
+# floor) on a log scale, and so do alert explanations and the quality report's plots.
+LOG_SCALED: frozenset[str] = frozenset({*_SKEWED, "eco2_ppm"})
 FEATURE_COLUMNS: tuple[str, ...] = (
     *MEASUREMENTS,
     *(f"log_{c}" for c in _SKEWED),

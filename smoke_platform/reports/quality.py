@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smoke_platform.core.features import LOG_SCALED
 from smoke_platform.core.quality import CheckOutcome, run_all_checks
 from smoke_platform.core.schema import FIELD_BY_NAME, MEASUREMENTS
 from smoke_platform.reports.markdown import MarkdownReport, pyplot
-
-_SKEWED = {"tvoc_ppb", "eco2_ppm", "pm1_0", "pm2_5", "nc0_5", "nc1_0", "nc2_5"}
 
 
 def column_profile(df: pd.DataFrame) -> pd.DataFrame:
@@ -42,11 +41,11 @@ def _distribution_figure(df: pd.DataFrame):
     labels = df["fire_alarm"].fillna(-1).astype(int)
     for ax, col in zip(axes.flat, MEASUREMENTS, strict=True):
         values = pd.to_numeric(df[col], errors="coerce")
-        if col in _SKEWED:
+        if col in LOG_SCALED:
             values = np.log10(values.clip(lower=0) + 1)
         for label, colour, name in ((0, "tab:blue", "no fire"), (1, "tab:red", "fire")):
             ax.hist(values[labels == label], bins=50, alpha=0.55, color=colour, label=name)
-        ax.set_title(f"log10(1+{col})" if col in _SKEWED else col, fontsize=9)
+        ax.set_title(f"log10(1+{col})" if col in LOG_SCALED else col, fontsize=9)
     axes.flat[0].legend()
     fig.suptitle("Distributions by label")
     return fig

@@ -64,13 +64,22 @@ def test_a_reading_like_clean_air_has_small_z_scores(generated, profile):
 
 def test_no_profile_explains_nothing_and_a_failing_loader_costs_no_alert():
     assert drivers({"tvoc_ppb": 5_000.0}, None) == ""
-    calls = []
+    calls, now, reachable = [], [0.0], [False]
+    profile = {"tvoc_ppb": [2.0, 0.5]}
 
     def load(version):
         calls.append(version)
-        raise OSError("model store unreachable")
+        if not reachable[0]:
+            raise OSError("model store unreachable")
+        return profile
 
-    cache = ProfileCache(load)
+    cache = ProfileCache(load, retry_s=60, clock=lambda: now[0])
     assert cache("smoke_detector:abc") is None and cache("smoke_detector:abc") is None
-    assert calls == ["smoke_detector:abc"]  # tried once per version
+    assert calls == ["smoke_detector:abc"]  # not asked again at every alert
     assert cache(None) is None and calls == ["smoke_detector:abc"]
+    reachable[0], now[0] = True, 30.0
+    assert cache("smoke_detector:abc") is None  # still within the retry interval
+    now[0] = 61.0
+    assert cache("smoke_detector:abc") == profile  # the store is back: explained again
+    reachable[0], now[0] = False, 500.0
+    assert cache("smoke_detector:abc") == profile and len(calls) == 2  # loaded once
