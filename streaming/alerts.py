@@ -9,12 +9,15 @@ so replaying the same readings yields the same ids.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 CHANNELS = ("tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5", "temperature_c", "humidity_pct")
 _LOG_CHANNELS = {"tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5"}
+_LOG = np.array([ch in _LOG_CHANNELS for ch in CHANNELS])
 WARM_UP = 30
 RAISING = frozenset({"open", "escalate"})  # the events that raise an alert (and explain it)
 MIN_SD = 0.05  # floor (°C, %RH or log-units): a flat channel that jumps is still scored
@@ -83,20 +86,10 @@ class SensorState:
         return asdict(self)
 
     def zscores(self, reading: dict[str, Any], cfg: AlertConfig) -> dict[str, float]:
-        """Update the exponentially weighted mean/variance; return this reading's z-scores."""
-        alpha = 2.0 / (cfg.window + 1)
-        out = {}
-        for ch in CHANNELS:
-            x = float(reading[ch])
-            x = math.log1p(max(x, 0.0)) if ch in _LOG_CHANNELS else x
-            n, mean, var = self.stats.get(ch, [0.0, x, 0.0])
-            if n >= WARM_UP:
-                out[ch] = (x - mean) / (math.sqrt(var) + MIN_SD)
-            delta = x - mean
-            mean += alpha * delta
-            var = (1 - alpha) * (var + alpha * delta * delta)
-            self.stats[ch] = [n + 1, mean, var]
-        return out
+        """Update the exponentially weighted mean/variance with one reading; return its
+        z-scores (channels still warming up are left out)."""
+        z = zscores([self], np.array([[float(reading[ch]) for ch in CHANNELS]]), cfg)[0]
+        return {ch: float(v) for ch, v in zip(CHANNELS, z, strict=True) if not np.isnan(v)}
 
     def step(
         self,
@@ -147,3 +140,55 @@ class SensorState:
             readings_in_alert=self.readings_in_alert,
             source="worker",
         )
+
+
+def zscores(states: Sequence[SensorState], values: np.ndarray, cfg: AlertConfig) -> np.ndarray:
+    """The z-scores of a batch of readings (rows x `CHANNELS`, raw values; `states[i]` is
+    row i's sensor, rows in time order per sensor) against each sensor's exponentially
+    weighted mean and variance, which advance one reading at a time exactly as a loop
+    over the rows would. NaN where a sensor's channel is still warming up.
+
+    Vectorised across sensors: one step per reading *rank* (a sensor's first reading in
+    the batch, its second, ...), not one per reading."""
+    alpha = 2.0 / (cfg.window + 1)
+    x = np.array(values, dtype="float64", copy=True)
+    x[:, _LOG] = np.log1p(np.maximum(x[:, _LOG], 0.0))
+    slot_of: dict[int, int] = {}
+    unique: list[SensorState] = []
+    slots = np.empty(len(states), dtype="int64")
+    ranks = np.empty(len(states), dtype="int64")
+    counts: list[int] = []
+    for i, state in enumerate(states):
+        k = slot_of.get(id(state))
+        if k is None:
+            k = slot_of[id(state)] = len(unique)
+            unique.append(state)
+            counts.append(0)
+        slots[i], ranks[i] = k, counts[k]
+        counts[k] += 1
+    _, first = np.unique(slots, return_index=True)  # each sensor's first row here
+    n = np.zeros((len(unique), len(CHANNELS)))
+    mean = x[first].copy()  # a channel seen for the first time starts at its value
+    var = np.zeros((len(unique), len(CHANNELS)))
+    for k, state in enumerate(unique):
+        for c, ch in enumerate(CHANNELS):
+            if ch in state.stats:
+                n[k, c], mean[k, c], var[k, c] = state.stats[ch]
+    z = np.full(x.shape, np.nan)
+    order = np.argsort(ranks, kind="stable")
+    bounds = np.searchsorted(ranks[order], np.arange(ranks.max(initial=-1) + 2))
+    for r in range(len(bounds) - 1):
+        rows = order[bounds[r] : bounds[r + 1]]
+        ks, xr = slots[rows], x[rows]
+        m, v = mean[ks], var[ks]
+        z[rows] = np.where(n[ks] >= WARM_UP, (xr - m) / (np.sqrt(v) + MIN_SD), np.nan)
+        delta = xr - m
+        mean[ks] = m + alpha * delta
+        var[ks] = (1 - alpha) * (v + alpha * delta * delta)
+        n[ks] += 1
+    for k, state in enumerate(unique):
+        state.stats = {
+            ch: [float(n[k, c]), float(mean[k, c]), float(var[k, c])]
+            for c, ch in enumerate(CHANNELS)
+        }
+    return z

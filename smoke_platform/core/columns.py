@@ -54,16 +54,25 @@ def _msgspec_type(spec: FieldSpec) -> Any:
     return Annotated[kind, msgspec.Meta(**limits)]
 
 
-@functools.cache
-def _decoders() -> dict[str, Any]:
-    """msgspec decoders of the two JSON bulk bodies, built from the field table."""
+def _struct(name: str, of: Any) -> Any:
     import msgspec
 
-    def struct(name: str, of: Any) -> Any:
-        fields = [(f.name, of(f)) if f.required else (f.name, of(f) | None, None) for f in FIELDS]
-        return msgspec.defstruct(name, fields, forbid_unknown_fields=True)
+    fields = [(f.name, of(f)) if f.required else (f.name, of(f) | None, None) for f in FIELDS]
+    return msgspec.defstruct(name, fields, forbid_unknown_fields=True)
 
-    record = struct("ReadingRecord", _msgspec_type)
+
+@functools.cache
+def _record() -> Any:
+    """One reading as a msgspec struct, built from the field table."""
+    return _struct("ReadingRecord", _msgspec_type)
+
+
+@functools.cache
+def _decoders() -> dict[str, Any]:
+    """msgspec decoders of the two JSON bulk bodies and of one reading."""
+    import msgspec
+
+    struct, record = _struct, _record()
     columns = struct(
         "ReadingColumnLists",
         lambda f: Annotated[list[_msgspec_type(f)], msgspec.Meta(max_length=MAX_COLUMN_ROWS)],  # type: ignore[misc]
@@ -78,15 +87,58 @@ def _decoders() -> dict[str, Any]:
             "ColumnsBody", [("columns", columns)], forbid_unknown_fields=True
         ),
     }
-    return {key: msgspec.json.Decoder(body) for key, body in bodies.items()}
+    return {
+        "record": msgspec.json.Decoder(record),
+        **{key: msgspec.json.Decoder(body) for key, body in bodies.items()},
+    }
+
+
+def _in_window(stamps: list[datetime]) -> np.ndarray:
+    """Per timestamp, whether it lies in the accepted window (naive ones are UTC)."""
+    window = reading_time_window()
+    seconds = np.fromiter(
+        ((d if d.tzinfo is not None else d.replace(tzinfo=UTC)).timestamp() for d in stamps),
+        dtype="float64",
+        count=len(stamps),
+    )
+    now = time.time()
+    return (seconds - now <= window.max_ahead_s) & (now - seconds <= window.max_age_s)
 
 
 def _within_window(stamps: list[datetime]) -> bool:
-    """Every timestamp lies in the accepted window (naive ones are UTC)."""
-    window = reading_time_window()
-    seconds = [(d if d.tzinfo is not None else d.replace(tzinfo=UTC)).timestamp() for d in stamps]
-    now = time.time()
-    return max(seconds) - now <= window.max_ahead_s and now - min(seconds) <= window.max_age_s
+    """Every timestamp lies in the accepted window."""
+    return bool(_in_window(stamps).all())
+
+
+def json_records(messages: list[bytes]) -> list[dict[str, Any] | None]:
+    """Per message (one JSON reading each, as on Kafka), its validated values as
+    `parse_reading(message).model_dump()` has them (`ts` as ISO 8601 text) when every value
+    is plainly valid, or None where the pydantic model must decide (and name what is
+    wrong). No pydantic object per reading: the stream worker's validation."""
+    import msgspec
+
+    decode, structs = _decoders()["record"].decode, []
+    for raw in messages:
+        try:
+            structs.append(decode(raw))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            structs.append(None)
+    decoded = [r for r in structs if r is not None]
+    if not decoded:
+        return [None] * len(structs)
+    ok = _in_window([r.ts for r in decoded])
+    for name in IDS:
+        ok &= ids_valid([getattr(r, name) for r in decoded])
+    out: list[dict[str, Any] | None] = []
+    fine = iter(ok.tolist())
+    for r in structs:
+        if r is None or not next(fine):
+            out.append(None)
+            continue
+        record = msgspec.structs.asdict(r)
+        record["ts"] = r.ts.isoformat()
+        out.append(record)
+    return out
 
 
 def json_measurements(body: bytes, key: str) -> np.ndarray | None:

@@ -10,7 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smoke_platform.core.columns import arrow_frame, frame_to_arrow, json_measurements
+from smoke_platform.core.columns import (
+    arrow_frame,
+    frame_to_arrow,
+    json_measurements,
+    json_records,
+)
 from smoke_platform.core.io import to_records
 from smoke_platform.core.schema import (
     FIELDS,
@@ -20,6 +25,7 @@ from smoke_platform.core.schema import (
     ReadingColumns,
     ReadingValidationError,
     columns_from_records,
+    parse_reading,
 )
 from smoke_platform.core.simulate import generate_readings
 
@@ -115,6 +121,44 @@ def test_the_column_path_never_accepts_what_the_model_refuses(sample, data):
         reference = _pydantic_measurements(body, key)
         assert reference is not None, body[:400]
         np.testing.assert_array_equal(fast, reference)
+
+
+def _model_record(message: bytes):
+    """What the worker made of one message before `json_records`: pydantic's values."""
+    try:
+        reading = parse_reading(message)
+    except ReadingValidationError:
+        return None
+    return {**reading.model_dump(), "ts": reading.ts.isoformat()}
+
+
+def test_plainly_valid_messages_are_read_without_pydantic_to_the_same_record(sample):
+    messages = [json.dumps(r).encode() for r in to_records(sample)]
+    got = json_records(messages)
+    assert all(r is not None for r in got)  # the fast path is used, not skipped
+    assert got == [_model_record(m) for m in messages]
+    assert json_records([]) == [] and json_records([b"{", b"[]"]) == [None, None]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_message_the_record_path_accepts_is_one_pydantic_accepts_alike(sample, data):
+    """Single messages (the stream worker's input) with hostile values, missing and
+    unknown fields: whatever `json_records` accepts, pydantic accepts with the same
+    record (every field, and `ts` as the same text)."""
+    records = to_records(sample.iloc[: data.draw(st.integers(1, 6))])
+    names = [f.name for f in FIELDS] + ["smell"]
+    for _ in range(data.draw(st.integers(0, 4))):
+        row = data.draw(st.integers(0, len(records) - 1))
+        name = data.draw(st.sampled_from(names))
+        if data.draw(st.booleans()):
+            records[row][name] = data.draw(HOSTILE)
+        else:
+            records[row].pop(name, None)
+    messages = [json.dumps(r).encode() for r in records]
+    for message, fast in zip(messages, json_records(messages), strict=True):
+        if fast is not None:
+            assert fast == _model_record(message), message[:400]
 
 
 def _arrow(frame: pd.DataFrame) -> bytes:

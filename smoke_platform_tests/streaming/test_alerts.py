@@ -109,3 +109,61 @@ def test_spark_window_alerts_are_the_workers_record():
     state, cfg = SensorState(), AlertConfig()
     worker = state.step("a", "2026-11-29T10:00:00+00:00", 0.99, True, cfg)
     assert worker is not None and set(worker) == set(alerts[0])
+
+
+def _one_at_a_time(stats, reading, cfg):
+    """The per-reading EWMA the worker used before batches were vectorised (reference)."""
+    import math
+
+    from streaming.alerts import _LOG_CHANNELS, CHANNELS, MIN_SD
+
+    alpha, out = 2.0 / (cfg.window + 1), {}
+    for ch in CHANNELS:
+        x = float(reading[ch])
+        x = math.log1p(max(x, 0.0)) if ch in _LOG_CHANNELS else x
+        n, mean, var = stats.get(ch, [0.0, x, 0.0])
+        if n >= WARM_UP:
+            out[ch] = (x - mean) / (math.sqrt(var) + MIN_SD)
+        delta = x - mean
+        mean += alpha * delta
+        var = (1 - alpha) * (var + alpha * delta * delta)
+        stats[ch] = [n + 1, mean, var]
+    return out
+
+
+def test_batch_zscores_equal_a_reading_by_reading_loop():
+    """Interleaved sensors (one with history from an earlier batch, some warming up, one
+    with a single reading) in three batches: the same z-scores and state as the loop."""
+    import numpy as np
+
+    from streaming.alerts import CHANNELS, zscores
+
+    rng = np.random.default_rng(3)
+    sensors = [f"s{i}" for i in range(7)]
+    states = {s: SensorState() for s in sensors}
+    reference = {s: {} for s in sensors}
+    for batch in range(3):
+        picks = rng.choice(len(sensors), size=120, p=[0.3, 0.3, 0.2, 0.1, 0.05, 0.04, 0.01])
+        values = np.column_stack(
+            [
+                rng.lognormal(2, 1, len(picks))
+                if ch != "temperature_c"
+                else rng.normal(-5, 30, len(picks))
+                for ch in CHANNELS
+            ]
+        )
+        if batch == 2:
+            values[5, 0] = 40_000.0  # a spike
+        z = zscores([states[sensors[k]] for k in picks], values, CFG)
+        for row, k in enumerate(picks):
+            expected = _one_at_a_time(
+                reference[sensors[k]], dict(zip(CHANNELS, values[row], strict=True)), CFG
+            )
+            got = {ch: v for ch, v in zip(CHANNELS, z[row], strict=True) if not np.isnan(v)}
+            assert got.keys() == expected.keys() and np.allclose(
+                list(got.values()), list(expected.values()), rtol=1e-12, atol=0
+            ), (batch, row)
+        for s in sensors:
+            for ch, triple in reference[s].items():
+                assert np.allclose(states[s].stats[ch], triple, rtol=1e-12)
+    assert np.isnan(z).any() and not np.isnan(z).all()  # warming up and warm sensors both
