@@ -99,7 +99,7 @@ def run() -> None:
     try:
         n = 60_000
         for name, down in (("service", False), ("local", True)):
-            s = _settings(bootstrap, url, work, f"sustained-{name}", batch_size=2_000)
+            s = _settings(bootstrap, url, work, f"sustained-{name}")  # default batch size
             if down:  # no service: the circuit opens and the local model scores
                 s = s.model_copy(update={"service_url": "http://127.0.0.1:9"})
             preds, elapsed = _run(s, ["--count", str(n), "--sensors", "50", "--seed", "1"], work)

@@ -36,7 +36,7 @@ class StreamSettings(BaseSettings):
     breaker_failures: int = 3
     breaker_reset_s: float = 5.0
 
-    batch_size: int = 500
+    batch_size: int = 5_000  # at most, per transaction; fewer when fewer are waiting
     poll_timeout_s: float = 0.5
     max_message_bytes: int = 65_536
     stream_dir: str = "data/processed_stream"
