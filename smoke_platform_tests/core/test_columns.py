@@ -98,23 +98,31 @@ HOSTILE = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=st.data())
-def test_the_column_path_never_accepts_what_the_model_refuses(sample, data):
-    """Readings with hostile values, missing and unknown fields, in both JSON forms: when
-    the accelerator accepts a body, the pydantic model accepts it too, with the same
-    measurements; otherwise the model decides (and names the problem)."""
-    records = to_records(sample.iloc[: data.draw(st.integers(1, 12))])
+def _hostile_records(sample, data, rows: int, changes: int) -> list[dict]:
+    """Up to `rows` sample readings with up to `changes` values made hostile, fields
+    dropped or an unknown field ("smell") added."""
+    records = to_records(sample.iloc[: data.draw(st.integers(1, rows))])
     names = [f.name for f in FIELDS] + ["smell"]
-    for _ in range(data.draw(st.integers(0, 3))):
+    for _ in range(data.draw(st.integers(0, changes))):
         row = data.draw(st.integers(0, len(records) - 1))
         name = data.draw(st.sampled_from(names))
         if data.draw(st.booleans()):
             records[row][name] = data.draw(HOSTILE)
         else:
             records[row].pop(name, None)
+    return records
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_the_column_path_never_accepts_what_the_model_refuses(sample, data):
+    """Readings with hostile values, missing and unknown fields, in both JSON forms: when
+    the accelerator accepts a body, the pydantic model accepts it too, with the same
+    measurements; otherwise the model decides (and names the problem)."""
+    records = _hostile_records(sample, data, rows=12, changes=3)
+    names = [f.name for f in FIELDS]
     key = data.draw(st.sampled_from(["readings", "columns"]))
-    payload = records if key == "readings" else columns_from_records(records, names[:-1])
+    payload = records if key == "readings" else columns_from_records(records, names)
     body = json.dumps({key: payload}).encode()
     fast = json_measurements(body, key)
     if fast is not None:
@@ -146,15 +154,7 @@ def test_a_message_the_record_path_accepts_is_one_pydantic_accepts_alike(sample,
     """Single messages (the stream worker's input) with hostile values, missing and
     unknown fields: whatever `json_records` accepts, pydantic accepts with the same
     record (every field, and `ts` as the same text)."""
-    records = to_records(sample.iloc[: data.draw(st.integers(1, 6))])
-    names = [f.name for f in FIELDS] + ["smell"]
-    for _ in range(data.draw(st.integers(0, 4))):
-        row = data.draw(st.integers(0, len(records) - 1))
-        name = data.draw(st.sampled_from(names))
-        if data.draw(st.booleans()):
-            records[row][name] = data.draw(HOSTILE)
-        else:
-            records[row].pop(name, None)
+    records = _hostile_records(sample, data, rows=6, changes=4)
     messages = [json.dumps(r).encode() for r in records]
     for message, fast in zip(messages, json_records(messages), strict=True):
         if fast is not None:
