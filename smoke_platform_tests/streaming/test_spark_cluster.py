@@ -29,7 +29,7 @@ def _alive_workers(ui_port):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as resp:
             return json.loads(resp.read()).get("aliveworkers", 0)
-    except OSError:
+    except (OSError, ValueError):  # not up yet, or a page that is not JSON while it starts
         return 0
 
 
