@@ -85,12 +85,6 @@ class SensorState:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def zscores(self, reading: dict[str, Any], cfg: AlertConfig) -> dict[str, float]:
-        """Update the exponentially weighted mean/variance with one reading; return its
-        z-scores (channels still warming up are left out)."""
-        z = zscores([self], np.array([[float(reading[ch]) for ch in CHANNELS]]), cfg)[0]
-        return {ch: float(v) for ch, v in zip(CHANNELS, z, strict=True) if not np.isnan(v)}
-
     def step(
         self,
         sensor: str,
