@@ -66,7 +66,7 @@ def _reference(records: list[dict]) -> pd.DataFrame:
                     f"{ch}_std": g[ch].std(),
                 }
             for ch in PERCENTILE_CHANNELS:
-                # Spark's percentile_approx, exact at this size: the inverted-CDF reading.
+                # The inverted-CDF reading: an actual value, no interpolation.
                 row |= {
                     f"{ch}_p{int(q * 100)}": np.quantile(g[ch], q, method="inverted_cdf")
                     for q in (0.5, 0.95)
