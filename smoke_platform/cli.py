@@ -425,7 +425,29 @@ def worker(
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     w = StreamWorker(StreamSettings())
     w.install_signal_handlers()
-    w.run(idle_stop_s=idle_stop)
+    try:
+        w.run(idle_stop_s=idle_stop)
+    except BaseException:
+        if not w.abandoned:
+            raise
+        logging.getLogger("streaming.worker").exception("worker failed")
+        _leave_without_finalisers(1)
+    if w.abandoned:
+        _leave_without_finalisers(0)
+
+
+def _leave_without_finalisers(code: int) -> None:
+    """Exit now, skipping object finalisers: a producer abandoned under a transactional
+    call that never returned (librdkafka #5456) may block its own destruction, and a
+    worker that hangs on its way out is never restarted by its supervisor."""
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @app.command()
