@@ -74,6 +74,17 @@ def run() -> None:
             f"{len(steady)} batches of <= 60k rows after the first; per batch {per_batch};"
             " target >= 30,000",
         )
+        full = [p for p in steady if p["numInputRows"] >= 0.9 * 60_000]
+        later = full[len(full) // 2 :]  # the JVM's JIT keeps speeding up the first batches
+        report(
+            "spark",
+            "later_batches_rows_per_s",
+            statistics.median(
+                p["numInputRows"] / p["durationMs"]["triggerExecution"] * 1000 for p in later
+            ),
+            "rows/s",
+            f"median of the last {len(later)} full batches: a long-running query's pace",
+        )
         durations = [p["durationMs"]["triggerExecution"] / 1000 for p in steady]
         report(
             "spark",
