@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -42,15 +41,13 @@ def test_a_worker_with_an_abandoned_producer_still_exits(ending, tmp_path):
     finaliser of the producer it abandoned) would never be restarted."""
     script = tmp_path / "exiting_worker.py"
     script.write_text(_EXITING_WORKER)
-    started = time.monotonic()
-    done = subprocess.run(
+    done = subprocess.run(  # a worker that hangs on its way out: TimeoutExpired
         [sys.executable, str(script), "abandoned", ending],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=Path(__file__).resolve().parents[2],
     )
-    assert time.monotonic() - started < 30
     if ending == "fails":
         assert done.returncode == 1, done.stderr
         assert "worker failed" in done.stderr and "4 new producers" in done.stderr
