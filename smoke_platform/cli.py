@@ -27,6 +27,7 @@ SCENARIO_NAMES = (
     "high_humidity",
     "cooking_steam",
     "dust",
+    "smouldering",
 )
 
 

@@ -102,37 +102,44 @@ def report_tables(sim: pd.DataFrame, real: pd.DataFrame) -> dict[str, Any]:
 
 # Measured on `generate_readings(60_000, seed=0)` (pooled class x measurement KS); the
 # test fails when a change moves the simulator further from the real readings than this
-# plus `DRIFT_MARGIN`. The distances are large: the fires the simulator makes are far
-# smokier (particles) than the real file's, whose fires are VOC-dominated (TVOC
-# 1,000-1,400 ppb, NC0.5 12-18, eCO2 often 400).
+# plus `DRIFT_MARGIN`. Re-measured on 2026-11-30 when the simulator gained realistic clean
+# air, occupied rooms and VOC-led smouldering fires (before -> now): closer on normal
+# TVOC 0.48 -> 0.42, normal eCO2 0.64 -> 0.30, fire particles (PM1.0 0.78 -> 0.73, NC0.5
+# 0.71 -> 0.61, ...) and the occupied room's gap closed; further on fire TVOC 0.42 ->
+# 0.68 (our fires, made strong enough to stand clear of occupied rooms, read ~10x the
+# real fires' 1,100 ppb), fire eCO2 0.30 -> 0.39, the fires' raw H2/ethanol 0.72/0.88 ->
+# 0.82/0.94, and normal particles 0.46-0.48 -> 0.55-0.59 (another draw of sessions: no
+# particle model changed).
+# Real recall/false alarms/ROC-AUC went 0.83/3.6 %/0.98 -> 0.79/0 %/0.98 with no alert on
+# either normal excerpt (README, "How far the simulator is from real sensors").
 CALIBRATED_KS: dict[tuple[str, str], float] = {
-    ("normal", "tvoc_ppb"): 0.48,
-    ("normal", "eco2_ppm"): 0.64,
-    ("normal", "raw_h2"): 0.39,
-    ("normal", "raw_ethanol"): 0.23,
-    ("normal", "pm1_0"): 0.48,
-    ("normal", "pm2_5"): 0.46,
+    ("normal", "tvoc_ppb"): 0.42,
+    ("normal", "eco2_ppm"): 0.30,
+    ("normal", "raw_h2"): 0.38,
+    ("normal", "raw_ethanol"): 0.26,
+    ("normal", "pm1_0"): 0.55,
+    ("normal", "pm2_5"): 0.57,
     ("normal", "nc0_5"): 0.52,
-    ("normal", "nc1_0"): 0.47,
-    ("normal", "nc2_5"): 0.49,
-    ("fire", "tvoc_ppb"): 0.42,
-    ("fire", "eco2_ppm"): 0.30,
-    ("fire", "raw_h2"): 0.72,
-    ("fire", "raw_ethanol"): 0.88,
-    ("fire", "pm1_0"): 0.78,
-    ("fire", "pm2_5"): 0.83,
-    ("fire", "nc0_5"): 0.71,
-    ("fire", "nc1_0"): 0.84,
-    ("fire", "nc2_5"): 0.96,
+    ("normal", "nc1_0"): 0.59,
+    ("normal", "nc2_5"): 0.54,
+    ("fire", "tvoc_ppb"): 0.68,
+    ("fire", "eco2_ppm"): 0.39,
+    ("fire", "raw_h2"): 0.82,
+    ("fire", "raw_ethanol"): 0.94,
+    ("fire", "pm1_0"): 0.73,
+    ("fire", "pm2_5"): 0.79,
+    ("fire", "nc0_5"): 0.61,
+    ("fire", "nc1_0"): 0.80,
+    ("fire", "nc2_5"): 0.94,
 }
 DRIFT_MARGIN = 0.05
-# What the simulator does not produce (known, reported, to close next): clean air with
-# TVOC ~200 ppb (an occupied room: 54203-54375) and a sensor's warm-up minutes (no
-# particles counted, 0-186).
+# What the simulator does not produce (known, reported, to close next): a sensor's
+# warm-up minutes (no particles counted, 0-186), and the raw H2 signal of the fire excerpt
+# that reads like clean air (4674-4848: its sensor's baseline sits above ours).
 KNOWN_GAPS: dict[tuple[str, str], list[str]] = {
-    ("normal", "tvoc_ppb"): ["54203-54375"],
     ("normal", "pm1_0"): ["0-186"],
     ("normal", "pm2_5"): ["0-186"],
     ("normal", "nc0_5"): ["0-186"],
     ("normal", "nc1_0"): ["0-186"],
+    ("fire", "raw_h2"): ["4674-4848"],
 }

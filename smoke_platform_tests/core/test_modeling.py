@@ -165,8 +165,25 @@ def test_gate_refuses_a_challenger_worse_on_real_readings_whatever_its_simulated
 def test_only_candidates_near_the_best_on_real_readings_may_challenge():
     from smoke_platform.core.modeling import real_eligible
 
-    auc = {"logistic_regression": 0.88, "random_forest": 0.99, "hist_gradient_boosting": 0.975}
-    assert real_eligible(auc) == {"random_forest", "hist_gradient_boosting"}
+    def real(recall, far, auc):
+        return {"recall": recall, "false_alarm_rate": far, "roc_auc": auc}
+
+    figures = {
+        "logistic_regression": real(0.79, 0.0, 0.88),  # ranks real readings poorly
+        "random_forest": real(0.79, 0.0, 0.99),
+        "hist_gradient_boosting": real(0.77, 0.005, 0.975),
+        "prior_baseline": real(0.0, 0.0, 0.5),
+    }
+    assert real_eligible(figures) == {"random_forest", "hist_gradient_boosting"}
+    # A forest that ranks real readings best but whose threshold misses most real fires,
+    # or false-alarms on them, is not chosen over one that catches them.
+    figures["random_forest"] = real(0.14, 0.0, 0.99)
+    assert real_eligible(figures) == {"hist_gradient_boosting"}
+    figures["random_forest"] = real(0.79, 0.033, 0.99)
+    assert real_eligible(figures) == {"hist_gradient_boosting"}
+    # None near the best in every figure: the ROC-AUC alone decides, as before.
+    figures = {"a": real(0.9, 0.1, 0.99), "b": real(0.1, 0.0, 0.90)}
+    assert real_eligible(figures) == {"a"}
 
 
 def test_gate_promotes_a_challenger_clearly_better_on_real_readings(strong, weak):

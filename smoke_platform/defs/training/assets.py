@@ -190,10 +190,11 @@ def smoke_classifier(
     real_reference_evaluation: dict[str, Any],
 ) -> dg.Output[dict[str, Any]]:
     """The promoted model. The challenger is the best candidate on the simulated holdout
-    among those within tolerance of the best on real readings; it replaces the champion
-    only if it is not worse on real readings (beyond tolerance) and better on the holdout."""
+    among those near the best on real readings (recall and false alarms at their own
+    thresholds, ROC-AUC); it replaces the champion only if it is not worse on real
+    readings (beyond tolerance) and better on the holdout."""
     real = real_reference_evaluation["figures"]
-    eligible = real_eligible({name: real[name]["roc_auc"] for name in candidate_models})
+    eligible = real_eligible({name: real[name] for name in candidate_models})
     challenger = best_candidate({n: c for n, c in candidate_models.items() if n in eligible})
     holdout = training_dataset[training_dataset[HOLDOUT]]
     champion_metrics, champion_tag = _champion_on_holdout(
