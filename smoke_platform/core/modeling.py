@@ -94,7 +94,8 @@ def training_frame(readings: pd.DataFrame) -> pd.DataFrame:
 
 def session_holdout(frame: pd.DataFrame, fraction: float = 0.25, seed: int = 0) -> pd.Series:
     """True for rows of held-out sessions. Sessions are drawn per scenario (or label), at
-    least one from every stratum with two or more sessions, so rare nuisances are tested."""
+    least one from every stratum with two or more sessions, so rare nuisances are tested,
+    and at least one fire session whenever there are two."""
     strata_col = "scenario" if "scenario" in frame.columns else LABEL
     sessions = frame.groupby("session_id", sort=True)[strata_col].first().astype(str)
     rng = np.random.default_rng(seed)
@@ -103,6 +104,10 @@ def session_holdout(frame: pd.DataFrame, fraction: float = 0.25, seed: int = 0) 
         ids = group.index.to_numpy()
         take = min(len(ids) - 1, max(1, round(fraction * len(ids))))
         held.extend(rng.permutation(ids)[:take])
+    fire_sessions = np.sort(frame.loc[frame[LABEL] == 1, "session_id"].unique())
+    if len(fire_sessions) >= 2 and not set(held) & set(fire_sessions):
+        # Too few sessions per scenario to draw from (a small run): still hold out a fire.
+        held.append(rng.choice(fire_sessions))
     return pd.Series(frame["session_id"].isin(held).to_numpy(), index=frame.index, name="holdout")
 
 
@@ -239,8 +244,9 @@ class Decision:
 REAL_AUC_TOLERANCE = 0.02
 # Choosing the challenger: how far from the best candidate on real readings it may be at
 # its own threshold (recall, false-alarm rate) and in ROC-AUC. The operating point comes
-# first: a forest ranked real readings as well as the boosted trees (ROC-AUC 0.93-0.95)
-# yet its simulated threshold caught 3-14 % of the real fire rows.
+# first: on seeds 1 and 2 a forest ranked the real readings as well as the boosted trees
+# (ROC-AUC 0.93-0.99) yet its simulated threshold caught 16 % and 39 % of the real fire
+# rows (the boosted trees: 79 %).
 CHOICE_TOLERANCE = {"recall": 0.05, "false_alarm_rate": 0.01, "roc_auc": 0.05}
 
 

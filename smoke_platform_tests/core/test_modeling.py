@@ -60,6 +60,18 @@ def test_holdout_is_whole_sessions_covering_every_scenario(frame, holdout):
     assert 0.1 < holdout.mean() < 0.45
 
 
+def test_a_small_run_still_holds_out_a_fire_session():
+    """3,000 readings: four sessions, each of its own scenario, so no scenario can spare
+    one; the holdout still gets a whole fire session (fire and pre-fire readings)."""
+    small = training_frame(generate_readings(n_rows=3_000, seed=0))
+    per_scenario = small.groupby("scenario")["session_id"].nunique()
+    assert (per_scenario == 1).all()
+    held = session_holdout(small, 0.25, 0)
+    assert set(small.loc[held, "fire_alarm"]) == {0, 1}
+    assert small.loc[held, "session_id"].nunique() == 1
+    assert set(small.loc[~held, "fire_alarm"]) == {0, 1}
+
+
 def test_threshold_for_far_keeps_false_alarms_at_target():
     rng = np.random.default_rng(0)
     y = np.r_[np.zeros(1000), np.ones(1000)].astype(int)

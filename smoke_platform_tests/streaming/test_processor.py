@@ -84,6 +84,8 @@ def test_raised_alerts_carry_their_drivers_for_the_scoring_model_version(generat
         return profile
 
     records = scenario_records(["wood_fire"], seconds=600, seed=3)
+    for r in records[-30:]:  # the fire is put out: clean air for its last 30 s
+        r["tvoc_ppb"] = 10.0
     proc = Processor(AlertConfig(consecutive=3, close_after=5), 65_536, profiles=profiles)
     out = proc.process(_messages(records), TvocScorer())
     events = {a["event"]: a for a in out.alerts}
