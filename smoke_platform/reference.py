@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smoke_platform.core.io import read_kaggle_csv, to_canonical
+from smoke_platform.core.io import KaggleFormatError, read_kaggle_csv, to_canonical
 from smoke_platform.core.metrics import evaluate
 from smoke_platform.core.scoring import ScoringModel
 
@@ -45,6 +45,14 @@ def load_reference(path: str | Path | None = None) -> pd.DataFrame:
     consecutive row indices of the file (`<first>-<last>`) is one excerpt."""
     source = Path(path) if path else REFERENCE_CSV
     frame = to_canonical(read_kaggle_csv(source), sensor_id="reference")
+    labels = set(frame["fire_alarm"].unique().tolist())
+    if labels != {0, 1}:
+        # Recall, false alarms and ROC-AUC each need both labels; with one, every model's
+        # figures are NaN and no challenger could be chosen (an unclear failure later).
+        raise KaggleFormatError(
+            f"{source}: column 'Fire Alarm' holds only {sorted(labels)}; a reference file "
+            "needs readings labelled 0 (normal) and 1 (fire), some of each"
+        )
     rows = frame["row_index"].to_numpy()
     starts = np.r_[True, np.diff(rows) != 1]
     run = np.cumsum(starts) - 1

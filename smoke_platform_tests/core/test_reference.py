@@ -72,3 +72,17 @@ def test_shortfalls_name_each_missed_target():
     assert shortfalls({**good, "excerpts": excerpts}, Targets()) == [
         "no alert on fire excerpt(s) a (median TVOC > 1000 ppb)"
     ]
+
+
+def test_a_reference_file_with_one_label_is_refused_naming_the_column(tmp_path):
+    import pytest
+
+    from smoke_platform.core.io import KaggleFormatError
+    from smoke_platform.reference import REFERENCE_CSV
+
+    raw = pd.read_csv(REFERENCE_CSV, index_col=0)
+    only_normal = tmp_path / "normal_only.csv"
+    raw[raw["Fire Alarm"] == 0].to_csv(only_normal)
+    with pytest.raises(KaggleFormatError, match=r"'Fire Alarm' holds only \[0\].*labelled 0"):
+        load_reference(only_normal)
+    assert len(load_reference(REFERENCE_CSV)) == len(raw)  # both labels: accepted
