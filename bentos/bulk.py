@@ -9,7 +9,7 @@ the short road where it is safe:
 - in: the body is decoded column-wise (`smoke_platform.core.columns`); when anything is
   not plainly valid the pydantic model decides, as before, and its 400 names row, field,
   value and allowed range (the guard rewrites it). Either way the API gets the
-  measurements as one float array (rows x MEASUREMENTS), which BentoML's adaptive
+  measurements and rises as one float array (rows x SCORED_INPUTS), which BentoML's adaptive
   batching concatenates like a list. (Not a DataFrame: BentoML 1.4.40's DataFrame
   container reports a batch's size as its shape tuple, and batching fails.)
 - out: the predictions (plain dicts) are serialised once, in Rust (pydantic-core).
@@ -33,10 +33,11 @@ from smoke_platform.core.columns import (
     ARROW_MEDIA_TYPE,
     arrow_frame,
     json_measurements,
+    scored_array,
 )
 from smoke_platform.core.schema import (
     MAX_COLUMN_ROWS,
-    MEASUREMENTS,
+    SCORED_INPUTS,
     Reading,
     ReadingColumns,
     ReadingValidationError,
@@ -60,11 +61,13 @@ async def _fast(request: Request, key: str) -> np.ndarray | None:
 
 
 def measurements(values: Any) -> np.ndarray:
-    """Rows x `MEASUREMENTS` float64 from `Reading`s or a `ReadingColumns`."""
+    """Rows x `SCORED_INPUTS` float64 from `Reading`s or a `ReadingColumns` (rises left
+    out are 0: scored as steady)."""
     if isinstance(values, list):
-        rows = [[getattr(r, n) for n in MEASUREMENTS] for r in values]
-        return np.array(rows, dtype="float64").reshape(len(rows), len(MEASUREMENTS))
-    return np.column_stack([np.asarray(getattr(values, n), dtype="float64") for n in MEASUREMENTS])
+        return scored_array(
+            {n: [getattr(r, n) for r in values] for n in SCORED_INPUTS}, len(values)
+        )
+    return scored_array(values, len(values))
 
 
 class ReadingsInput(IODescriptor):
@@ -115,7 +118,10 @@ def arrow_readings(body: bytes) -> np.ndarray | Response:
     """The measurements of an Arrow request, or the 400 that names what is wrong (the same
     shape as every other validation answer of the service)."""
     try:
-        return arrow_frame(body)[list(MEASUREMENTS)].to_numpy(dtype="float64")
+        frame = arrow_frame(body)
+        return scored_array(
+            {c: frame[c].to_numpy() for c in SCORED_INPUTS if c in frame}, len(frame)
+        )
     except ReadingValidationError as exc:
         errors = exc.errors
         rows = sorted({e.row for e in errors if e.row is not None})

@@ -34,7 +34,7 @@ with bentoml.importing():
         serialised,
     )
     from bentos.guard import GuardMiddleware, service_workers, set_model_version
-    from smoke_platform.core.schema import MEASUREMENTS, Reading, ReadingColumns
+    from smoke_platform.core.schema import SCORED_INPUTS, Reading, ReadingColumns
     from smoke_platform.modelstore import scoring_model_from_stored, served_model_tag
 
 
@@ -138,7 +138,7 @@ class SmokeDetector:
     def _predict(self, readings: Any, route: str) -> list[Prediction]:
         """Predictions for readings (an array of measurements, or `Reading`s in process)."""
         array = readings if isinstance(readings, np.ndarray) else measurements(readings)
-        proba = self._score(pd.DataFrame(array, columns=list(MEASUREMENTS)), route)
+        proba = self._score(pd.DataFrame(array, columns=list(SCORED_INPUTS)), route)
         threshold, version = self.model.threshold, self.model.version
         return [
             {"probability": p, "is_fire": f, "threshold": threshold, "model_version": version}
@@ -187,7 +187,7 @@ class SmokeDetector:
         return self._columns(array, "predict_arrow")
 
     def _columns(self, array: np.ndarray, route: str) -> PredictionColumns:
-        proba = self._score(pd.DataFrame(array, columns=list(MEASUREMENTS)), route)
+        proba = self._score(pd.DataFrame(array, columns=list(SCORED_INPUTS)), route)
         return PredictionColumns(
             probability=proba.tolist(),
             is_fire=(proba >= self.model.threshold).tolist(),

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smoke_platform.core.features import add_rises
 from smoke_platform.core.io import KaggleFormatError, read_kaggle_csv, to_canonical
 from smoke_platform.core.metrics import evaluate
 from smoke_platform.core.scoring import ScoringModel
@@ -59,7 +60,7 @@ def load_reference(path: str | Path | None = None) -> pd.DataFrame:
     first = pd.Series(rows[starts])[run].to_numpy()
     last = pd.Series(rows[np.r_[starts[1:], True]])[run].to_numpy()
     frame["excerpt"] = [f"{a}-{b}" for a, b in zip(first, last, strict=True)]
-    return frame
+    return add_rises(frame)  # excerpts lie hours apart: each its own history
 
 
 def _alerts(frame: pd.DataFrame, scores: np.ndarray, threshold: float) -> int:

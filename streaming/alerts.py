@@ -10,7 +10,7 @@ so replaying the same readings yields the same ids.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -77,13 +77,26 @@ class SensorState:
     max_probability: float = 0.0
     readings_in_alert: int = 0
     stats: dict[str, list[float]] = field(default_factory=dict)  # channel -> [n, mean, var]
+    # The last 30 s of (seconds, *levels) the model's rises are measured from
+    # (`core.features.rises_in_batch`): stored with the rest (`encode_history`), so a
+    # restart keeps them.
+    history: np.ndarray | None = field(default=None, compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SensorState:
-        return cls(**data)
+        from smoke_platform.core.features import decode_history
+
+        history = decode_history(data.get("history"))
+        return cls(**{**data, "history": history if len(history) else None})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready (written with every batch: no deep copy of the history)."""
+        from smoke_platform.core.features import encode_history
+
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["stats"] = {k: list(v) for k, v in self.stats.items()}
+        out["history"] = encode_history(self.history)
+        return out
 
     def step(
         self,

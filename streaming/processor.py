@@ -17,7 +17,14 @@ import numpy as np
 
 from smoke_platform.core.columns import json_records
 from smoke_platform.core.explain import drivers
-from smoke_platform.core.schema import MEASUREMENTS, ReadingValidationError, parse_reading
+from smoke_platform.core.features import (
+    RISE_FEATURES,
+    RISE_LEVELS,
+    epoch_seconds,
+    rise_levels,
+    rises_in_batch,
+)
+from smoke_platform.core.schema import SCORED_INPUTS, ReadingValidationError, parse_reading
 from streaming.alerts import CHANNELS, RAISING, AlertConfig, SensorState, zscores
 from streaming.scoring import Scores
 
@@ -153,9 +160,10 @@ class Processor:
         out = BatchOutput()
         if not valid:
             return out
+        states = [self.sensor(msg.partition, rec["sensor_id"]) for msg, rec in valid]
+        self.add_rises([rec for _, rec in valid], states)
         scores = scorer.score([rec for _, rec in valid])
         out.scored_by, out.model_version = scores.scored_by, scores.model_version
-        states = [self.sensor(msg.partition, rec["sensor_id"]) for msg, rec in valid]
         z = np.abs(
             zscores(states, np.array([[r[c] for c in CHANNELS] for _, r in valid]), self.cfg)
         )
@@ -177,6 +185,21 @@ class Processor:
                     event["drivers"] = drivers(rec, self.profiles(scores.model_version))
                 out.alerts.append(event)
         return out
+
+    @staticmethod
+    def add_rises(records: list[dict[str, Any]], states: list[SensorState]) -> None:
+        """Each record's `rise_*` from its sensor's history (what a client may have sent
+        is replaced: the worker's own history decides), and the histories moved on."""
+        own = {rec["sensor_id"]: state for rec, state in zip(records, states, strict=True)}
+        history = {s: st.history for s, st in own.items() if st.history is not None}
+        levels = rise_levels({c: [r[c] for r in records] for c in RISE_LEVELS})
+        t = epoch_seconds([r["ts"] for r in records])
+        sensors = np.array([r["sensor_id"] for r in records], dtype=object)
+        rises, after = rises_in_batch(history, sensors, t, levels)
+        for sensor, state in own.items():
+            state.history = after[sensor]
+        for rec, values in zip(records, rises.tolist(), strict=True):
+            rec.update(zip(RISE_FEATURES, values, strict=True))
 
     def process(self, msgs: list[InMessage], scorer: Scorer) -> BatchOutput:
         """Validate and score one batch (the shell splits the two steps to publish dead
@@ -224,6 +247,6 @@ class Processor:
             "max_abs_z": abs(float(top[1])),
             "partition": msg.partition,
             "offset": msg.offset,
-            # Every measurement, so reports and drift see what the model saw.
-            **{k: rec[k] for k in MEASUREMENTS},
+            # Every measurement and rise, so reports and drift see what the model saw.
+            **{k: rec[k] for k in SCORED_INPUTS},
         }

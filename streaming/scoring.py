@@ -14,7 +14,7 @@ import numpy as np
 
 from smoke_platform.core.columns import ARROW_MEDIA_TYPE, records_to_arrow
 from smoke_platform.core.features import frame_from_readings
-from smoke_platform.core.schema import MEASUREMENTS, REQUIRED, columns_from_records
+from smoke_platform.core.schema import HISTORY_FIELDS, REQUIRED, SCORED_INPUTS, columns_from_records
 
 log = logging.getLogger("smoke.worker.scoring")
 
@@ -66,7 +66,8 @@ class CircuitBreaker:
 
 class RemoteScorer:
     """The BentoML service's bulk route: the batch as an Apache Arrow IPC stream to
-    `/predict_arrow` (the required fields only; the service needs nothing else to score).
+    `/predict_arrow` (the required fields and the rises the worker measured; the service
+    needs nothing else to score).
     A service that lacks the route (a bento built by an earlier version, still served
     after an upgrade until the next training builds a new one) is asked through the next
     route it has: `/predict_columns`, then `/predict_batch`."""
@@ -83,8 +84,9 @@ class RemoteScorer:
         self.client = httpx.Client(timeout=timeout_s, headers=auth_headers(api_key))
 
     def _post(self, records: list[dict[str, Any]], extra: dict[str, Any]) -> Any:
+        names = (*REQUIRED, *(h for h in HISTORY_FIELDS if records and h in records[0]))
         if self.route == "predict_arrow":
-            body = records_to_arrow(records, REQUIRED)
+            body = records_to_arrow(records, names)
             return self.client.post(
                 f"{self.base}/predict_arrow",
                 content=body,
@@ -92,7 +94,7 @@ class RemoteScorer:
                 **extra,
             )
         if self.route == "predict_columns":
-            columns = columns_from_records(records, REQUIRED)
+            columns = columns_from_records(records, names)
             return self.client.post(
                 f"{self.base}/predict_columns", json={"columns": columns}, **extra
             )
@@ -148,7 +150,9 @@ class LocalScorer:
             self._model = load_model(self.tag)
             self._model.single_threaded()
             log.warning("loaded local fallback model %s", self._model.version)
-        frame = frame_from_readings(records, MEASUREMENTS)
+        frame = frame_from_readings(
+            records, [c for c in SCORED_INPUTS if not records or c in records[0]]
+        )
         proba = self._model.predict_proba(frame)
         return Scores(proba, proba >= self._model.threshold, self._model.version, "local")
 

@@ -107,6 +107,29 @@ def parse(raw: Any) -> Any:
     )
 
 
+def with_rises(readings: Any) -> Any:
+    """The `rise_*` columns from each sensor's last 30 s, kept in Spark's state store
+    between micro-batches (`applyInPandasWithState`, one group per sensor), through the
+    same `rises_in_batch` as the stream worker: a checkpointed query restarts with its
+    sensors' history. Whatever a producer put in `rise_*` is replaced."""
+    from pyspark.sql.streaming.state import GroupStateTimeout
+
+    def rises(key: tuple[Any, ...], frames: Any, state: Any) -> Any:
+        import pandas as pd
+
+        from smoke_platform.core.features import decode_history, encode_history, frame_rises
+
+        sensor = str(key[0])
+        history = {sensor: decode_history(state.get[0])} if state.exists else {}
+        frame, after = frame_rises(history, pd.concat(list(frames), ignore_index=True))
+        state.update((encode_history(after[sensor]),))
+        yield frame
+
+    return readings.groupBy("sensor_id").applyInPandasWithState(
+        rises, readings.schema, "history string", "append", GroupStateTimeout.NoTimeout
+    )
+
+
 _MODELS: dict[str, Any] = {}
 
 
@@ -333,7 +356,7 @@ def start_query(
     from smoke_platform.modelstore import normal_profile, served_model_tag
 
     tag = model_tag or served_model_tag()
-    readings = score(parse(read_stream(spark, bootstrap, topic, max_per_trigger)), tag)
+    readings = score(with_rises(parse(read_stream(spark, bootstrap, topic, max_per_trigger))), tag)
     sink = kafka_alert_sink(bootstrap, alerts_topic) if alerts_topic else None
     writer = (
         windowed(readings, watermark)

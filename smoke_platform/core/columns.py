@@ -27,6 +27,7 @@ from smoke_platform.core.schema import (
     FIELDS,
     MAX_COLUMN_ROWS,
     MEASUREMENTS,
+    SCORED_INPUTS,
     FieldError,
     FieldSpec,
     ReadingValidationError,
@@ -141,8 +142,26 @@ def json_records(messages: list[bytes]) -> list[dict[str, Any] | None]:
     return out
 
 
+def scored_array(columns: Any, rows: int) -> np.ndarray:
+    """Rows x `SCORED_INPUTS` float64 from one list per field (a mapping or an object with
+    the fields as attributes); a rise left out (the whole list, or one reading's) is 0."""
+
+    def get(name: str) -> Any:
+        return columns.get(name) if isinstance(columns, dict) else getattr(columns, name, None)
+
+    out = np.zeros((rows, len(SCORED_INPUTS)))
+    for i, name in enumerate(SCORED_INPUTS):
+        values = get(name)
+        if values is None:
+            continue
+        if name not in MEASUREMENTS and isinstance(values, list):
+            values = [0.0 if v is None else v for v in values]
+        out[:, i] = np.asarray(values, dtype="float64")
+    return out
+
+
 def json_measurements(body: bytes, key: str) -> np.ndarray | None:
-    """The measurements (rows x `MEASUREMENTS`, float64) of a JSON bulk request whose every
+    """What the model scores (rows x `SCORED_INPUTS`, float64) of a JSON bulk request whose every
     value is plainly valid, or None when the pydantic model must decide (it then accepts
     the rest or names what is wrong).
 
@@ -156,7 +175,7 @@ def json_measurements(body: bytes, key: str) -> np.ndarray | None:
     if key == "readings":
         if not decoded:
             return None
-        columns = {n: [getattr(r, n) for r in decoded] for n in ("ts", *MEASUREMENTS, *IDS)}
+        columns = {n: [getattr(r, n) for r in decoded] for n in ("ts", *SCORED_INPUTS, *IDS)}
     else:
         columns = {f.name: getattr(decoded, f.name) for f in FIELDS}
         lengths = {len(v) for v in columns.values() if v is not None}
@@ -166,7 +185,7 @@ def json_measurements(body: bytes, key: str) -> np.ndarray | None:
         return None
     if not all(ids_valid(columns[n]).all() for n in IDS if columns[n] is not None):
         return None
-    return np.column_stack([np.asarray(columns[n], dtype="float64") for n in MEASUREMENTS])
+    return scored_array(columns, len(columns["ts"]))
 
 
 # ---- Apache Arrow ---------------------------------------------------------------------

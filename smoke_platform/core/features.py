@@ -1,7 +1,12 @@
 """The one feature function: training, the BentoML service and the stream worker call it.
 
-Features are per reading (no state), so a single reading can be scored. `ts`, `cnt`,
-row indices and session ids identify the recording session and are never features.
+Features are per reading, so a single reading can be scored, plus each channel's rise
+over the sensor's last `HISTORY_SECONDS` (`rise_*`), which needs the sensor's history:
+training and the reference evaluation compute it from the readings' own `sensor_id` and
+`ts` (`add_rises`), the stream worker and the Spark job from the history they keep
+(`rises_in_batch`); a reading without history (one request to the service) has rises 0,
+read as "steady". `ts`, `cnt`, row indices and session ids identify the recording
+session and are never features.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smoke_platform.core.schema import MEASUREMENTS
+from smoke_platform.core.schema import HISTORY_FIELDS, MEASUREMENTS
 
 # Identify sessions or time, never the physics of smoke: never features (DATA.md).
 FORBIDDEN_FEATURES = frozenset(
@@ -30,6 +35,27 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "nc_fine_ratio",
     "h2_ethanol_ratio",
 )
+
+# Rate of rise: smoke builds over seconds, while an occupied room's VOCs or a dusty
+# room's particles sit at their level. Each channel's level is read as
+# log1p(max(x - offset, 0) / scale), so a clean-air jump of a few units (real TVOC goes
+# 0 -> 33 ppb from one second to the next) is hardly a rise and a fire's is; a rise is
+# the level now minus the lowest level of the same sensor over the last HISTORY_SECONDS
+# (itself included). Measured on the simulated holdouts of seeds 0 and 1, the three
+# candidates: median detection latency 7-17 s -> 7-13.5 s, recall at 1 % false alarms
+# 0.987-0.990 -> 0.990-0.993, no more nuisance sessions alerting; the default champion's
+# real recall 0.79 -> 0.80 and ROC-AUC 0.98 -> 0.94. Windows of 15 and 60 s did no better.
+# No eCO2 rise: the real file's eCO2 jumps 400 -> 460 ppm within seconds in clean and
+# occupied rooms alike, and its fires barely move it.
+HISTORY_SECONDS = 30.0
+RISE_LEVELS: dict[str, tuple[float, float]] = {
+    "tvoc_ppb": (0.0, 100.0),
+    "pm1_0": (0.0, 5.0),
+    "nc0_5": (0.0, 30.0),
+}
+RISE_FEATURES: tuple[str, ...] = tuple(f"rise_{c}" for c in RISE_LEVELS)
+assert RISE_FEATURES == HISTORY_FIELDS, "the reading contract carries each rise (core.schema)"
+FEATURE_COLUMNS = (*FEATURE_COLUMNS, *RISE_FEATURES)
 
 
 # Absolute temperature, humidity and pressure say where and when a sensor is (a cold store,
@@ -60,7 +86,144 @@ def build_features(readings: pd.DataFrame) -> pd.DataFrame:
     out["pm_coarse_ratio"] = (x["pm2_5"].to_numpy() + 1.0) / (x["pm1_0"].to_numpy() + 1.0)
     out["nc_fine_ratio"] = (x["nc0_5"].to_numpy() + 1.0) / (x["nc2_5"].to_numpy() + 1.0)
     out["h2_ethanol_ratio"] = x["raw_h2"].to_numpy() / np.maximum(x["raw_ethanol"].to_numpy(), 1.0)
+    for c in RISE_FEATURES:  # measured from history (add_rises, rises_in_batch) or steady
+        given = c in readings.columns
+        out[c] = readings[c].astype("float64").fillna(0.0).to_numpy() if given else np.zeros(len(x))
     return pd.DataFrame(out, index=readings.index, columns=list(FEATURE_COLUMNS))
+
+
+def rise_levels(readings: Mapping[str, Any] | pd.DataFrame) -> np.ndarray:
+    """Rows x `RISE_LEVELS`: each channel's level as its rise is measured (from a frame or
+    a mapping of columns)."""
+    return np.column_stack(
+        [
+            np.log1p(np.clip(np.asarray(readings[c], dtype="float64") - offset, 0, None) / scale)
+            for c, (offset, scale) in RISE_LEVELS.items()
+        ]
+    ).reshape(-1, len(RISE_LEVELS))
+
+
+def epoch_seconds(ts: Any) -> np.ndarray:
+    """Unix seconds of timestamps: datetimes (naive ones are UTC, as Spark hands them) or
+    ISO 8601 text (the worker's records, a list: parsed one by one, faster than pandas
+    for a batch)."""
+    if isinstance(ts, list):
+        from datetime import UTC, datetime
+
+        stamps = (v if isinstance(v, datetime) else datetime.fromisoformat(v) for v in ts)
+        return np.fromiter(
+            (d.timestamp() if d.tzinfo else d.replace(tzinfo=UTC).timestamp() for d in stamps),
+            dtype="float64",
+            count=len(ts),
+        )
+    if pd.api.types.is_datetime64_any_dtype(ts):
+        t = pd.to_datetime(ts, utc=True)
+    else:
+        t = pd.to_datetime(ts, utc=True, format="ISO8601")
+    return np.asarray((t - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1), dtype="float64")
+
+
+def _rolling_rise(codes: np.ndarray, t: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Level minus the lowest level of the same sensor (integer `codes`) within
+    HISTORY_SECONDS before it (readings of one sensor with the same time count in their
+    given order). Vectorised by lag: at 1 Hz, 30 passes over the batch, whatever the
+    number of sensors."""
+    order = np.lexsort((t, codes))
+    c, tt, lv = codes[order], t[order], levels[order]
+    lowest = lv.copy()
+    for lag in range(1, len(tt)):
+        # Sorted by sensor and time: once no reading has its lag-th predecessor in the
+        # window, no reading has any further one.
+        near = (c[lag:] == c[:-lag]) & (tt[lag:] - tt[:-lag] <= HISTORY_SECONDS)
+        if not near.any():
+            break
+        np.minimum(lowest[lag:], np.where(near[:, None], lv[:-lag], np.inf), out=lowest[lag:])
+    out = np.empty_like(levels)
+    out[order] = lv - lowest
+    return out
+
+
+def add_rises(readings: pd.DataFrame) -> pd.DataFrame:
+    """`readings` with the `rise_*` columns computed from their own history (per
+    `sensor_id`, by `ts`): training data, the reference readings, a labelled stream."""
+    if len(readings) == 0:
+        return readings.assign(**{c: pd.Series(dtype="float64") for c in RISE_FEATURES})
+    rises = _rolling_rise(
+        np.unique(readings["sensor_id"].astype(str).to_numpy(), return_inverse=True)[1],
+        epoch_seconds(readings["ts"]),
+        rise_levels(readings),
+    )
+    return readings.assign(**{c: rises[:, i] for i, c in enumerate(RISE_FEATURES)})
+
+
+# sensor -> rows of (seconds, *levels): its readings of the last HISTORY_SECONDS, what a
+# stream keeps between batches (the worker in each sensor's state, Spark in its store).
+History = dict[str, np.ndarray]
+
+
+def rises_in_batch(
+    history: History, sensor: np.ndarray, t: np.ndarray, levels: np.ndarray
+) -> tuple[np.ndarray, History]:
+    """Rows x `RISE_FEATURES` for one batch of a stream (any order) given the sensors'
+    history, and the history after it: over a stream cut into batches anyhow, the rises
+    equal what `add_rises` computes over the whole stream (tested)."""
+    names, codes = np.unique(sensor.astype(str), return_inverse=True)
+    width = 1 + len(RISE_LEVELS)
+    before = [history.get(str(n), np.empty((0, width))) for n in names]
+    old_codes = np.repeat(np.arange(len(names)), [len(b) for b in before])
+    all_codes = np.concatenate([old_codes, codes])
+    all_rows = np.concatenate([*before, np.column_stack([t, levels])])
+    out = _rolling_rise(all_codes, all_rows[:, 0], all_rows[:, 1:])[len(old_codes) :]
+    latest = np.full(len(names), -np.inf)
+    np.maximum.at(latest, all_codes, all_rows[:, 0])
+    keep = all_rows[:, 0] >= latest[all_codes] - HISTORY_SECONDS
+    kept_codes, kept = all_codes[keep], all_rows[keep]
+    order = np.argsort(kept_codes, kind="stable")  # each sensor's rows in arrival order
+    bounds = np.searchsorted(kept_codes[order], np.arange(1, len(names)))
+    after = dict(history)
+    for name, rows in zip(names, np.split(kept[order], bounds), strict=True):
+        after[str(name)] = rows
+    return out, after
+
+
+def encode_history(rows: np.ndarray | None) -> str:
+    """One sensor's history as text for a state store (exact: the float64 bytes in
+    base64; ~1.3 kB for 30 s at 1 Hz)."""
+    import base64
+
+    if rows is None or len(rows) == 0:
+        return ""
+    return base64.b64encode(np.ascontiguousarray(rows, dtype="<f8").tobytes()).decode("ascii")
+
+
+def decode_history(text: str | None) -> np.ndarray:
+    """`encode_history`'s rows back (none for empty or unreadable text, e.g. a state
+    stored by a version that measured other channels: it is rebuilt within 30 s)."""
+    import base64
+    import binascii
+
+    width = 1 + len(RISE_LEVELS)
+    try:
+        raw = base64.b64decode(text or "", validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) % (8 * width):
+        raw = b""
+    return np.frombuffer(raw, dtype="<f8").reshape(-1, width).astype("float64")
+
+
+def frame_rises(history: History, readings: pd.DataFrame) -> tuple[pd.DataFrame, History]:
+    """`rises_in_batch` for a canonical frame: the frame with its `rise_*` columns."""
+    if len(readings) == 0:
+        empty = {c: pd.Series(dtype="float64") for c in RISE_FEATURES}
+        return readings.assign(**empty), history
+    rises, after = rises_in_batch(
+        history,
+        readings["sensor_id"].astype(str).to_numpy(),
+        epoch_seconds(readings["ts"]),
+        rise_levels(readings),
+    )
+    return readings.assign(**{c: rises[:, i] for i, c in enumerate(RISE_FEATURES)}), after
 
 
 def frame_from_readings(

@@ -25,6 +25,7 @@ from smoke_platform.core.features import (
     FEATURE_COLUMNS,
     FORBIDDEN_FEATURES,
     MODEL_FEATURES,
+    add_rises,
     build_features,
 )
 from smoke_platform.core.metrics import evaluate
@@ -84,7 +85,7 @@ def assert_no_leakage(features: list[str] | tuple[str, ...]) -> None:
 
 def training_frame(readings: pd.DataFrame) -> pd.DataFrame:
     """Features (from the one feature function) + label + meta columns, one row per reading."""
-    labelled = readings[readings[LABEL].notna()].reset_index(drop=True)
+    labelled = add_rises(readings[readings[LABEL].notna()].reset_index(drop=True))
     feats = build_features(labelled)
     meta = labelled[[c for c in META_COLUMNS if c in labelled.columns]]
     out = pd.concat([feats, meta], axis=1)

@@ -33,6 +33,7 @@ class FieldSpec:
     max: float | None = None
     required: bool = True
     measurement: bool = False
+    history: bool = False  # supplied by a client that keeps the sensor's history
 
     def allowed(self) -> str:
         """Human-readable allowed range, used in every error message."""
@@ -51,6 +52,22 @@ class FieldSpec:
 
 def _m(name: str, kaggle: str, unit: str, lo: float, hi: float, desc: str) -> FieldSpec:
     return FieldSpec(name, kaggle, "float", unit, desc, lo, hi, measurement=True)
+
+
+def _rise(channel: str) -> FieldSpec:
+    """How much a channel rose over the sensor's last 30 s (`core.features`); a client
+    without the sensor's history leaves it out and the reading is scored as steady."""
+    return FieldSpec(
+        f"rise_{channel}",
+        None,
+        "float",
+        "",
+        f"rise of {channel} over the sensor's last 30 s (log scale; left out: steady)",
+        0,
+        12,
+        required=False,
+        history=True,
+    )
 
 
 FIELDS: tuple[FieldSpec, ...] = (
@@ -72,11 +89,15 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("fire_alarm", "Fire Alarm", "int", "", "label: 1 = fire", 0, 1, False),
     FieldSpec("session_id", None, "str", "", "recording session (never a feature)", required=False),
     FieldSpec("scenario", None, "str", "", "simulated scenario name, if known", required=False),
+    *(_rise(c) for c in ("tvoc_ppb", "pm1_0", "nc0_5")),
 )
 
 FIELD_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
 MEASUREMENTS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.measurement)
 REQUIRED: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
+HISTORY_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.history)
+# What the model scores: the measurements and, where a client supplies them, the rises.
+SCORED_INPUTS: tuple[str, ...] = (*MEASUREMENTS, *HISTORY_FIELDS)
 KAGGLE_TO_CANONICAL: dict[str, str] = {f.kaggle: f.name for f in FIELDS if f.kaggle}
 CANONICAL_TO_KAGGLE: dict[str, str] = {v: k for k, v in KAGGLE_TO_CANONICAL.items()}
 # The real file's columns in file order (after the unnamed row-index column).

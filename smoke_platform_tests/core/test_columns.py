@@ -19,8 +19,10 @@ from smoke_platform.core.columns import (
 from smoke_platform.core.io import to_records
 from smoke_platform.core.schema import (
     FIELDS,
+    HISTORY_FIELDS,
     MAX_COLUMN_ROWS,
     MEASUREMENTS,
+    SCORED_INPUTS,
     Reading,
     ReadingColumns,
     ReadingValidationError,
@@ -45,13 +47,24 @@ def _pydantic_measurements(body: bytes, key: str) -> np.ndarray | None:
         parsed = (READINGS_BODY if key == "readings" else COLUMNS_BODY).model_validate_json(body)
     except pydantic.ValidationError:
         return None
+
+    def value(v: object) -> object:  # a rise left out is scored as steady
+        return 0.0 if v is None else v
+
     if key == "readings":
-        return np.array([[getattr(r, n) for n in MEASUREMENTS] for r in parsed.readings])
-    return np.column_stack([getattr(parsed.columns, n) for n in MEASUREMENTS])
+        return np.array([[value(getattr(r, n)) for n in SCORED_INPUTS] for r in parsed.readings])
+    return np.column_stack(
+        [getattr(parsed.columns, n) or [0.0] * len(parsed.columns) for n in SCORED_INPUTS]
+    )
 
 
-def test_plainly_valid_bodies_take_the_column_path_with_the_models_numbers(sample):
+@pytest.mark.parametrize("with_rises", [False, True])
+def test_plainly_valid_bodies_take_the_column_path_with_the_models_numbers(sample, with_rises):
+    if with_rises:  # a client that keeps the sensors' history sends their rises
+        rng = np.random.default_rng(1)
+        sample = sample.assign(**{h: rng.uniform(0, 3, len(sample)) for h in HISTORY_FIELDS})
     records = to_records(sample)
+    expected = sample.reindex(columns=list(SCORED_INPUTS), fill_value=0.0).to_numpy("float64")
     for key, payload in (
         ("readings", records),
         ("columns", columns_from_records(records)),
@@ -60,7 +73,7 @@ def test_plainly_valid_bodies_take_the_column_path_with_the_models_numbers(sampl
         fast = json_measurements(body, key)
         assert fast is not None, key  # the accelerator is used, not skipped
         np.testing.assert_array_equal(fast, _pydantic_measurements(body, key))
-        np.testing.assert_array_equal(fast, sample[list(MEASUREMENTS)].to_numpy())
+        np.testing.assert_array_equal(fast, expected)
 
 
 HOSTILE = st.one_of(

@@ -78,7 +78,8 @@ def test_first_training_promotes_a_model_meeting_the_targets(first_run):
     assert info is not None and info["tag"] == decision["champion_tag"].value
     holdout = info["metadata"]["holdout_metrics"]
     # The promoted model meets every operational bar on whole held-out sessions
-    # (the aspirational 0.99 / 10 s are reported, not met: see README).
+    # (the 10 s latency is met by the default champion, its 0.99 recall at 1 % by a
+    # hair not: see README).
     bars = TrainingSettingsResource().bars()
     assert holdout["false_alarm_rate"] <= bars.max_false_alarm_rate, holdout
     assert holdout["recall"] >= bars.min_recall, holdout

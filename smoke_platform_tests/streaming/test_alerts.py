@@ -1,5 +1,9 @@
 """The per-sensor alert machine and z-scores, on hand-made sequences."""
 
+import json
+
+import numpy as np
+
 from streaming.alerts import WARM_UP, AlertConfig, SensorState
 
 CFG = AlertConfig(consecutive=3, critical_probability=0.98, close_after=4)
@@ -44,7 +48,10 @@ def test_state_round_trips_through_json_dict():
     for i in range(4):
         state.step("s1", f"t{i}", 0.9, True, CFG)
     again = SensorState.from_dict(state.to_dict())
-    assert again == state and again.alert_id == "s1@t2"
+    assert again == state and again.alert_id == "s1@t2" and again.history is None
+    state.history = np.array([[1.654e9, 0.5, 0.25, 0.125], [1.654e9 + 1, 0.75, 0.5, 1 / 3]])
+    again = SensorState.from_dict(json.loads(json.dumps(state.to_dict())))
+    np.testing.assert_array_equal(again.history, state.history)  # exactly, through JSON
 
 
 def test_zscore_flags_a_jump_after_warm_up():

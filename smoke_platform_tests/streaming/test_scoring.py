@@ -22,6 +22,19 @@ def test_scores_through_the_bulk_route(open_service, served_model, readings):
     assert scorer.route == "predict_arrow"  # the Arrow route, not a fallback
 
 
+def test_the_rises_the_worker_measured_reach_the_model(open_service, served_model, readings):
+    """Parity of worker and service: the service scores with the rises the worker sends,
+    exactly as the model does in memory on the frame training would build."""
+    from smoke_platform.core.features import add_rises
+
+    sample = add_rises(readings).iloc[:1_500]
+    scores = RemoteScorer(open_service, "", 30).score(to_records(sample))
+    expected = served_model.predict_proba(sample)
+    np.testing.assert_allclose(scores.probability, expected, rtol=1e-9)
+    steady = served_model.predict_proba(readings.iloc[:1_500])  # had the rises been lost
+    assert np.abs(expected - steady).max() > 0.01
+
+
 @pytest.fixture
 def service_without_bulk_route(open_service):
     """The real service behind a proxy that answers 404 for the bulk routes, as a bento
@@ -63,10 +76,12 @@ def service_without_bulk_route(open_service):
 def test_a_service_without_the_bulk_route_is_scored_through_predict_batch(
     service_without_bulk_route, served_model, readings
 ):
+    from smoke_platform.core.features import add_rises
+
     url, seen = service_without_bulk_route
     scorer = RemoteScorer(url, "", 30)
-    for start in (0, 200):
-        sample = readings.iloc[start : start + 200]
+    for start in (0, 200):  # with the rises a worker measured: they reach the model too
+        sample = add_rises(readings).iloc[start : start + 200]
         scores = scorer.score(to_records(sample))
         expected = served_model.predict_proba(sample)
         np.testing.assert_allclose(scores.probability, expected, rtol=1e-9)

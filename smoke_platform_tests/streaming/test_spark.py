@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from smoke_platform.core.features import add_rises
 from streaming.broker import create_topics
 from streaming.config import StreamSettings
 from streaming.producer import ReadingProducer, produce, scenario_records
@@ -90,19 +91,26 @@ def test_windows_equal_a_pandas_reference(spark, broker, tmp_path, served_model)
     for col in [c for c in ref.columns if c not in ("sensor_id", "window_start")]:
         np.testing.assert_allclose(merged[col], merged[f"{col}_ref"], rtol=1e-9, err_msg=col)
     assert (got["quality_score"] == 1.0).all()
-    # Model share per window: the fire's windows, not the kitchen's.
-    frame = pd.DataFrame(records)
-    expected_share = (
-        served_model.score(
-            frame.assign(ts=pd.to_datetime(frame["ts"], utc=True, format="ISO8601"))
-        )["is_fire"]
-        .groupby(frame["sensor_id"])
-        .mean()
-    )
+    # Parity of training and Spark: each window's fire share and top probability are the
+    # model's on the rises training computes over the whole stream (Spark keeps each
+    # sensor's last 30 s in its state store between micro-batches).
+    frame = add_rises(pd.DataFrame(records).assign(ts=lambda f: pd.to_datetime(f["ts"], utc=True)))
+    scored = served_model.score(frame).assign(ts=frame["ts"].dt.tz_localize(None))
+    scored["sensor_id"] = frame["sensor_id"]
+    for row in merged.itertuples():
+        inside = scored[
+            (scored["sensor_id"] == row.sensor_id)
+            & (scored["ts"] >= row.window_start)
+            & (scored["ts"] < row.window_start + pd.Timedelta(minutes=5))
+        ]
+        assert row.fire_share == pytest.approx(inside["is_fire"].mean(), abs=1e-12)
+        assert row.max_probability == pytest.approx(inside["probability"].max(), rel=1e-9)
+    # The fire's windows alert, the kitchen's do not: a steam episode's onset rises too
+    # and this small test model flags a few of its readings (3 % of a window at most),
+    # far below a window's alerting share.
     fire = got[got["sensor_id"] == "sensor-000"]
     kitchen = got[got["sensor_id"] == "sensor-001"]
-    assert fire["fire_share"].max() > 0.5 and kitchen["fire_share"].max() == 0.0
-    assert expected_share["sensor-001"] == 0.0
+    assert fire["fire_share"].max() > 0.5 and kitchen["fire_share"].max() < 0.1
     assert fire["tvoc_spike"].any() or fire["temperature_rise"].any()
     # Window alerts reach smoke_alerts in the worker's alert schema.
     from streaming.broker import read_topic

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from smoke_platform.core.explain import EXPLAINED, driver_names
+from smoke_platform.core.schema import HISTORY_FIELDS, MEASUREMENTS
 from smoke_platform.dashboard import RecentAlerts, serve
 from smoke_platform.procs import ManagedProcess, free_port
 from smoke_platform.serving import bentoml_serve
@@ -175,13 +176,18 @@ def test_service_down_falls_back_locally_and_switches_back(make_settings, served
     preds = read_outputs(settings.stream_dir, "predictions")
     assert len(preds) == 1_200
     assert set(preds["scored_by"]) == {"service", "local"}
-    # The fallback is the same promoted model: same probabilities as the model itself.
+    # The fallback is the same promoted model: same probabilities as the model itself on
+    # the readings and the rises the worker measured (each row carries what it scored).
     local = preds[preds["scored_by"] == "local"].sort_values(["sensor_id", "ts"])
     assert len(local) >= 300  # the outage (and batches scored while the probe ran)
     frame = pd.DataFrame(during_outage + probing)
     frame = frame[frame["ts"].isin(set(local["ts"]))].sort_values(["sensor_id", "ts"])
+    np.testing.assert_array_equal(
+        local[list(MEASUREMENTS)].to_numpy(), frame[list(MEASUREMENTS)].to_numpy()
+    )
+    assert (local[list(HISTORY_FIELDS)] > 0).any().all()  # the rises were measured
     np.testing.assert_allclose(
-        local["probability"].to_numpy(), served_model.predict_proba(frame), rtol=1e-9
+        local["probability"].to_numpy(), served_model.predict_proba(local), rtol=1e-9
     )
 
 

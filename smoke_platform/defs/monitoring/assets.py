@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from smoke_platform.core.drift import feature_drift as drift_table
-from smoke_platform.core.features import FEATURE_COLUMNS, build_features
+from smoke_platform.core.features import FEATURE_COLUMNS, add_rises, build_features
 from smoke_platform.core.metrics import LIVE_METADATA
 from smoke_platform.core.schema import MEASUREMENTS
 from smoke_platform.defs.common.resources import (
@@ -175,7 +175,10 @@ def feature_drift(
         raise dg.Failure(f"no live readings with all measurements under {root} (missing {missing})")
     live = live.dropna(subset=list(MEASUREMENTS))
     table = drift_table(
-        training_dataset, build_features(live), FEATURE_COLUMNS, monitoring.drift_psi_threshold
+        training_dataset,
+        build_features(add_rises(live)),
+        FEATURE_COLUMNS,
+        monitoring.drift_psi_threshold,
     )
     enough = len(live) >= monitoring.drift_min_rows
     path = write_drift_report(
