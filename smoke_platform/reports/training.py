@@ -177,9 +177,7 @@ def _real_section(
         f"{next(iter(figures.values()))['rows']:,} labelled real readings from `{real['source']}`"
         " (public Kaggle smoke-detection excerpts unless `SMOKE_REFERENCE_CSV` says "
         "otherwise); no model is fitted on them. Each model at its own threshold; alerts "
-        "under the stream worker's alert rule. The challenger is the best candidate on the "
-        "simulated holdout among those within 0.02 ROC-AUC of the best on these readings, "
-        "and it must not be worse than the champion here by more than that to be promoted."
+        "under the stream worker's alert rule. " + choice_rule_text()
     )
     rows = {}
     for name, f in figures.items():
@@ -203,3 +201,19 @@ def _real_section(
             + ("all targets met." if not missed else "misses " + "; ".join(missed) + ".")
         )
         rep.table(excerpt_table(champion))
+
+
+def choice_rule_text() -> str:
+    """How the challenger is chosen and weighed against the champion on real readings,
+    from the rule's own constants (`core.modeling`)."""
+    from smoke_platform.core.modeling import CHOICE_TOLERANCE, REAL_AUC_TOLERANCE
+
+    t = CHOICE_TOLERANCE
+    return (
+        "The challenger is the best candidate on the simulated holdout among those near the "
+        f"best on these readings in every figure (recall within {t['recall']:g}, false-alarm "
+        f"rate within {t['false_alarm_rate']:g}, ROC-AUC within {t['roc_auc']:g}; if none "
+        f"is, those within {REAL_AUC_TOLERANCE:g} of the best ROC-AUC), and it is not "
+        f"promoted when its ROC-AUC here is more than {REAL_AUC_TOLERANCE:g} below the "
+        "champion's."
+    )

@@ -205,3 +205,16 @@ def test_gate_promotes_a_challenger_clearly_better_on_real_readings(strong, weak
         weak.holdout, strong.holdout, LAX, challenger_real_auc=0.98, champion_real_auc=0.88
     )
     assert decision.promote and "better on real readings" in decision.reasons[0]
+
+
+def test_the_training_report_states_the_choice_rule_in_force(monkeypatch):
+    """The report's sentence on how the challenger is chosen follows the rule's constants
+    (it once kept describing a rule that had been replaced)."""
+    from smoke_platform.core import modeling
+    from smoke_platform.reports.training import choice_rule_text
+
+    assert "recall within 0.05" in choice_rule_text()
+    monkeypatch.setitem(modeling.CHOICE_TOLERANCE, "recall", 0.07)
+    monkeypatch.setattr(modeling, "REAL_AUC_TOLERANCE", 0.03)
+    text = choice_rule_text()
+    assert "recall within 0.07" in text and "more than 0.03 below the champion" in text
