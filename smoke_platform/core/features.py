@@ -48,6 +48,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 # No eCO2 rise: the real file's eCO2 jumps 400 -> 460 ppm within seconds in clean and
 # occupied rooms alike, and its fires barely move it.
 HISTORY_SECONDS = 30.0
+# At most this many earlier readings of a sensor count (10 Hz over HISTORY_SECONDS): a
+# sensor flooding one timestamp cannot grow its kept history, nor the work per reading.
+MAX_HISTORY_ROWS = 300
 RISE_LEVELS: dict[str, tuple[float, float]] = {
     "tvoc_ppb": (0.0, 100.0),
     "pm1_0": (0.0, 5.0),
@@ -125,13 +128,13 @@ def epoch_seconds(ts: Any) -> np.ndarray:
 
 def _rolling_rise(codes: np.ndarray, t: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Level minus the lowest level of the same sensor (integer `codes`) within
-    HISTORY_SECONDS before it (readings of one sensor with the same time count in their
-    given order). Vectorised by lag: at 1 Hz, 30 passes over the batch, whatever the
-    number of sensors."""
+    HISTORY_SECONDS before it, over at most MAX_HISTORY_ROWS predecessors (readings of one
+    sensor with the same time count in their given order). Vectorised by lag: at 1 Hz,
+    30 passes over the batch, whatever the number of sensors."""
     order = np.lexsort((t, codes))
     c, tt, lv = codes[order], t[order], levels[order]
     lowest = lv.copy()
-    for lag in range(1, len(tt)):
+    for lag in range(1, min(len(tt), MAX_HISTORY_ROWS + 1)):
         # Sorted by sensor and time: once no reading has its lag-th predecessor in the
         # window, no reading has any further one.
         near = (c[lag:] == c[:-lag]) & (tt[lag:] - tt[:-lag] <= HISTORY_SECONDS)
@@ -178,11 +181,11 @@ def rises_in_batch(
     np.maximum.at(latest, all_codes, all_rows[:, 0])
     keep = all_rows[:, 0] >= latest[all_codes] - HISTORY_SECONDS
     kept_codes, kept = all_codes[keep], all_rows[keep]
-    order = np.argsort(kept_codes, kind="stable")  # each sensor's rows in arrival order
+    order = np.lexsort((kept[:, 0], kept_codes))  # per sensor by time, ties as they came
     bounds = np.searchsorted(kept_codes[order], np.arange(1, len(names)))
     after = dict(history)
     for name, rows in zip(names, np.split(kept[order], bounds), strict=True):
-        after[str(name)] = rows
+        after[str(name)] = rows[-MAX_HISTORY_ROWS:]
     return out, after
 
 

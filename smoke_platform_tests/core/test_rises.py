@@ -9,6 +9,7 @@ import pytest
 
 from smoke_platform.core.features import (
     HISTORY_SECONDS,
+    MAX_HISTORY_ROWS,
     RISE_FEATURES,
     RISE_LEVELS,
     add_rises,
@@ -128,3 +129,28 @@ def test_a_stored_history_that_cannot_be_read_starts_afresh():
     np.testing.assert_array_equal(decode_history(encode_history(rows)), rows)
     for text in ("", None, "not base64!", encode_history(np.arange(10.0).reshape(2, 5))):
         assert decode_history(text).shape == (0, 1 + len(RISE_LEVELS))
+
+
+def test_a_sensor_flooding_one_timestamp_keeps_a_bounded_history(stream):
+    """A hostile or broken device sending thousands of readings stamped the same second:
+    its kept history (and so the state written with every batch, and the work per
+    reading) stays at MAX_HISTORY_ROWS; the batch-wise rises still equal the whole
+    stream's."""
+    one = stream.iloc[[100]]
+    flood = pd.concat([one] * 3 * MAX_HISTORY_ROWS, ignore_index=True)
+    rng = np.random.default_rng(2)
+    flood["tvoc_ppb"] = rng.uniform(0, 5_000, len(flood))
+    frame = pd.concat([stream.iloc[:100], flood], ignore_index=True)
+    history: dict = {}
+    parts = []
+    for batch in np.array_split(np.arange(len(frame)), 4):
+        part, history = frame_rises(history, frame.iloc[batch])
+        parts.append(part)
+        assert max(len(rows) for rows in history.values()) <= MAX_HISTORY_ROWS
+    got = pd.concat(parts)[list(RISE_FEATURES)].to_numpy()
+    np.testing.assert_array_equal(got, add_rises(frame)[list(RISE_FEATURES)].to_numpy())
+    # Each flooded reading is measured against at most MAX_HISTORY_ROWS before it.
+    levels = rise_levels(flood)[:, 0]
+    last = len(flood) - 1
+    lowest = levels[last - MAX_HISTORY_ROWS : last + 1].min()
+    assert got[-1, 0] == pytest.approx(levels[last] - lowest, abs=1e-12)
