@@ -137,24 +137,57 @@ class RemoteScorer:
 
 
 class LocalScorer:
-    """The promoted model from the BentoML store, loaded on first use."""
+    """The promoted model from the BentoML store, loaded when the worker starts (in the
+    background: `preload`) or else on first use, so the first outage of the service does
+    not also pay for loading the model."""
 
     def __init__(self, tag: str) -> None:
         self.tag = tag
         self._model: Any = None
+        self._lock = threading.Lock()
+        self._loader: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    def preload(self) -> threading.Thread:
+        """Load the model in a background thread; a failure is logged (and tried again on
+        first use), never raised: the service may be all the worker needs."""
+
+        def load() -> None:
+            try:
+                self._load()
+            except Exception as exc:
+                log.warning(
+                    "local fallback model %s not loaded at start (%s: %s); will retry on use",
+                    self.tag,
+                    type(exc).__name__,
+                    exc,
+                )
+
+        self._loader = threading.Thread(target=load, name="fallback-model-load", daemon=True)
+        self._loader.start()
+        return self._loader
+
+    def _load(self) -> Any:
+        with self._lock:  # a batch that needs the model waits for a load under way
+            if self._model is None:
+                from smoke_platform.modelstore import load_model
+
+                model = load_model(self.tag)
+                model.single_threaded()
+                self._model = model
+                log.info("loaded local fallback model %s", model.version)
+            return self._model
 
     def score(self, records: list[dict[str, Any]]) -> Scores:
-        if self._model is None:
-            from smoke_platform.modelstore import load_model
-
-            self._model = load_model(self.tag)
-            self._model.single_threaded()
-            log.warning("loaded local fallback model %s", self._model.version)
+        model = self._model if self._model is not None else self._load()
         frame = frame_from_readings(
             records, [c for c in SCORED_INPUTS if not records or c in records[0]]
         )
-        proba = self._model.predict_proba(frame)
-        return Scores(proba, proba >= self._model.threshold, self._model.version, "local")
+        proba = model.predict_proba(frame)
+        return Scores(proba, proba >= model.threshold, model.version, "local")
 
 
 class FallbackScorer:

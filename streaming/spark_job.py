@@ -46,6 +46,11 @@ def kafka_connector_jars(jars_dir: str | Path | None = None) -> list[str]:
     return jars
 
 
+# PySpark's own state serializer (applyInPandasWithState) concatenates empty frames, which
+# pandas 2 warns about on every batch: not ours to fix, so its Python workers do not print it.
+_SPARK_PANDAS_WARNING = "ignore::FutureWarning:pyspark.sql.pandas.serializers"
+
+
 def spark_session(
     master: str | None = None, app: str = "smoke-windows", log_level: str | None = None
 ) -> Any:
@@ -76,6 +81,7 @@ def spark_session(
         # Each task's Python worker scores with one OpenMP thread: the executor already runs
         # a task per core, and scikit-learn's per-call threads on every core only contend.
         .config("spark.executorEnv.OMP_NUM_THREADS", "1")
+        .config("spark.executorEnv.PYTHONWARNINGS", _SPARK_PANDAS_WARNING)
         .getOrCreate()
     )
     return spark

@@ -176,9 +176,11 @@ class StreamWorker:
         self._on_revoke(consumer, partitions)
 
     def open(self) -> None:
-        """Serve metrics, learn the topic's id (see `PartitionSink`), fence an earlier
-        incarnation of this instance (init_transactions), join the group."""
+        """Serve metrics, start loading the local fallback model, learn the topic's id (see
+        `PartitionSink`), fence an earlier incarnation of this instance
+        (init_transactions), join the group."""
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
+        self.scorer.local.preload()
         self.sink.topic_id = topic_id(self.s)
         self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
         self.consumer.subscribe(

@@ -77,9 +77,11 @@ def test_first_training_promotes_a_model_meeting_the_targets(first_run):
     info = modelstore.model_info("smoke_detector_test:latest")
     assert info is not None and info["tag"] == decision["champion_tag"].value
     holdout = info["metadata"]["holdout_metrics"]
-    # The promoted model meets every operational bar on whole held-out sessions
-    # (the issue's 10 s latency is met by the default champion, its 0.99 recall at 1 % by a
-    # hair not: see README).
+    # The promoted model meets every operational bar on whole held-out sessions, and on
+    # the default data the detection targets too: recall >= 0.99 at <= 1 % false alarms,
+    # a median alarm within 10 s of ignition (README: other seeds, and why seed 2 misses).
+    assert holdout["recall_at_far"] >= 0.99, holdout
+    assert holdout["median_latency_s"] <= 10, holdout
     bars = TrainingSettingsResource().bars()
     assert holdout["false_alarm_rate"] <= bars.max_false_alarm_rate, holdout
     assert holdout["recall"] >= bars.min_recall, holdout
@@ -88,6 +90,12 @@ def test_first_training_promotes_a_model_meeting_the_targets(first_run):
     assert holdout["recall_at_far"] >= holdout["recall"] - 1e-9
     meta = info["metadata"]
     assert meta["features"] and not {"cnt", "ts", "session_id"} & set(meta["features"])
+    # What the asset trains on is the one list of model features: no site's climate, no
+    # sensor's raw baseline (an earlier asset trained on raw_h2/raw_ethanol regardless).
+    from smoke_platform.core.features import MODEL_FEATURES, SENSOR_BASELINE, SITE_DEPENDENT
+
+    assert meta["features"] == list(MODEL_FEATURES)
+    assert not (SITE_DEPENDENT | SENSOR_BASELINE) & set(meta["features"])
     assert meta["data_fingerprint"] and meta["trained_at"] and meta["algorithm"]
     assert info["labels"]["stage"] == "champion"
     # Clean air in training, kept with the model: what alerts' drivers are measured against.

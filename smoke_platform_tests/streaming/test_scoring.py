@@ -94,3 +94,28 @@ def test_a_service_without_the_bulk_route_is_scored_through_predict_batch(
         ("/predict_batch", 200),
         ("/predict_batch", 200),
     ]
+
+
+def test_the_local_fallback_is_loaded_in_the_background_before_any_outage(
+    served_model, readings, caplog
+):
+    """The worker starts loading its fallback model at start (so the first outage does not
+    pay the load); a model that cannot be loaded then is logged, never raised from the
+    thread, and loading is tried again when a batch needs it (that error names the tag)."""
+    from streaming.scoring import LocalScorer
+
+    sample = readings.iloc[:200]
+    local = LocalScorer(served_model.version)
+    assert not local.ready
+    local.preload().join(120)
+    assert local.ready
+    scores = local.score(to_records(sample))
+    np.testing.assert_allclose(scores.probability, served_model.predict_proba(sample), rtol=1e-9)
+    assert (scores.scored_by, scores.model_version) == ("local", served_model.version)
+
+    missing = LocalScorer("smoke_detector:notinthestore")
+    missing.preload().join(120)
+    assert not missing.ready
+    assert "smoke_detector:notinthestore not loaded at start" in caplog.text
+    with pytest.raises(Exception, match="notinthestore"):
+        missing.score(to_records(sample))

@@ -377,6 +377,7 @@ def test_a_frozen_service_costs_at_most_one_deadline(make_settings, served_model
         )
         sender.start()  # 10 sensors at 10x = 100 readings/s for 30 s
         time.sleep(6)
+        assert worker.scorer.local.ready  # loaded at start, not when the service fails
         proc.freeze()
         time.sleep(15)
         proc.freeze(False)

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from smoke_platform.core.explain import normal_profile
-from smoke_platform.core.features import SITE_DEPENDENT
+from smoke_platform.core.features import MODEL_FEATURES
 from smoke_platform.core.metrics import HEADLINE, REAL_FIGURES, evaluate
 from smoke_platform.core.modeling import (
     LABEL,
@@ -34,9 +34,10 @@ NOT_FEATURES = {*META_COLUMNS, LABEL, HOLDOUT}
 
 
 def model_features(frame: pd.DataFrame) -> list[str]:
-    """The columns of the training dataset a model learns from: not a label, split or meta
-    column, and not a site-dependent reading (`SITE_DEPENDENT`: see features.py)."""
-    return [c for c in frame.columns if c not in NOT_FEATURES and c not in SITE_DEPENDENT]
+    """The columns of the training dataset a model learns from: the one list of model
+    features (`MODEL_FEATURES`: no site-dependent reading, no sensor's raw baseline, see
+    features.py), never a label, split or meta column."""
+    return [c for c in MODEL_FEATURES if c in frame.columns and c not in NOT_FEATURES]
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, float | None]:
