@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.dagster, pytest.mark.bentoml, pytest.mark.slow]
 
 def _smoke(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "BENTOML_HOME")}
-    env.update(SMOKE_HOME=str(root), SMOKE_ROWS="4000", SMOKE_CV_FOLDS="2")
+    # Small, but enough sessions for a candidate to pass the bars and be promoted (at
+    # 4,000 readings, seed 0, the best one caught 83 % of the held-out fire readings).
+    env.update(SMOKE_HOME=str(root), SMOKE_ROWS="6000", SMOKE_CV_FOLDS="2")
     return subprocess.run(
         [sys.executable, "-m", "smoke_platform.cli", *args],
         capture_output=True,

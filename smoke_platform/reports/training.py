@@ -153,9 +153,10 @@ def _calibration_section(rep: MarkdownReport, dataset: pd.DataFrame, source: str
     rep.text(
         "Kolmogorov-Smirnov distance (0 = the same distribution, 1 = disjoint) between the "
         "simulated training readings and the real reference readings of the same class, "
-        "pooled and per simulated scenario. A test fails when a pooled distance grows "
-        "beyond its calibrated value, or a real excerpt falls outside what the simulator "
-        "produces beyond the known gaps listed below."
+        "pooled and per simulated scenario, for each measurement and each rate of rise "
+        "(`rise_*`: how a channel moves from second to second). A test fails when a "
+        "pooled distance grows beyond its calibrated value, or a real excerpt falls "
+        "outside what the simulator produces beyond the known gaps listed below."
     )
     rep.table(tables["ks"])
     if len(tables["gaps"]):
