@@ -145,7 +145,6 @@ class LocalScorer:
         self.tag = tag
         self._model: Any = None
         self._lock = threading.Lock()
-        self._loader: threading.Thread | None = None
 
     @property
     def ready(self) -> bool:
@@ -166,9 +165,9 @@ class LocalScorer:
                     exc,
                 )
 
-        self._loader = threading.Thread(target=load, name="fallback-model-load", daemon=True)
-        self._loader.start()
-        return self._loader
+        loader = threading.Thread(target=load, name="fallback-model-load", daemon=True)
+        loader.start()
+        return loader
 
     def _load(self) -> Any:
         with self._lock:  # a batch that needs the model waits for a load under way
