@@ -16,6 +16,11 @@ class WorkerMetrics:
         self.dlq = Counter(
             f"{p}_dlq", "messages sent to the dead-letter topic", ["reason"], registry=r
         )
+        self.failed_batches = Counter(
+            f"{p}_failed_batches",
+            "batches whose processing raised (rewound and retried; see the poison guard)",
+            registry=r,
+        )
         self.skipped = Counter(
             f"{p}_replayed_skipped", "already-durable messages skipped", registry=r
         )

@@ -71,7 +71,8 @@ def csv_source(path: str | Path, sensors: int = 1) -> Iterator[dict[str, Any]]:
 
     try:
         frame = to_canonical(read_kaggle_csv(path))
-    except (ValueError, KeyError) as exc:  # FileNotFoundError passes: it names the path
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:  # FileNotFoundError
+        # passes: it names the path
         raise UserError(f"{path} is not a Kaggle-format CSV: {exc}") from exc
     session_no = frame["session_id"].str[1:].astype(int)
     frame["sensor_id"] = "csv-" + (session_no % sensors).astype(str).str.zfill(3)

@@ -42,6 +42,7 @@ from smoke_platform.notify import Notifier
 from streaming.alerts import AlertConfig
 from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
+from streaming.poison import PoisonGuard, Step, describe
 from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
 from streaming.sink import PartitionSink, unwritable_rows
@@ -49,6 +50,9 @@ from streaming.sink import PartitionSink, unwritable_rows
 log = logging.getLogger("smoke.worker")
 
 OFFSET_BEGINNING = -2  # librdkafka's logical offset
+# Failures outside the messages: never counted against them by the poison guard; they end
+# the process and its supervisor restarts it (nothing committed is lost).
+INFRASTRUCTURE = (OSError, MemoryError)
 
 
 class TransactionStuck(RuntimeError):
@@ -82,6 +86,7 @@ class StreamWorker:
             probe_timeout_s=settings.request_timeout_s,
         )
         self.sink = PartitionSink(under_home(settings.stream_dir), settings.topic)
+        self.guard = PoisonGuard(under_home(settings.stream_dir), settings.topic)
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")
         self.replay_until: dict[int, int] = {}  # partition -> committed offset to replay up to
         self.stopping = False
@@ -147,6 +152,7 @@ class StreamWorker:
         for tp in partitions:
             state = self.sink.load(tp.partition)
             self.core.states[tp.partition] = state
+            self.guard.load(tp.partition)
             hwm, done = state["hwm"], committed.get(tp.partition, -1001)
             self.replay_until.pop(tp.partition, None)
             if done >= 0 and done > hwm + 1:
@@ -168,6 +174,7 @@ class StreamWorker:
         for tp in partitions:
             self.core.states.pop(tp.partition, None)
             self.replay_until.pop(tp.partition, None)
+            self.guard.drop(tp.partition)
         log.info("revoked partitions %s", [tp.partition for tp in partitions])
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
@@ -181,7 +188,7 @@ class StreamWorker:
         (init_transactions), join the group."""
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         self.scorer.local.preload()
-        self.sink.topic_id = topic_id(self.s)
+        self.sink.topic_id = self.guard.topic_id = topic_id(self.s)
         self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
         self.consumer.subscribe(
             [self.s.topic],
@@ -243,38 +250,88 @@ class StreamWorker:
 
     # -- one batch ---------------------------------------------------------------------
     def process(self, msgs: list[InMessage]) -> int:
-        """Process a batch end to end; returns how many new messages it handled."""
-        from confluent_kafka import KafkaException
-
+        """Process a batch end to end; returns how many new messages it handled. The poison
+        guard may split it (`streaming.poison`): each step is a transaction of its own, and
+        the first that fails ends the batch (the consumer is rewound to what is durable)."""
         fresh = [
             m for m in msgs if m.offset > self.core.states.get(m.partition, {"hwm": -1})["hwm"]
         ]
         self.metrics.skipped.inc(len(msgs) - len(fresh))
         if not fresh:
             return 0
-        live = [m for m in fresh if m.offset >= self.replay_until.get(m.partition, -1)]
         self.metrics.consumed.inc(len(fresh))
+        handled = 0
+        for step in self.guard.plan(fresh):
+            if not self._step(step):
+                break
+            handled += len(step.messages)
+        return handled
+
+    def _step(self, step: Step) -> bool:
+        """One transaction of the batch; False when it failed (and the consumer was rewound).
+        A failure of the messages' processing is counted by the poison guard and never ends
+        the process; one of infrastructure (broker, disk, memory) is not counted."""
+        from confluent_kafka import KafkaException
+
+        fresh = step.messages
+        live = [m for m in fresh if m.offset >= self.replay_until.get(m.partition, -1)]
+        self.guard.begin(step)
         try:
-            out = self._transact(fresh, {(m.partition, m.offset) for m in live})
+            out = self._transact(fresh, {(m.partition, m.offset) for m in live}, step.poisoned)
         except KafkaException as exc:
+            self.guard.take_back(step)
             self._recover(exc.args[0])
-            return 0
+            return False
         except TransactionStuck as exc:
+            self.guard.take_back(step)
             log.warning("%s: abandoning the producer, rewinding to the committed offsets", exc)
             self._renew_producer(exc)
             self._after_failed_transaction()
-            return 0
-        self._persist(fresh, out)
+            return False
+        except INFRASTRUCTURE:
+            self.guard.take_back(step)
+            raise  # the supervisor restarts the worker; nothing was committed
+        except Exception as exc:  # the messages' processing: counted, never an exit
+            log.exception("processing %s failed: rewinding", describe(step))
+            self.guard.failed(step, exc)
+            self.metrics.failed_batches.inc()
+            self._abort_after_failure()
+            return False
+        try:
+            self._persist(fresh, out)
+        except INFRASTRUCTURE:
+            self.guard.take_back(step)
+            raise  # committed: the restarted worker replays it into the files
         self._observe(out, {(m.partition, m.offset) for m in live})
         for m in fresh:  # the replay of a partition ends at its committed offset
             if self.replay_until.get(m.partition, -1) <= m.offset + 1:
                 self.replay_until.pop(m.partition, None)
-        return len(fresh)
+        return True
 
-    def _transact(self, fresh: list[InMessage], live: set[tuple[int, int]]) -> BatchOutput:
+    def _abort_after_failure(self) -> None:
+        """After a processing failure: abort the open transaction (a producer that cannot,
+        replaced), then back to the durable state and committed offsets."""
+        from confluent_kafka import KafkaException
+
+        try:
+            if self.in_transaction:
+                self._txn(lambda p: p.abort_transaction(self.call_timeout_s), "abort")
+        except (KafkaException, TransactionStuck) as exc:
+            log.warning("could not abort (%s): starting a new producer", exc)
+            if not isinstance(exc, TransactionStuck):
+                self.producer.purge()
+            self._renew_producer(exc)
+        self._after_failed_transaction()
+
+    def _transact(
+        self,
+        fresh: list[InMessage],
+        live: set[tuple[int, int]],
+        poisoned: dict[tuple[int, int], str] | None = None,
+    ) -> BatchOutput:
         """Validate and score `fresh`; publish the outputs of `live` messages and their
         offsets in one transaction."""
-        valid, dead = self.core.validate(fresh)
+        valid, dead = self.core.validate(fresh, poisoned)
         publishing = bool(live)
         if publishing:
             self.producer.begin_transaction()

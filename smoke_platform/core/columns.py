@@ -132,14 +132,17 @@ def json_records(messages: list[bytes]) -> list[dict[str, Any] | None]:
             continue
         try:
             structs.append(decode(raw))
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            structs.append(None)
+        except Exception:  # untrusted bytes (msgspec raises UnicodeDecodeError on invalid
+            structs.append(None)  # UTF-8 inside a string): pydantic decides and names it
     decoded = [r for r in structs if r is not None]
     if not decoded:
         return [None] * len(structs)
-    ok = _in_window([r.ts for r in decoded])
-    for name in IDS:
-        ok &= ids_valid([getattr(r, name) for r in decoded])
+    try:
+        ok = _in_window([r.ts for r in decoded])
+        for name in IDS:
+            ok &= ids_valid([getattr(r, name) for r in decoded])
+    except Exception:  # never one message's failure for the batch: each alone
+        return [None] * len(structs)
     out: list[dict[str, Any] | None] = []
     fine = iter(ok.tolist())
     for r in structs:
@@ -175,7 +178,16 @@ def json_measurements(body: bytes, key: str) -> np.ndarray | None:
     value is plainly valid, or None when the pydantic model must decide (it then accepts
     the rest or names what is wrong).
 
-    `key` is `readings` (a list of reading objects) or `columns` (one list per field)."""
+    `key` is `readings` (a list of reading objects) or `columns` (one list per field).
+    Untrusted bytes: whatever fails here (msgspec raises `UnicodeDecodeError` on invalid
+    UTF-8 inside a string) is the pydantic model's to name, never a server error."""
+    try:
+        return _json_measurements(body, key)
+    except Exception:
+        return None
+
+
+def _json_measurements(body: bytes, key: str) -> np.ndarray | None:
     import msgspec
 
     try:

@@ -30,6 +30,16 @@ def read_kaggle_csv(path: str | Path) -> pd.DataFrame:
             f"{path}: missing column(s) {missing}; found {list(frame.columns)}; "
             f"expected the header ',{','.join(KAGGLE_COLUMNS)}'"
         )
+    for column in KAGGLE_COLUMNS:  # every Kaggle column is a number
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            values = pd.to_numeric(frame[column], errors="coerce")
+            bad = frame[column][values.isna() & frame[column].notna()]
+            if not bad.empty:
+                raise KaggleFormatError(
+                    f"{path}: column {column!r} holds {str(bad.iloc[0])[:40]!r} at row "
+                    f"{bad.index[0]!r}; allowed: numbers only"
+                )
+            frame[column] = values
     frame.index.name = "row_index"
     return frame
 

@@ -330,3 +330,50 @@ def test_fuzzed_bulk_json_never_causes_a_5xx(open_service, readings):
         post()
     print("bulk fuzz statuses", sorted(Counter(statuses).items()))
     assert 400 in statuses
+
+
+def test_hostile_bytes_on_every_route_are_a_quick_4xx_never_a_5xx(open_service, readings):
+    """Byte-level corpus (invalid UTF-8 in every string, overlong encodings, lone
+    surrogates, BOMs, NUL, flips, cuts) on the single, bulk (column decoder's size) and
+    Arrow routes: never a 5xx, within a second; bytes that are not UTF-8 JSON are a 4xx."""
+    import json
+
+    from smoke_platform.core.columns import frame_to_arrow
+    from smoke_platform.core.schema import FIELD_BY_NAME, columns_from_records
+    from smoke_platform_tests.hostile_bytes import hostile_bytes
+
+    rows = payload(readings.iloc[:40])
+    frame = readings.iloc[:40]
+    bodies = {
+        "/predict": json.dumps({"reading": rows[0]}).encode(),
+        "/predict_batch": json.dumps({"readings": rows}).encode(),
+        "/predict_columns": json.dumps({"columns": columns_from_records(rows)}).encode(),
+        "/predict_arrow": frame_to_arrow(frame[[c for c in frame if c in FIELD_BY_NAME]]),
+    }
+    answers: list[tuple[str, int]] = []
+    with httpx.Client(timeout=10) as client:
+
+        @settings(
+            max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(path=st.sampled_from(sorted(bodies)), data=st.data())
+        def call(path, data):
+            body = data.draw(hostile_bytes(bodies[path]))
+            ctype = "application/vnd.apache.arrow.stream" if "arrow" in path else "application/json"
+            started = time.perf_counter()
+            resp = client.post(
+                f"{open_service}{path}", content=body, headers={"content-type": ctype}
+            )
+            elapsed = time.perf_counter() - started
+            answers.append((path, resp.status_code))
+            assert resp.status_code < 500, (path, body[:300], resp.text[:300])
+            assert elapsed < 1.0, (path, body[:300], elapsed)
+            if "arrow" not in path:
+                try:
+                    json.loads(body.decode("utf-8"))
+                except ValueError:  # not UTF-8 JSON (UnicodeDecodeError is a ValueError)
+                    assert 400 <= resp.status_code < 500, (path, body[:300], resp.status_code)
+
+        call()
+    print("hostile bytes statuses", sorted(Counter(answers).items()))
+    assert {p for p, _ in answers} == set(bodies)

@@ -173,3 +173,36 @@ def test_timestamps_outside_the_window_are_dead_lettered(ts):
     [letter] = out.dead_letters
     assert (letter.reason, letter.field) == ("out_of_window", "ts")
     assert "3650 days old" in letter.error and "SMOKE_READING_MAX_AGE_DAYS" in letter.error
+
+
+def test_the_poison_guard_isolates_a_failing_batch_and_never_counts_infrastructure(tmp_path):
+    from streaming.poison import PoisonGuard
+
+    msgs = [InMessage("t", p, o, None, b"{}") for p in (0, 1) for o in range(10, 15)]
+    guard = PoisonGuard(tmp_path, "t")
+    [step] = guard.plan(msgs)
+    assert len(step.messages) == 10  # nothing suspect: one step
+    for _ in range(2):  # the batch fails twice (the disk failing in between is not counted)
+        guard.begin(step)
+        guard.failed(step, RuntimeError("boom"))
+        guard.begin(step)
+        guard.take_back(step)
+    restarted = PoisonGuard(tmp_path, "t")  # the count survives the process
+    restarted.load(0), restarted.load(1)
+    steps = restarted.plan(msgs)
+    assert [len(s.messages) for s in steps] == [1] * 10  # both partitions one at a time
+    assert not any(s.poisoned for s in steps)
+    first = steps[0]
+    for _ in range(2):  # the first message alone fails twice: given up
+        restarted.begin(first)
+        restarted.failed(first, RuntimeError("boom"))
+    [given_up, *rest] = restarted.plan(msgs)
+    assert given_up.poisoned == {(0, 10): given_up.poisoned[(0, 10)]}
+    assert (
+        "failed 2 times" in given_up.poisoned[(0, 10)]
+        and "RuntimeError: boom" in (given_up.poisoned[(0, 10)])
+    )
+    assert not any(s.poisoned for s in rest)
+    # Past the suspect range, batches again.
+    later = [InMessage("t", 0, o, None, b"{}") for o in range(15, 20)]
+    assert [len(s.messages) for s in restarted.plan(later)] == [5]

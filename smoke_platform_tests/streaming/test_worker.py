@@ -324,8 +324,8 @@ def test_a_row_the_files_cannot_hold_is_dead_lettered_not_retried_forever(
     worker = StreamWorker(settings)
     validate = worker.core.validate
 
-    def with_a_gap(msgs):
-        valid, dead = validate(msgs)
+    def with_a_gap(msgs, poisoned=None):
+        valid, dead = validate(msgs, poisoned)
         for _, record in valid:
             if record["ts"] == goods[7]["ts"] and record["sensor_id"] == goods[7]["sensor_id"]:
                 record["session_id"] = "\ud800"
