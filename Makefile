@@ -94,6 +94,7 @@ lint: dev-setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: dev-setup
 	$(BIN)/ruff format .

@@ -13,7 +13,7 @@ def run() -> None:
     work = Path(tempfile.mkdtemp(prefix="smoke-bench-graph-"))
     os.environ.setdefault("SMOKE_DATA_DIR", str(work / "data"))
     os.environ.setdefault("SMOKE_REPORTS_DIR", str(work / "reports"))
-    from smoke_platform.cli import materialize_all
+    from smoke_platform.runs import materialize_all
 
     ok, elapsed, _ = materialize_all("*")
     if not ok:

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pandas as pd
+from pydantic import SecretStr
 
 from bench.common import report
 
@@ -41,7 +42,7 @@ def _settings(bootstrap: str, url: str, work: Path, name: str, **extra):
     s = StreamSettings(
         kafka_bootstrap=bootstrap,
         service_url=url,
-        api_key="",
+        api_key=SecretStr(""),
         topic=f"{name}-in",
         dlq_topic=f"{name}-dlq",
         predictions_topic=f"{name}-pred",

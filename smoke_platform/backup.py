@@ -41,13 +41,9 @@ class Part:
 
 def parts() -> list[Part]:
     """The folders a backup holds, as this environment's settings name them."""
-    from smoke_platform.defs.common.resources import (
-        SETTINGS_ENV,
-        PlatformSettingsResource,
-        from_env,
-    )
+    from smoke_platform.defs.common.resources import PlatformSettingsResource, bind
 
-    settings = from_env(PlatformSettingsResource, SETTINGS_ENV, resolved=True)
+    settings = bind(PlatformSettingsResource, resolved=True)
     tools = ToolHomes()
     if tools.bentoml_home is None or tools.dagster_home is None:
         raise RuntimeError("BENTOML_HOME and DAGSTER_HOME are set by `smoke` before a backup")

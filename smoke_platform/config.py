@@ -1,13 +1,11 @@
 """Every setting of the platform in one tree: section, variable, value, default, source.
 
-The sections are the settings classes each process reads (pydantic-settings) and the
-tables that bind the Dagster resources to their variables; `smoke config` prints the
-tree with secrets masked, and a test holds README's configuration table to it.
+The sections are those of `PlatformSettings` (each variable declared once, in its
+section); `smoke config` prints the tree with secrets masked.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +30,7 @@ class Setting:
     value: Any
     default: Any
     source: str  # "environment" or "default"
+    description: str = ""
 
     def shown(self) -> str:
         if self.variable in SECRETS and self.value not in ("", None):
@@ -39,73 +38,43 @@ class Setting:
         return "" if self.value is None else str(self.value)
 
 
-def _from_settings_class(section: str, cls: Any) -> list[Setting]:
-    prefix = cls.model_config.get("env_prefix", "")
+def _section(section: str, cls: Any) -> list[Setting]:
+    from smoke_platform.core.settings import is_set, variable
+
     values = cls()
     out = []
     for name, info in cls.model_fields.items():
-        variable = f"{prefix}{name}".upper()
+        var = variable(cls, name)
         value = getattr(values, name)
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
-        source = "environment" if variable in os.environ else "default"
-        out.append(Setting(section, variable, value, info.default, source))
+        default = (
+            info.default.get_secret_value()
+            if hasattr(info.default, "get_secret_value")
+            else info.default
+        )
+        source = "environment" if is_set(var) else "default"
+        out.append(Setting(section, var, value, default, source, info.description or ""))
     return out
 
 
-def _from_resource_table(section: str, cls: Any, table: dict[str, tuple[str, type]]) -> list:
-    from smoke_platform.defs.common.resources import from_env
-
-    resolved = from_env(cls, table, resolved=True)
-    return [
-        Setting(
-            section,
-            variable,
-            getattr(resolved, field),
-            cls.model_fields[field].default,
-            "environment" if variable in os.environ else "default",
-        )
-        for field, (variable, _) in table.items()
-    ]
-
-
 def settings_tree() -> dict[str, list[Setting]]:
-    """The effective settings of this process's environment, by section."""
-    from smoke_platform.core import settings as core
-    from smoke_platform.defs.common import resources as res
-    from streaming.config import StreamSettings
+    """The effective settings of this process's environment, by section of the one tree
+    (`smoke_platform.core.settings.PlatformSettings`), then the tools' own variables."""
+    from smoke_platform.core.settings import env_value, is_set, sections
 
-    tree: dict[str, list[Setting]] = {
-        "paths": _from_settings_class("paths", core.HomeSettings)
-        + _from_settings_class("paths", core.StackSettings),
-        "data (Dagster)": _from_resource_table(
-            "data (Dagster)", res.PlatformSettingsResource, res.SETTINGS_ENV
-        ),
-        "training (Dagster)": _from_resource_table(
-            "training (Dagster)", res.TrainingSettingsResource, res.TRAINING_ENV
-        ),
-        "monitoring (Dagster)": _from_resource_table(
-            "monitoring (Dagster)", res.MonitoringSettingsResource, res.MONITORING_ENV
-        ),
-        "notifications (Dagster)": _from_resource_table(
-            "notifications (Dagster)", res.NotifierResource, res.NOTIFIER_ENV
-        ),
-        "model": _from_settings_class("model", core.ModelSettings),
-        "service": _from_settings_class("service", core.ServiceSettings),
-        "readings": _from_settings_class("readings", core.InputSettings),
-        "stream and spark": _from_settings_class("stream and spark", StreamSettings),
-        "cli": _from_settings_class("cli", core.CliSettings),
-        "tools": [
-            Setting(
-                "tools",
-                name,
-                os.environ.get(name),
-                None,
-                "environment" if name in os.environ else "unset",
-            )
-            for name in EXTERNAL
-        ],
-    }
+    tree = {name: _section(name, cls) for name, cls in sections().items()}
+    tree["tools"] = [
+        Setting(
+            "tools",
+            name,
+            env_value(name),
+            None,
+            "environment" if is_set(name) else "unset",
+            what,
+        )
+        for name, what in EXTERNAL.items()
+    ]
     return tree
 
 
@@ -115,8 +84,7 @@ def variables() -> set[str]:
 
 
 def render(tree: dict[str, list[Setting]]) -> str:
-    """The tree as text: one block per section, one line per variable (shared variables,
-    e.g. SMOKE_STREAM_DIR read by Dagster and by the worker, appear in each section)."""
+    """The tree as text: one block per section, one line per variable."""
     lines = []
     for section, settings in tree.items():
         lines.append(f"[{section}]")

@@ -11,15 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from smoke_platform.core.scoring import ScoringModel
+from smoke_platform.core.settings import ModelSettings, default
 
-MODEL_NAME = "smoke_detector"
+MODEL_NAME: str = default(ModelSettings, "model_name")
 CHAMPION = f"{MODEL_NAME}:latest"
 
 
 def served_model_tag() -> str:
     """The tag the service packages/serves: `SMOKE_MODEL_TAG`, else `<SMOKE_MODEL_NAME>:latest`."""
-    from smoke_platform.core.settings import ModelSettings
-
     return ModelSettings().served_tag()
 
 

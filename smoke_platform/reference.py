@@ -67,7 +67,7 @@ def _alerts(frame: pd.DataFrame, scores: np.ndarray, threshold: float) -> int:
     """Alerts the worker's alert machine opens over one excerpt (one sensor)."""
     from streaming.alerts import AlertConfig, SensorState
 
-    state, config, opened = SensorState(), AlertConfig(), 0
+    state, config, opened = SensorState(), AlertConfig.from_settings(), 0
     for ts, p in zip(frame["ts"], scores, strict=True):
         event = state.step("reference", ts.isoformat(), float(p), bool(p >= threshold), config)
         opened += bool(event and event.get("event") == "open")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from smoke_platform.procs import ManagedProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def auth_headers(api_key: str) -> dict[str, str]:
-    """Headers for a client of the service: `SMOKE_API_KEY` may list several keys (comma-
-    separated, for rotation); a client sends the first."""
-    first = api_key.split(",")[0].strip()
+def auth_headers(api_key: Any) -> dict[str, str]:
+    """Headers for a client of the service: `SMOKE_API_KEY` (text or a `SecretStr`) may list
+    several keys (comma-separated, for rotation); a client sends the first."""
+    text = api_key.get_secret_value() if hasattr(api_key, "get_secret_value") else api_key
+    first = str(text or "").split(",")[0].strip()
     return {"x-api-key": first} if first else {}
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smoke_platform.core.settings import StackSettings, under_home
+from smoke_platform.core.settings import PathSettings, under_home
 from smoke_platform.procs import (
     ManagedProcess,
     ProcessFailed,
@@ -51,7 +51,7 @@ PIDS_FILE = "pids.json"
 class StackConfig:
     """Where the stack keeps its logs and process ids, its ports, and what the producer sends."""
 
-    state_dir: Path = field(default_factory=lambda: under_home(StackSettings().stack_dir))
+    state_dir: Path = field(default_factory=lambda: under_home(PathSettings().stack_dir))
     broker_port: int = 9092
     service_port: int = 3001
     dagster_port: int = 3000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smoke_platform.cli import SCENARIO_NAMES
+from smoke_platform.cli.app import SCENARIO_NAMES
 
 
 def smoke(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):

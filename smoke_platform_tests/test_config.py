@@ -1,6 +1,7 @@
 """One settings tree: `smoke config` shows every setting with its source, secrets masked,
 and README's configuration table lists exactly the variables the tree knows."""
 
+import inspect
 import re
 import subprocess
 import sys
@@ -55,4 +56,74 @@ def test_smoke_config_masks_secrets(monkeypatch):
     assert done.returncode == 0, done.stderr
     assert "must-not-print" not in done.stdout and "secret-path" not in done.stdout
     assert re.search(rf"SMOKE_API_KEY\s+= {re.escape(MASK)}\s+\(environment\)", done.stdout)
-    assert "[service]" in done.stdout and "[stream and spark]" in done.stdout
+    assert "[service]" in done.stdout and "[kafka]" in done.stdout and "[alerts]" in done.stdout
+
+
+def _settings_classes():
+    """Every pydantic-settings class the platform's packages define."""
+    import importlib
+    import pkgutil
+
+    from pydantic_settings import BaseSettings
+
+    import bentos
+    import smoke_platform
+    import streaming
+
+    found = {}
+    for package in (smoke_platform, streaming, bentos):
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if ".defs" in info.name or info.name.endswith(("service", "__main__")):
+                continue  # import-time work of frameworks; they define no settings classes
+            module = importlib.import_module(info.name)
+            for obj in vars(module).values():
+                if (
+                    isinstance(obj, type)
+                    and issubclass(obj, BaseSettings)
+                    and obj is not BaseSettings
+                ):
+                    found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+    return found
+
+
+def test_no_setting_is_declared_twice_and_every_one_says_what_it_is_for():
+    """Each SMOKE_* variable is a field of exactly one class (StreamSettings is a union
+    of sections, declaring nothing of its own), every section is in the tree, and every
+    setting has a description (the generated configuration page prints it)."""
+    from smoke_platform.core.settings import StreamSettings, sections, variable
+
+    declared: dict[str, list[str]] = {}
+    for name, cls in _settings_classes().items():
+        own = inspect.get_annotations(cls)
+        for field in own:
+            if field == "model_config":
+                continue
+            declared.setdefault(variable(cls, field), []).append(name)
+    twice = {var: where for var, where in declared.items() if len(where) > 1}
+    assert not twice
+    assert not {f for f in inspect.get_annotations(StreamSettings) if f != "model_config"}
+    in_tree = {variable(cls, f) for cls in sections().values() for f in cls.model_fields}
+    smoke = {v for v in declared if v.startswith("SMOKE_")}
+    assert smoke == in_tree, smoke ^ in_tree
+    missing = [
+        variable(cls, f)
+        for cls in sections().values()
+        for f, info in cls.model_fields.items()
+        if not (info.description or "").strip()
+    ]
+    assert not missing, f"settings without a description: {missing}"
+
+
+def test_the_code_names_no_smoke_variable_the_tree_does_not_know():
+    """`SMOKE_X` written anywhere in the code (a child's environment, a message) is a
+    variable of the tree: none is read or passed on that the tree does not declare."""
+    from smoke_platform.core.settings import sections, variable
+
+    known = {variable(cls, f) for cls in sections().values() for f in cls.model_fields}
+    unknown = {}
+    for folder in ("smoke_platform", "streaming", "bentos"):
+        for path in (REPO / folder).rglob("*.py"):
+            for name in re.findall(r"\bSMOKE_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()):
+                if name not in known:
+                    unknown.setdefault(name, str(path.relative_to(REPO)))
+    assert not unknown, unknown

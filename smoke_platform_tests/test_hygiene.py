@@ -86,20 +86,20 @@ def test_each_demo_run_gets_a_folder_of_its_own_and_ignores_deployment_paths(
 ):
     """`smoke demo` writes under a new data/demo/<time>/ folder made its SMOKE_HOME, and
     ignores path settings that point elsewhere (a deployment's stream output)."""
-    from smoke_platform.cli import _demo_run_folder
+    from smoke_platform.runs import demo_run_folder
 
     deployment = _own_root / "srv" / "stream"
     _demo_like_output(deployment)
     kept = sorted(deployment.rglob("*"))
     monkeypatch.setenv("SMOKE_STREAM_DIR", str(deployment))
     said: list[str] = []
-    first = _demo_run_folder(said.append)
+    first = demo_run_folder(said.append)
     assert "SMOKE_STREAM_DIR" not in os.environ
     assert any("ignores SMOKE_STREAM_DIR" in line for line in said)
     assert home() == first and first.parent == _own_root / "data" / "demo"
     assert PlatformSettingsResource().stream_root.is_relative_to(first)
     monkeypatch.setenv("SMOKE_HOME", str(_own_root))
-    second = _demo_run_folder(said.append)
+    second = demo_run_folder(said.append)
     assert second != first and second.parent == first.parent
     assert sorted(deployment.rglob("*")) == kept
 
@@ -129,3 +129,18 @@ def test_only_the_settings_modules_read_the_environment():
     # ... and the check itself catches a read.
     assert not _WRITES.search('x = os.environ.get("SMOKE_SEED")')
     assert not _WRITES.search('if "DAGSTER_HOME" not in os.environ:')
+
+
+def test_no_module_over_400_lines_without_a_reason_in_its_docstring():
+    import ast
+
+    long = {}
+    for folder in ("smoke_platform", "streaming", "bentos"):
+        for path in (REPO / folder).rglob("*.py"):
+            text = path.read_text()
+            if text.count("\n") <= 400:
+                continue
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "Over 400 lines:" not in doc:
+                long[str(path.relative_to(REPO))] = text.count("\n")
+    assert not long, f"modules over 400 lines without 'Over 400 lines: <why>': {long}"

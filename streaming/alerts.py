@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from smoke_platform.core.settings import AlertSettings, default
+
 CHANNELS = ("tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5", "temperature_c", "humidity_pct")
 _LOG_CHANNELS = {"tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5"}
 _LOG = np.array([ch in _LOG_CHANNELS for ch in CHANNELS])
@@ -58,11 +60,25 @@ def alert_record(
 
 @dataclass(frozen=True)
 class AlertConfig:
-    consecutive: int = 3
-    critical_probability: float = 0.98
-    close_after: int = 30
-    zscore_threshold: float = 4.0
-    window: int = 120
+    """The alert machine's rules (defaults: the settings tree's `AlertSettings`)."""
+
+    consecutive: int = default(AlertSettings, "alert_consecutive")
+    critical_probability: float = default(AlertSettings, "alert_critical_probability")
+    close_after: int = default(AlertSettings, "alert_close_after")
+    zscore_threshold: float = default(AlertSettings, "zscore_threshold")
+    window: int = default(AlertSettings, "rolling_window")
+
+    @classmethod
+    def from_settings(cls, s: AlertSettings | None = None) -> AlertConfig:
+        """The rules as SMOKE_ALERT_* (and the z-score settings) say."""
+        s = s or AlertSettings()
+        return cls(
+            s.alert_consecutive,
+            s.alert_critical_probability,
+            s.alert_close_after,
+            s.zscore_threshold,
+            s.rolling_window,
+        )
 
 
 @dataclass

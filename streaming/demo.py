@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import SecretStr
 
 from smoke_platform.serving import bentoml_serve
 from streaming.broker import create_topics, platform_topics, start_broker
@@ -58,7 +59,7 @@ def run_stream_demo(
         settings = StreamSettings(
             kafka_bootstrap=bootstrap,
             service_url=url,
-            api_key="",
+            api_key=SecretStr(""),
             stream_dir=str(stream_dir),
             session_timeout_ms=6000,
         )

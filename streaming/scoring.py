@@ -74,7 +74,7 @@ class RemoteScorer:
 
     ROUTES = ("predict_arrow", "predict_columns", "predict_batch")
 
-    def __init__(self, url: str, api_key: str, timeout_s: float) -> None:
+    def __init__(self, url: str, api_key: Any, timeout_s: float) -> None:
         import httpx
 
         from smoke_platform.serving import auth_headers

@@ -20,6 +20,9 @@ timeout it is given): librdkafka's `send_offsets_to_transaction` can block past 
 for good, when the group coordinator's broker dies (confluentinc/librdkafka#5456, #5511).
 A call past its deadline is abandoned with its producer; a new producer under the same
 transactional id fences it and aborts its transaction, and the batch is consumed again.
+
+Over 400 lines: the consumer's lifecycle, the batch transaction and its recovery are one
+state machine (in transaction, replaying, rewound) whose parts share that state.
 """
 
 from __future__ import annotations
@@ -68,13 +71,7 @@ class StreamWorker:
 
         self.s = settings
         self.core = Processor(
-            AlertConfig(
-                settings.alert_consecutive,
-                settings.alert_critical_probability,
-                settings.alert_close_after,
-                settings.zscore_threshold,
-                settings.rolling_window,
-            ),
+            AlertConfig.from_settings(settings),
             settings.max_message_bytes,
             profiles=ProfileCache(normal_profile),
         )

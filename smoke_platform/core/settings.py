@@ -1,15 +1,23 @@
-"""Settings of the reading contract and the data root, from SMOKE_* variables."""
+"""The one settings tree (`PlatformSettings`): every SMOKE_* variable, declared once, in
+its section, with a description. The only module that reads the environment."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pydantic
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KAFKA_LOG = logging.getLogger("smoke.kafka")
+
+
+def _f(default: Any, description: str, **limits: Any) -> Any:
+    """A setting: its default and what it is for (the configuration page prints both)."""
+    return pydantic.Field(default, description=description, **limits)
 
 
 class InputSettings(BaseSettings):
@@ -18,9 +26,9 @@ class InputSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMOKE_", frozen=True, extra="ignore")
 
     # History stays replayable (the public file is from 2022); 1970 or 9999 is a clock fault.
-    reading_max_age_days: Annotated[float, pydantic.Field(gt=0)] = 3650.0
+    reading_max_age_days: float = _f(3650.0, "oldest reading accepted, in days before now", gt=0)
     # Kafka itself refuses records stamped more than 1 h ahead (log.message.timestamp.after.max.ms).
-    reading_max_ahead_s: Annotated[float, pydantic.Field(ge=0)] = 3600.0
+    reading_max_ahead_s: float = _f(3600.0, "latest reading accepted, in seconds after now", ge=0)
 
 
 @functools.cache
@@ -29,11 +37,12 @@ def input_settings() -> InputSettings:
 
 
 class HomeSettings(BaseSettings):
+    """The root of every relative path."""
+
     model_config = SettingsConfigDict(env_prefix="SMOKE_", frozen=True, extra="ignore")
 
-    # The root every relative path setting (data, reports, stream output, checkpoints, the
-    # stack's state) is resolved under: a deployment's volume, a test's temporary folder.
-    home: Path = Path(".")
+    # A deployment's volume, a test's temporary folder.
+    home: Path = _f(Path("."), "the folder every relative path setting is resolved under")
 
 
 def home() -> Path:
@@ -51,20 +60,91 @@ def _settings(**extra: object) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix="SMOKE_", frozen=True, extra="ignore", **extra)  # type: ignore[typeddict-item]
 
 
-class ServiceSettings(BaseSettings):
-    """The service's guard: keys, limits and API processes (bentos/guard.py)."""
+class PathSettings(HomeSettings):
+    """Where the platform keeps its data (relative paths are under SMOKE_HOME)."""
 
     model_config = _settings()
 
-    # Comma-separated keys (rotation: several valid at once); unset = the API is open.
-    api_key: pydantic.SecretStr = pydantic.SecretStr("")
-    rate_limit_per_s: Annotated[float, pydantic.Field(ge=0)] = 0.0  # per client; 0 = unlimited
-    rate_limit_burst: Annotated[float | None, pydantic.Field(gt=0)] = None  # default 2 x rate
-    max_request_bytes: Annotated[int, pydantic.Field(gt=0)] = 4 * 1024 * 1024
-    auth_failures_per_s: Annotated[float, pydantic.Field(ge=0)] = 1.0  # per address; 0 = off
-    auth_failures_burst: Annotated[float, pydantic.Field(gt=0)] = 10.0
-    # API worker processes: a whole number >= 1, or `cpu_count`.
-    service_workers: str = "1"
+    data_dir: str = _f("data", "raw and derived data sets, the Dagster assets' files")
+    reports_dir: str = _f("reports", "training, performance, drift and insights reports")
+    stack_dir: Path = _f(Path(".stack"), "`smoke up`'s logs, process ids and supervisor states")
+    kaggle_csv: str = _f("", "a Kaggle-format CSV to ingest instead of simulated readings")
+    reference_csv: str = _f(
+        "",
+        "labelled real readings every model is also judged on (empty: the public excerpts "
+        "shipped in smoke_platform/reference_data/)",
+    )
+
+
+class DataSettings(BaseSettings):
+    """What the simulator generates when no CSV is given."""
+
+    model_config = _settings()
+
+    seed: int = _f(0, "the simulator's seed")
+    rows: int = _f(60_000, "readings the simulator generates", gt=0)
+    sensors: int = _f(8, "sensors the simulator spreads its sessions over", gt=0)
+
+
+class KafkaSettings(BaseSettings):
+    """The Kafka connection, topics and consumer group of the streaming side."""
+
+    model_config = _settings()
+
+    kafka_bootstrap: str = _f("127.0.0.1:9092", "Kafka bootstrap servers (host:port, ...)")
+    topic: str = _f("smoke_sensor_data", "the readings topic")
+    dlq_topic: str = _f("smoke_sensor_data.dlq", "dead letters: invalid messages with reasons")
+    predictions_topic: str = _f("smoke_predictions", "one scored row per reading")
+    alerts_topic: str = _f("smoke_alerts", "alert events (open, escalate, close)")
+    group_id: str = _f("smoke-stream-worker", "the stream workers' consumer group")
+    session_timeout_ms: int = _f(10_000, "consumer group session timeout", gt=0)
+    # With the group id it forms the transactional id, so a restarted instance fences its
+    # zombie; `smoke up` names its workers worker-0, -1, ...
+    worker_id: str = _f("", "this worker instance's stable name (empty: the host name)")
+    transaction_timeout_ms: int = _f(30_000, "Kafka transaction timeout", gt=0)
+
+    def instance_id(self) -> str:
+        import socket
+
+        return self.worker_id or socket.gethostname()
+
+    def kafka(self, **extra: object) -> dict[str, object]:
+        """librdkafka config shared by producers and consumers (its logs go to Python
+        logging, not straight to stderr)."""
+        return {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "client.id": "smoke-platform",
+            "logger": KAFKA_LOG,
+            **extra,
+        }
+
+
+class ServiceSettings(BaseSettings):
+    """The scoring service: where it is, its keys, and its guard's limits (bentos/guard.py)."""
+
+    model_config = _settings()
+
+    service_url: str = _f("http://127.0.0.1:3001", "the scoring service the worker calls")
+    api_key: pydantic.SecretStr = _f(
+        pydantic.SecretStr(""),
+        "comma-separated API keys (several valid at once, for rotation); empty: the API is open",
+    )
+    rate_limit_per_s: Annotated[float, pydantic.Field(ge=0)] = _f(
+        0.0, "requests per second per client; 0 = unlimited"
+    )
+    rate_limit_burst: Annotated[float | None, pydantic.Field(gt=0)] = _f(
+        None, "the rate limit's burst (default 2 x the rate)"
+    )
+    max_request_bytes: Annotated[int, pydantic.Field(gt=0)] = _f(
+        4 * 1024 * 1024, "largest request body accepted"
+    )
+    auth_failures_per_s: Annotated[float, pydantic.Field(ge=0)] = _f(
+        1.0, "failed authentications per second per address; 0 = no limit"
+    )
+    auth_failures_burst: Annotated[float, pydantic.Field(gt=0)] = _f(
+        10.0, "burst of failed authentications per address"
+    )
+    service_workers: str = _f("1", "API worker processes: a whole number >= 1, or cpu_count")
 
     @pydantic.field_validator("service_workers")
     @classmethod
@@ -85,24 +165,106 @@ class ServiceSettings(BaseSettings):
         return int(self.service_workers)
 
 
+class WorkerSettings(BaseSettings):
+    """The stream worker: batches, scoring deadline, circuit breaker, outputs, metrics."""
+
+    model_config = _settings()
+
+    batch_size: int = _f(5_000, "most messages per batch and transaction", gt=0)
+    poll_timeout_s: float = _f(0.5, "longest wait for a batch", gt=0)
+    max_message_bytes: int = _f(65_536, "larger messages go to the DLQ as oversized", gt=0)
+    request_timeout_s: float = _f(5.0, "timeout of a probe of a service the circuit took out")
+    scoring_deadline_s: float = _f(
+        0.5, "a service answer later than this and the batch is scored locally", gt=0
+    )
+    breaker_failures: int = _f(3, "failed calls that open the circuit to the service", gt=0)
+    breaker_reset_s: float = _f(5.0, "seconds between probes while the circuit is open", gt=0)
+    stream_dir: str = _f("data/processed_stream", "the worker's predictions, alerts and state")
+    worker_metrics_port: int = _f(0, "Prometheus metrics port (0: none)", ge=0)
+    worker_metrics_host: str = _f("127.0.0.1", "metrics address (0.0.0.0 in a container)")
+
+
+class AlertSettings(BaseSettings):
+    """When a sensor's readings raise, escalate and close an alert."""
+
+    model_config = _settings()
+
+    alert_consecutive: int = _f(3, "consecutive fire predictions that open an alert", gt=0)
+    alert_critical_probability: float = _f(
+        0.98, "probability that makes an alert critical", ge=0, le=1
+    )
+    alert_close_after: int = _f(30, "consecutive calm readings that close an alert", gt=0)
+    zscore_threshold: float = _f(4.0, "robust |z| that flags a reading as anomalous", gt=0)
+    rolling_window: int = _f(120, "readings per sensor the z-scores look back over", gt=1)
+
+
+class SparkSettings(BaseSettings):
+    """The Spark window job (`smoke spark`) and the jars `make setup` resolves."""
+
+    model_config = _settings()
+
+    windowed_dir: str = _f("data/windowed", "the window job's output")
+    spark_checkpoint_dir: str = _f("data/checkpoints/windows", "the window job's checkpoints")
+    spark_master: str = _f("local[2]", "Spark master URL")
+    spark_shuffle_partitions: int = _f(2, "spark.sql.shuffle.partitions (200 is 5x slower here)")
+    spark_driver_host: str = _f("127.0.0.1", "spark.driver.host")
+    spark_bind_address: str = _f("127.0.0.1", "spark.driver.bindAddress")
+    spark_log_level: str = _f("WARN", "Spark's own driver log level")
+    kafka_jars_dir: str = _f(".jars/kafka", "Apache Kafka's jars (relative to the checkout)")
+    spark_kafka_jars_dir: str = _f(".jars/spark-kafka", "Spark's Kafka connector jars")
+
+
+class NotifySettings(BaseSettings):
+    """Where alerts and run events are posted."""
+
+    model_config = _settings()
+
+    webhook_url: str = _f("", "Slack-compatible incoming webhook; empty: log only")
+
+
+class StreamSettings(
+    KafkaSettings, WorkerSettings, AlertSettings, SparkSettings, ServiceSettings, NotifySettings
+):
+    """What the producer, the stream worker and the Spark job read: the union of their
+    sections (each setting is declared once, in its section)."""
+
+    model_config = _settings()
+
+
 class ModelSettings(BaseSettings):
     """Which model the service packages and serves (smoke_platform/modelstore.py)."""
 
     model_config = _settings(protected_namespaces=())
 
-    model_name: str = "smoke_detector"  # `<name>:latest` is the champion
-    model_tag: str = ""  # an exact version; empty = the champion
+    model_name: str = _f("smoke_detector", "the model's name (`<name>:latest` is the champion)")
+    model_tag: str = _f("", "an exact model version to serve; empty: the champion")
 
     def served_tag(self) -> str:
         return self.model_tag or f"{self.model_name}:latest"
 
 
-class StackSettings(BaseSettings):
-    """`smoke up`'s state: logs and process ids (smoke_platform/stack.py)."""
+class TrainingSettings(BaseSettings):
+    """How candidates are evaluated."""
 
     model_config = _settings()
 
-    stack_dir: Path = Path(".stack")  # under SMOKE_HOME when relative
+    cv_folds: int = _f(4, "session-aware cross-validation folds", ge=2)
+
+
+class MonitoringSettings(BaseSettings):
+    """Drift and retention of derived stream output (raw data is always kept)."""
+
+    model_config = _settings()
+
+    drift_psi_threshold: float = _f(0.25, "PSI over which a feature has drifted", gt=0)
+    drift_window_days: int = _f(7, "days of live readings drift looks at", gt=0)
+    # PSI compares populations: a handful of sensors for minutes is not the training
+    # population, so below this many live readings drift is reported, never acted on.
+    drift_min_rows: int = _f(5_000, "live readings below which drift is never acted on", ge=0)
+    stream_retention_days: int = _f(30, "days of stream output kept", gt=0)
+    stream_refresh_minutes: int = _f(
+        60, "how often today's stream output is registered with Dagster", gt=0
+    )
 
 
 class CliSettings(BaseSettings):
@@ -110,7 +272,57 @@ class CliSettings(BaseSettings):
 
     model_config = _settings()
 
-    debug: bool = False  # tracebacks, as `--debug`
+    debug: bool = _f(False, "tracebacks, as `--debug`")
+
+
+def _section(cls: type[BaseSettings]) -> Any:
+    return pydantic.Field(default_factory=lambda: cls())
+
+
+class PlatformSettings(pydantic.BaseModel):
+    """The one settings tree: a section per concern, each read from its SMOKE_* variables
+    (flat names: deployments set them). `smoke config` walks it; the docs' configuration
+    page is generated from it."""
+
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    paths: PathSettings = _section(PathSettings)
+    data: DataSettings = _section(DataSettings)
+    kafka: KafkaSettings = _section(KafkaSettings)
+    stream: WorkerSettings = _section(WorkerSettings)
+    alerts: AlertSettings = _section(AlertSettings)
+    spark: SparkSettings = _section(SparkSettings)
+    service: ServiceSettings = _section(ServiceSettings)
+    model: ModelSettings = _section(ModelSettings)
+    training: TrainingSettings = _section(TrainingSettings)
+    monitoring: MonitoringSettings = _section(MonitoringSettings)
+    notify: NotifySettings = _section(NotifySettings)
+    readings: InputSettings = _section(InputSettings)
+    cli: CliSettings = _section(CliSettings)
+
+
+def sections() -> dict[str, type[BaseSettings]]:
+    """Section name -> its settings class, in the tree's order."""
+    return {
+        name: info.annotation  # type: ignore[misc]
+        for name, info in PlatformSettings.model_fields.items()
+    }
+
+
+def variable(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable of a section's field."""
+    return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def default(cls: type[BaseSettings], field: str) -> Any:
+    """A section field's default (for code that must mirror it, e.g. a Dagster resource)."""
+    return cls.model_fields[field].default
+
+
+def where_set(cls: type[BaseSettings]) -> dict[str, str]:
+    """The section's fields whose variable is set in this process's environment, with the
+    variable's name: how the Dagster resources bind to them (`EnvVar`)."""
+    return {f: variable(cls, f) for f in cls.model_fields if variable(cls, f) in os.environ}
 
 
 class ToolHomes(BaseSettings):
@@ -123,7 +335,10 @@ class ToolHomes(BaseSettings):
     dagster_home: Path | None = None
 
 
-def set_variables(names: Iterable[str]) -> dict[str, str]:
-    """Those of `names` that are set in this process's environment, with their values: how
-    the Dagster resources learn which of their variables to bind (`EnvVar`)."""
-    return {name: os.environ[name] for name in names if name in os.environ}
+def is_set(name: str) -> bool:
+    """Whether a variable is set in this process's environment (`smoke config`'s source)."""
+    return name in os.environ
+
+
+def env_value(name: str) -> str | None:
+    return os.environ.get(name)

@@ -146,7 +146,7 @@ def _assets(_definitions):
 
 def test_generated_graph_materialises_with_report(definitions, tmp_path):
     result = dg.materialize(
-        _assets(definitions), resources=_resources(tmp_path, n_rows=5_000, seed=11)
+        _assets(definitions), resources=_resources(tmp_path, rows=5_000, seed=11)
     )
     assert result.success
     evaluations = result.get_asset_check_evaluations()
@@ -194,7 +194,7 @@ def test_failing_check_blocks_downstream(definitions, tmp_path, kaggle_sample_cs
 
 
 def test_demo_materialises_everything_but_stream_monitoring_first(definitions):
-    from smoke_platform.cli import MONITORING_REPORTS, selected_keys
+    from smoke_platform.runs import MONITORING_REPORTS, selected_keys
 
     monitoring = {
         k.to_user_string()

@@ -200,7 +200,7 @@ def test_weekly_insights_report_and_retention(tmp_path, readings):
         [weekly_insights],
         resources={
             "settings": settings,
-            "monitoring": MonitoringSettingsResource(retention_days=30),
+            "monitoring": MonitoringSettingsResource(stream_retention_days=30),
         },
     )
     meta = result.asset_materializations_for_node("weekly_insights")[0].metadata

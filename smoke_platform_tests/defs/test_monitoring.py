@@ -178,7 +178,7 @@ def test_spark_windows_become_partitions_of_windowed_analytics(tmp_path):
 def test_the_cli_registers_stream_days_from_the_configured_folders(tmp_path, monkeypatch):
     """`smoke demo` registers the stream days itself; it must read SMOKE_STREAM_DIR's
     value (outside a run an unresolved EnvVar field reads as the variable's name)."""
-    from smoke_platform.cli import register_stream_days
+    from smoke_platform.runs import register_stream_days
 
     root = tmp_path / "configured-stream"
     _worker_output(root, "2026-11-20", 0, 40, fire=False)

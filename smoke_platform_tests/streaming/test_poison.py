@@ -151,7 +151,7 @@ def test_a_batch_that_keeps_failing_in_process_gives_up_only_its_poison(
 _CRASHING_WORKER = f"""
 import os
 import streaming.processor
-from smoke_platform import cli
+from smoke_platform.cli import stream as cli
 
 validate = streaming.processor.Processor.validate
 

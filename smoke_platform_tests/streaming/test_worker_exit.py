@@ -12,7 +12,7 @@ import pytest
 _EXITING_WORKER = """
 import sys, time, weakref
 import streaming.worker
-from smoke_platform import cli
+from smoke_platform.cli import stream as cli
 
 class Producer:
     pass

@@ -8,48 +8,45 @@ import dagster as dg
 import pandas as pd
 
 from smoke_platform import modelstore
-from smoke_platform.core.drift import SIGNIFICANT_PSI
 from smoke_platform.core.modeling import Bars
 from smoke_platform.core.scoring import ScoringModel
-from smoke_platform.core.settings import set_variables, under_home
+from smoke_platform.core.settings import (
+    DataSettings,
+    ModelSettings,
+    MonitoringSettings,
+    NotifySettings,
+    PathSettings,
+    ServiceSettings,
+    SparkSettings,
+    TrainingSettings,
+    WorkerSettings,
+    default,
+    under_home,
+    variable,
+    where_set,
+)
 from smoke_platform.notify import Notifier
-from streaming.config import StreamSettings
 
-_STREAM = StreamSettings.model_fields
-
-# Environment variable -> resource field (documented in README "Configuration").
-SETTINGS_ENV: dict[str, tuple[str, type]] = {
-    "data_dir": ("SMOKE_DATA_DIR", str),
-    "reports_dir": ("SMOKE_REPORTS_DIR", str),
-    "kaggle_csv": ("SMOKE_KAGGLE_CSV", str),
-    "seed": ("SMOKE_SEED", int),
-    "n_rows": ("SMOKE_ROWS", int),
-    "n_sensors": ("SMOKE_SENSORS", int),
-    "stream_dir": ("SMOKE_STREAM_DIR", str),  # the same variable the stream worker reads
-    "windowed_dir": ("SMOKE_WINDOWED_DIR", str),  # ... and the Spark job
-    "service_url": ("SMOKE_SERVICE_URL", str),  # the service the worker calls
-    "api_key": ("SMOKE_API_KEY", str),
-    "reference_csv": ("SMOKE_REFERENCE_CSV", str),
-}
+# Every field of a resource below that shares its name with a field of one of the settings
+# tree's sections is that setting: its default is the section's, and `bind` binds it to the
+# section's variable. The other fields are Dagster configuration only.
 
 
 class PlatformSettingsResource(dg.ConfigurableResource):
     """Where data and reports live, and what to ingest (a Kaggle CSV, else generated data)."""
 
-    data_dir: str = "data"
-    reports_dir: str = "reports"
-    kaggle_csv: str = ""
-    seed: int = 0
-    n_rows: int = 60_000
-    n_sensors: int = 8
-    # Shared with the worker and the Spark job: their defaults, declared once.
-    stream_dir: str = _STREAM["stream_dir"].default
-    windowed_dir: str = _STREAM["windowed_dir"].default
-    service_url: str = _STREAM["service_url"].default
-    api_key: str = _STREAM["api_key"].default
-    # Labelled real readings (Kaggle format) every model is also judged on; empty: the
-    # public excerpts shipped with the platform (smoke_platform/reference_data/).
-    reference_csv: str = ""
+    data_dir: str = default(PathSettings, "data_dir")
+    reports_dir: str = default(PathSettings, "reports_dir")
+    kaggle_csv: str = default(PathSettings, "kaggle_csv")
+    seed: int = default(DataSettings, "seed")
+    rows: int = default(DataSettings, "rows")
+    sensors: int = default(DataSettings, "sensors")
+    # Shared with the worker and the Spark job.
+    stream_dir: str = default(WorkerSettings, "stream_dir")
+    windowed_dir: str = default(SparkSettings, "windowed_dir")
+    service_url: str = default(ServiceSettings, "service_url")
+    api_key: str = ""  # SMOKE_API_KEY, bound as an EnvVar: never shown in the UI
+    reference_csv: str = default(PathSettings, "reference_csv")
 
     def path(self, *parts: str) -> Path:
         p = under_home(self.data_dir).joinpath(*parts)
@@ -72,15 +69,10 @@ class PlatformSettingsResource(dg.ConfigurableResource):
         return under_home(self.windowed_dir)
 
 
-TRAINING_ENV: dict[str, tuple[str, type]] = {
-    "cv_folds": ("SMOKE_CV_FOLDS", int),
-}
-
-
 class TrainingSettingsResource(dg.ConfigurableResource):
     """How candidates are evaluated and what a model must reach before it can serve."""
 
-    cv_folds: int = 4
+    cv_folds: int = default(TrainingSettings, "cv_folds")
     holdout_fraction: float = 0.25
     target_false_alarm_rate: float = 0.01
     min_recall: float = Bars.min_recall
@@ -99,33 +91,20 @@ class TrainingSettingsResource(dg.ConfigurableResource):
         )
 
 
-MONITORING_ENV: dict[str, tuple[str, type]] = {
-    "drift_psi_threshold": ("SMOKE_DRIFT_PSI_THRESHOLD", float),
-    "drift_window_days": ("SMOKE_DRIFT_WINDOW_DAYS", int),
-    "drift_min_rows": ("SMOKE_DRIFT_MIN_ROWS", int),
-    "retention_days": ("SMOKE_STREAM_RETENTION_DAYS", int),
-    "stream_refresh_minutes": ("SMOKE_STREAM_REFRESH_MINUTES", int),
-}
-
-
 class MonitoringSettingsResource(dg.ConfigurableResource):
     """Drift threshold and window, and how long stream output is kept (raw data: always)."""
 
-    drift_psi_threshold: float = SIGNIFICANT_PSI
-    drift_window_days: int = 7
-    # PSI compares populations: a handful of sensors for minutes is not the training
-    # population, so below this many live readings drift is reported, never acted on.
-    drift_min_rows: int = 5_000
-    retention_days: int = 30
-    # Today's stream output grows by a file per worker batch: it is registered with Dagster
-    # at most this often (a new day, or a finished day that changed, at once).
-    stream_refresh_minutes: int = 60
+    drift_psi_threshold: float = default(MonitoringSettings, "drift_psi_threshold")
+    drift_window_days: int = default(MonitoringSettings, "drift_window_days")
+    drift_min_rows: int = default(MonitoringSettings, "drift_min_rows")
+    stream_retention_days: int = default(MonitoringSettings, "stream_retention_days")
+    stream_refresh_minutes: int = default(MonitoringSettings, "stream_refresh_minutes")
 
 
 class NotifierResource(dg.ConfigurableResource):
     """Run failures, drift and degradation: logged, and posted to `SMOKE_WEBHOOK_URL` if set."""
 
-    webhook_url: str = ""
+    webhook_url: str = default(NotifySettings, "webhook_url")
 
     def notify(self, title: str, text: str, level: str = "info", **fields: Any) -> bool:
         return Notifier(self.webhook_url, source="dagster").notify(title, text, level, **fields)
@@ -134,7 +113,7 @@ class NotifierResource(dg.ConfigurableResource):
 class ModelStoreResource(dg.ConfigurableResource):
     """The BentoML model store (`$BENTOML_HOME`); `<model_name>:latest` is the champion."""
 
-    model_name: str = modelstore.MODEL_NAME
+    model_name: str = default(ModelSettings, "model_name")
 
     @property
     def champion_tag(self) -> str:
@@ -177,53 +156,72 @@ class LocalFilesIOManager(dg.ConfigurableIOManager):
         return pickle.loads(self._path(context.asset_key, ".pkl").read_bytes())
 
 
-NOTIFIER_ENV: dict[str, tuple[str, type]] = {"webhook_url": ("SMOKE_WEBHOOK_URL", str)}
-MODEL_STORE_ENV: dict[str, tuple[str, type]] = {"model_name": ("SMOKE_MODEL_NAME", str)}
-
 R = TypeVar("R", bound=dg.ConfigurableResource)
 
+SECTIONS = (
+    PathSettings,
+    DataSettings,
+    WorkerSettings,
+    SparkSettings,
+    ServiceSettings,
+    TrainingSettings,
+    MonitoringSettings,
+    NotifySettings,
+    ModelSettings,
+)
 
-def from_env(
-    cls: type[R], env: dict[str, tuple[str, type]], resolved: bool = False, **fixed: Any
-) -> R:
-    """A resource bound to `EnvVar`s where the variable is set, defaults otherwise.
 
-    Dagster resolves `EnvVar` when a run starts, so the daemon and the webserver pick
-    up the values of their own environment; unset variables keep the defaults. Code that
-    reads the fields outside a run (the CLI) asks for `resolved` values instead: an
-    unresolved `EnvVar` field reads as the variable's name.
-    """
+def bind(cls: type[R], resolved: bool = False, **fixed: Any) -> R:
+    """`cls` with each field that is a setting of the tree bound to its variable where the
+    variable is set (defaults otherwise): no table of names, the tree is the table.
+
+    Dagster resolves `EnvVar` when a run starts, so the daemon and the webserver pick up
+    the values of their own environment and secrets never show in the UI. Code that reads
+    the fields outside a run (the CLI) asks for `resolved` values instead: an unresolved
+    `EnvVar` field reads as the variable's name. A bad value fails when the definitions
+    load, naming the variable, the value and an example."""
+    import pydantic
+
     from smoke_platform.errors import UserError
 
     fields: dict[str, Any] = dict(fixed)
-    given = set_variables(var for var, _ in env.values())
-    for field, (var, kind) in env.items():
-        if var not in given:
+    for section in SECTIONS:
+        bound = {f: var for f, var in where_set(section).items() if f in cls.model_fields}
+        if not bound:
             continue
-        try:  # a bad value fails when the definitions load, naming the variable
-            value = kind(given[var])
-        except ValueError:
+        try:
+            values = section()
+        except pydantic.ValidationError as exc:
+            err = exc.errors()[0]
+            name = str(err["loc"][0]) if err.get("loc") else ""
+            var = variable(section, name)
             raise UserError(
-                f"{var}={given[var]!r} is not a valid {kind.__name__} "
-                f"(e.g. {var}={cls.model_fields[field].default})"
+                f"{var}={err.get('input')!r}: {err.get('msg', 'invalid')} "
+                f"(e.g. {var}={default(section, name)})"
             ) from None
-        if resolved or kind is float:  # Dagster has no float EnvVar: read at load time
-            fields[field] = value
-        else:
-            fields[field] = dg.EnvVar.int(var) if kind is int else dg.EnvVar(var)
+        for field, var in bound.items():
+            value = getattr(values, field)
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            if resolved or isinstance(value, float):  # Dagster has no float EnvVar
+                fields[field] = value
+            elif isinstance(value, int) and not isinstance(value, bool):
+                fields[field] = dg.EnvVar.int(var)
+            else:
+                fields[field] = dg.EnvVar(var)
     return cls(**fields)
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    settings = from_env(PlatformSettingsResource, SETTINGS_ENV)
+    settings = bind(PlatformSettingsResource)
     return dg.Definitions(
         resources={
             "settings": settings,
             "io_manager": LocalFilesIOManager(settings=settings),
-            "training": from_env(TrainingSettingsResource, TRAINING_ENV),
-            "monitoring": from_env(MonitoringSettingsResource, MONITORING_ENV),
-            "notifier": from_env(NotifierResource, NOTIFIER_ENV),
-            "model_store": from_env(ModelStoreResource, MODEL_STORE_ENV),
+            "training": bind(TrainingSettingsResource),
+            "monitoring": bind(MonitoringSettingsResource),
+            "notifier": bind(NotifierResource),
+            "model_store": bind(ModelStoreResource),
         }
     )

@@ -56,8 +56,8 @@ def raw_sensor_readings(
         context.log.info("loading Kaggle-format CSV %s", settings.kaggle_csv)
         df, source = to_canonical(read_kaggle_csv(settings.kaggle_csv)), settings.kaggle_csv
     else:
-        df = to_canonical(generate_kaggle(settings.n_rows, settings.seed, settings.n_sensors))
-        source = f"simulator(seed={settings.seed}, rows={settings.n_rows})"
+        df = to_canonical(generate_kaggle(settings.rows, settings.seed, settings.sensors))
+        source = f"simulator(seed={settings.seed}, rows={settings.rows})"
     meta = readings_metadata(df)
     meta["source"] = dg.MetadataValue.text(source)
     version = fingerprint(df)

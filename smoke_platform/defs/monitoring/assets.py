@@ -225,9 +225,9 @@ def weekly_insights(
     figures = insights(
         preds, read_outputs(root, "alerts", days), read_outputs(settings.windowed_root, "", days)
     )
-    cutoff = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=monitoring.retention_days)).strftime(
-        "%Y-%m-%d"
-    )
+    cutoff = (
+        pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=monitoring.stream_retention_days)
+    ).strftime("%Y-%m-%d")
     removed = [
         *remove_days_before(root, cutoff, "predictions"),
         *remove_days_before(root, cutoff, "alerts"),

@@ -1,0 +1,5 @@
+"""`python -m smoke_platform.cli`."""
+
+from smoke_platform.cli import main
+
+main()

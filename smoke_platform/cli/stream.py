@@ -1,0 +1,184 @@
+"""`smoke broker`, `produce`, `worker`, `spark`, `topics`: the streaming side."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from smoke_platform.cli.app import SCENARIO_NAMES, _scenarios, app, parse_speed, require_broker
+
+
+@app.command()
+def broker(
+    port: int = typer.Option(9092, help="port on 127.0.0.1"),
+    partitions: int = typer.Option(3, help="partitions of smoke_sensor_data"),
+) -> None:
+    """Run the embedded Apache Kafka broker (KRaft; data under data/kafka) until Ctrl-C."""
+    import signal
+
+    from smoke_platform.core.settings import under_home
+    from streaming.broker import create_topics, platform_topics, start_broker
+    from streaming.config import StreamSettings
+
+    data = under_home("data")
+    proc, bootstrap = start_broker(data / "logs" / "broker.log", port, data_dir=data / "kafka")
+    create_topics(bootstrap, platform_topics(StreamSettings(kafka_bootstrap=bootstrap), partitions))
+    typer.echo(f"broker on {bootstrap} (topics created); Ctrl-C to stop")
+    stop = {"now": False}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.update(now=True))
+    while not stop["now"] and proc.alive():
+        time.sleep(0.5)
+    proc.stop()
+
+
+@app.command()
+def produce(
+    source: str = typer.Option("live", help="live (simulated sensors) or csv"),
+    csv: Path | None = typer.Option(None, help="Kaggle-format CSV for --source csv"),
+    sensors: int = typer.Option(8, min=1),
+    scenario: list[str] = typer.Option(
+        [], help=f"restrict live sessions to these scenarios ({', '.join(SCENARIO_NAMES)})"
+    ),
+    count: int | None = typer.Option(None, help="stop after this many readings"),
+    speed: str = typer.Option("max", help="'max', 'realtime' (1 Hz timing) or a speed-up factor"),
+    seed: int = typer.Option(0),
+    stamp_now: bool = typer.Option(False, help="event time = send time (latency tests)"),
+) -> None:
+    """Stream readings into smoke_sensor_data (SMOKE_KAFKA_BOOTSTRAP)."""
+    import signal
+    import threading
+
+    from streaming.config import StreamSettings
+    from streaming.producer import csv_source, live_source
+    from streaming.producer import produce as run_producer
+
+    if source == "csv":
+        if csv is None:
+            raise typer.BadParameter("--csv is required with --source csv")
+        records = csv_source(csv, sensors)
+    elif source == "live":
+        records = live_source(seed, sensors, _scenarios(scenario) or None)
+    else:
+        raise typer.BadParameter(f"--source must be 'live' or 'csv', not {source!r}")
+    pace = parse_speed(speed)
+    settings = StreamSettings()
+    require_broker(settings.kafka_bootstrap)
+    # `make down` / docker stop / Ctrl-C: stop between readings, flush what was sent, exit.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stats = run_producer(
+        records,
+        settings,
+        count=count,
+        speed=pace,
+        echo=typer.echo,
+        stamp_now=stamp_now,
+        stop=stop,
+    )
+    raise typer.Exit(0 if stats.failed == 0 else 1)
+
+
+@app.command()
+def worker(
+    idle_stop: float | None = typer.Option(None, help="exit after this many idle seconds"),
+) -> None:
+    """Run a stream worker (one consumer-group member) until SIGTERM/SIGINT."""
+    import logging
+
+    from streaming.config import StreamSettings
+    from streaming.worker import StreamWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per scoring request
+    import faulthandler
+    import signal
+
+    # `kill -USR1 <pid>`: every thread's stack into the log (a stalled worker, diagnosed).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    w = StreamWorker(StreamSettings())
+    w.install_signal_handlers()
+    try:
+        w.run(idle_stop_s=idle_stop)
+    except BaseException:
+        if not w.abandoned:
+            raise
+        logging.getLogger("streaming.worker").exception("worker failed")
+        _leave_without_finalisers(1)
+    if w.abandoned:
+        _leave_without_finalisers(0)
+
+
+def _leave_without_finalisers(code: int) -> None:
+    """Exit now, skipping object finalisers: a producer abandoned under a transactional
+    call that never returned (librdkafka #5456) may block its own destruction, and a
+    worker that hangs on its way out is never restarted by its supervisor."""
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@app.command()
+def spark(
+    out: Path | None = typer.Option(None, help="windowed Parquet (default SMOKE_WINDOWED_DIR)"),
+    checkpoint: Path | None = typer.Option(
+        None, help="checkpoint folder (default SMOKE_SPARK_CHECKPOINT_DIR)"
+    ),
+    master: str | None = typer.Option(None, help="Spark master URL (default SMOKE_SPARK_MASTER)"),
+    available_now: bool = typer.Option(False, help="process what is there, then stop"),
+    max_per_trigger: int = typer.Option(0, help="maxOffsetsPerTrigger (0 = all available)"),
+) -> None:
+    """Run the Spark Structured Streaming window job over smoke_sensor_data."""
+    import signal
+
+    from smoke_platform.core.settings import under_home
+    from streaming.config import StreamSettings
+    from streaming.spark_job import spark_session, start_query
+
+    settings = StreamSettings()
+    out = out or under_home(settings.windowed_dir)
+    checkpoint = checkpoint or under_home(settings.spark_checkpoint_dir)
+    session = spark_session(master)
+    query = start_query(
+        session,
+        settings.kafka_bootstrap,
+        settings.topic,
+        str(out),
+        str(checkpoint),
+        available_now,
+        max_per_trigger,
+        alerts_topic=settings.alerts_topic,
+    )
+    typer.echo(f"window query {query.id} writing to {out} (checkpoint {checkpoint})")
+    # SIGTERM as Ctrl-C: awaitTermination is interrupted, the query stops between batches
+    # and its checkpoint resumes it (nothing is counted here, so an exception is safe).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+    finally:
+        session.stop()
+
+
+@app.command()
+def topics(
+    partitions: int = typer.Option(3, min=1, help="partitions of each platform topic"),
+) -> None:
+    """Create the platform's topics on SMOKE_KAFKA_BOOTSTRAP (existing ones are kept)."""
+    from streaming.broker import create_topics, platform_topics
+    from streaming.config import StreamSettings
+
+    settings = StreamSettings()
+    require_broker(settings.kafka_bootstrap)
+    wanted = platform_topics(settings, partitions)
+    create_topics(settings.kafka_bootstrap, wanted)
+    typer.echo(f"topics on {settings.kafka_bootstrap}: {', '.join(wanted)}")
