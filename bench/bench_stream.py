@@ -47,6 +47,7 @@ def _settings(bootstrap: str, url: str, work: Path, name: str, **extra):
         dlq_topic=f"{name}-dlq",
         predictions_topic=f"{name}-pred",
         alerts_topic=f"{name}-alerts",
+        trouble_topic=f"{name}-trouble",
         group_id=f"{name}-group",
         stream_dir=str(work / name),
         session_timeout_ms=6000,
@@ -89,6 +90,75 @@ def _run(settings, producer_args: list[str], work: Path):
     return preds, (written.max() - written.min()).total_seconds()
 
 
+def supervision(model_tag: str) -> None:
+    """What trouble signals cost, measured side by side in this run: the worker's core
+    (validate, rises, local scoring, z-scores, alerts) over the same batches with and
+    without supervision, in process CPU time, interleaved; and the supervision state of
+    100,000 sensors, measured (tracemalloc) and as stored (JSON)."""
+    import itertools
+    import json
+    import time
+    import tracemalloc
+
+    from smoke_platform.core.trouble import PartitionWatch, TroubleConfig
+    from streaming.alerts import AlertConfig
+    from streaming.processor import InMessage, Processor
+    from streaming.producer import live_source
+    from streaming.scoring import LocalScorer
+
+    scorer = LocalScorer(model_tag)
+    records = list(itertools.islice(live_source(seed=3, sensors=500), 50_000))
+    batches = [
+        [
+            InMessage("t", 0, i, r["sensor_id"].encode(), json.dumps(r).encode())
+            for i, r in enumerate(records[k : k + 5_000], start=k)
+        ]
+        for k in range(0, len(records), 5_000)
+    ]
+    cpu = {True: 0.0, False: 0.0}
+    for _ in range(2):
+        for supervised in (False, True):
+            core = Processor(AlertConfig(), 65_536, supervise=supervised)
+            started = time.process_time()
+            for batch in batches:
+                core.process(batch, scorer)
+                if supervised:
+                    core.judge(0, time.time(), True)  # a tick per batch (the worker: 1 a second)
+            cpu[supervised] += time.process_time() - started
+    per = {k: v / (2 * len(records)) * 1e6 for k, v in cpu.items()}
+    report(
+        "stream", "core_cpu_us_per_reading", per[True], "us", "worker core, local model, supervised"
+    )
+    overhead = (per[True] / per[False] - 1.0) * 100
+    report(
+        "stream",
+        "supervision_overhead_pct",
+        overhead,
+        "%",
+        f"core CPU with vs without trouble signals ({per[False]:.1f} us/reading); target <= 5",
+    )
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    watch = PartitionWatch(0)
+    cfg = TroubleConfig()
+    template = records[0]
+    for second in range(12):  # every sensor reports 12 times: its intervals are kept too
+        t = 1_800_000_000.0 + second
+        fleet = [{**template, "sensor_id": f"sensor-{i:06d}"} for i in range(100_000)]
+        watch.observe(fleet, [t] * len(fleet), t, cfg)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    report(
+        "stream",
+        "supervision_bytes_per_sensor",
+        used / 100_000,
+        "bytes",
+        "in memory at 100,000 sensors (tracemalloc); target <= 2,000",
+    )
+    stored = len(json.dumps(watch.to_dict()))
+    report("stream", "supervision_stored_bytes_per_sensor", stored / 100_000, "bytes", "as stored")
+
+
 def run() -> None:
     work = Path(tempfile.mkdtemp(prefix="smoke-bench-stream-"))
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
@@ -97,6 +167,7 @@ def run() -> None:
 
     model, broker, bootstrap, service, url = _setup(work)
     os.environ["SMOKE_MODEL_TAG"] = model.version  # for the local-model run
+    supervision(model.version)
     try:
         n = 60_000
         for name, down in (("service", False), ("local", True)):

@@ -127,3 +127,23 @@ def test_the_code_names_no_smoke_variable_the_tree_does_not_know():
                 if name not in known:
                     unknown.setdefault(name, str(path.relative_to(REPO)))
     assert not unknown, unknown
+
+
+def test_a_childs_environment_gives_it_the_same_settings():
+    from pydantic import SecretStr
+
+    from smoke_platform.core.settings import StreamSettings, environment
+
+    settings = StreamSettings(topic="t-1", api_key=SecretStr("k1,k2"), batch_size=7)
+    env = environment(settings)
+    assert env["SMOKE_API_KEY"] == "k1,k2" and "SMOKE_RATE_LIMIT_BURST" not in env
+    import os
+
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        again = StreamSettings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert again == settings

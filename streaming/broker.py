@@ -319,12 +319,14 @@ def create_topics(
 
 
 def platform_topics(settings: StreamSettings, partitions: int = 3) -> dict[str, int]:
-    """The platform's topics and partition counts (DLQ and alerts: one partition, ordered)."""
+    """The platform's topics and partition counts (DLQ, alerts and trouble signals: one
+    partition, ordered)."""
     return {
         settings.topic: partitions,
         settings.dlq_topic: 1,
         settings.predictions_topic: partitions,
         settings.alerts_topic: 1,
+        settings.trouble_topic: 1,
     }
 
 

@@ -47,6 +47,14 @@ class WorkerMetrics:
         self.fallback = Gauge(
             f"{p}_fallback_active", "1 while scoring with the local model", registry=r
         )
+        self.trouble = Counter(
+            f"{p}_trouble", "trouble signals (silent, stuck, implausible, feed_silent, platform)",
+            ["kind", "event"], registry=r,
+        )  # fmt: skip
+        self.sensors = Gauge(
+            f"{p}_sensors", "sensors supervised on the assigned partitions, by state",
+            ["state"], registry=r,
+        )  # fmt: skip
         self.transaction_open = Gauge(
             f"{p}_transaction_open", "1 while a batch's Kafka transaction is open", registry=r
         )
@@ -67,6 +75,8 @@ class WorkerMetrics:
         for scorer in ("service", "local"):
             self.scored.labels(scorer)
             self.fire_predictions.labels(scorer)
+        for state in ("known", "silent", "stuck"):
+            self.sensors.labels(state)
         for event in ("open", "escalate", "close"):
             for severity in ("warning", "critical"):
                 self.alerts.labels(event, severity)

@@ -9,6 +9,7 @@ Unit-tested without a broker (`smoke_platform_tests/streaming/test_processor.py`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from smoke_platform.core.features import (
     rises_in_batch,
 )
 from smoke_platform.core.schema import SCORED_INPUTS, ReadingValidationError, parse_reading
+from smoke_platform.core.trouble import PartitionWatch, TroubleConfig
 from streaming.alerts import CHANNELS, RAISING, AlertConfig, SensorState, zscores
 from streaming.scoring import Scores
 
@@ -89,6 +91,7 @@ class BatchOutput:
     rows: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    trouble: list[dict[str, Any]] = field(default_factory=list)  # `core.trouble` records
     scored_by: str | None = None
     model_version: str | None = None
 
@@ -106,8 +109,12 @@ class Processor:
         cfg: AlertConfig,
         max_message_bytes: int,
         profiles: Callable[[str | None], Mapping[str, list[float]] | None] | None = None,
+        trouble: TroubleConfig | None = None,
+        supervise: bool = True,
     ) -> None:
         self.cfg = cfg
+        self.trouble = trouble or TroubleConfig()
+        self.supervise = supervise  # trouble signals (off: only to measure what they cost)
         self.max_message_bytes = max_message_bytes
         # model version -> its normal profile: what an alert's drivers are measured against
         self.profiles = profiles or (lambda _version: None)
@@ -177,8 +184,23 @@ class Processor:
         return msg, record
 
     # -- scoring and alerts --------------------------------------------------------------
-    def score(self, valid: list[tuple[InMessage, dict[str, Any]]], scorer: Scorer) -> BatchOutput:
+    def score(
+        self,
+        valid: list[tuple[InMessage, dict[str, Any]]],
+        scorer: Scorer,
+        dead: list[DeadLetter] | None = None,
+        wall: float | None = None,
+    ) -> BatchOutput:
+        """Score `valid`, advance each sensor's alert machine and its supervision (trouble
+        signals; `dead`: this batch's dead letters, counted against their sensors)."""
         out = BatchOutput()
+        wall = time.time() if wall is None else wall
+        for letter in dead if self.supervise and dead else []:
+            key = letter.message.key
+            sensor = key.decode("utf-8", "replace") if key else None
+            out.trouble += self.watch(letter.message.partition).dead_letter(
+                sensor, wall, self.trouble
+            )
         if not valid:
             return out
         states = [self.sensor(msg.partition, rec["sensor_id"]) for msg, rec in valid]
@@ -205,7 +227,27 @@ class Processor:
                 if event["event"] in RAISING:
                     event["drivers"] = drivers(rec, self.profiles(scores.model_version))
                 out.alerts.append(event)
+        if not self.supervise:
+            return out
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for msg, rec in valid:
+            by_partition.setdefault(msg.partition, []).append(rec)
+        for partition, records in by_partition.items():
+            epochs = epoch_seconds([r["ts"] for r in records]).tolist()
+            out.trouble += self.watch(partition).observe(records, epochs, wall, self.trouble)
         return out
+
+    def watch(self, partition: int) -> PartitionWatch:
+        """The partition's supervision (trouble signals), loaded from its stored state."""
+        state = self.states.setdefault(partition, {"hwm": -1, "sensors": {}})
+        watch = state.get("watch")
+        if not isinstance(watch, PartitionWatch):
+            watch = state["watch"] = PartitionWatch.from_dict(partition, watch, time.time())
+        return watch
+
+    def judge(self, partition: int, wall: float, caught_up: bool) -> list[dict[str, Any]]:
+        """The poll's judgement of a partition's silence (see `core.trouble`)."""
+        return self.watch(partition).judge(wall, caught_up, self.trouble)
 
     @staticmethod
     def add_rises(records: list[dict[str, Any]], states: list[SensorState]) -> None:
@@ -222,11 +264,13 @@ class Processor:
         for rec, values in zip(records, rises.tolist(), strict=True):
             rec.update(zip(RISE_FEATURES, values, strict=True))
 
-    def process(self, msgs: list[InMessage], scorer: Scorer) -> BatchOutput:
+    def process(
+        self, msgs: list[InMessage], scorer: Scorer, wall: float | None = None
+    ) -> BatchOutput:
         """Validate and score one batch (the shell splits the two steps to publish dead
         letters first)."""
         valid, dead = self.validate(msgs)
-        out = self.score(valid, scorer)
+        out = self.score(valid, scorer, dead, wall)
         out.dead_letters = dead
         return out
 
@@ -241,12 +285,14 @@ class Processor:
     def snapshot(self, partition: int) -> dict[str, Any]:
         """The partition's state as JSON-ready data (what the sink stores)."""
         state = self.states.setdefault(partition, {"hwm": -1, "sensors": {}})
+        watch = state.get("watch")
         return {
             "hwm": state["hwm"],
             "sensors": {
                 k: (v.to_dict() if isinstance(v, SensorState) else v)
                 for k, v in state["sensors"].items()
             },
+            "watch": watch.to_dict() if isinstance(watch, PartitionWatch) else watch,
         }
 
     def _row(

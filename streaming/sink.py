@@ -24,7 +24,7 @@ import pyarrow as pa
 from smoke_platform.core.schema import FIELDS
 
 _FILE = re.compile(r"p(?P<p>\d+)-o(?P<first>\d+)-(?P<last>\d+)\.parquet$")
-KINDS = ("predictions", "alerts")
+KINDS = ("predictions", "alerts", "trouble")
 _URL_SAFE = str.maketrans("+/", "-_")
 _ARROW_TYPES = {
     "float": pa.float64(),
@@ -100,23 +100,27 @@ class PartitionSink:
         first: int,
         last: int,
         frames: dict[str, pd.DataFrame],
-        state: dict[str, Any],
+        state: dict[str, Any] | None,
+        tag: str = "",
     ) -> None:
-        """Write this batch's outputs for one partition, then its state (the commit point)."""
+        """Write this batch's outputs for one partition, then its state (the commit point).
+        `tag` tells apart files of the same offsets (a poll's trouble signals, written
+        between batches); `state` None writes files only."""
         for kind, frame in frames.items():
-            if frame.empty:
-                continue
-            for date, part in frame.groupby(frame["ts"].str[:10], sort=True):
-                path = (
-                    self.root
-                    / kind
-                    / f"date={date}"
-                    / f"p{partition}-o{first:012d}-{last:012d}.parquet"
-                )
-                atomic_write(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
+            self.write_events(kind, f"p{partition}-o{first:012d}-{last:012d}{tag}", frame)
+        if state is None:
+            return
         if self.topic_id:
             state = {**state, "topic_id": self.topic_id}
         atomic_write(self._state_path(partition), lambda tmp: tmp.write_text(json.dumps(state)))
+
+    def write_events(self, kind: str, name: str, frame: pd.DataFrame) -> None:
+        """`frame` (rows with an ISO `ts`) as `<kind>/date=<day>/<name>.parquet`, by day."""
+        if frame.empty:
+            return
+        for date, part in frame.groupby(frame["ts"].str[:10], sort=True):
+            path = self.root / kind / f"date={date}" / f"{name}.parquet"
+            atomic_write(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
 
 
 def atomic_write(path: Path, write: Any) -> None:

@@ -40,6 +40,7 @@ from pydantic_core import to_json
 
 from smoke_platform.core.explain import ProfileCache
 from smoke_platform.core.settings import under_home
+from smoke_platform.core.trouble import PlatformWatch, TroubleConfig
 from smoke_platform.modelstore import normal_profile, served_model_tag
 from smoke_platform.notify import Notifier
 from streaming.alerts import AlertConfig
@@ -49,6 +50,7 @@ from streaming.poison import PoisonGuard, Step, describe
 from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
 from streaming.sink import PartitionSink, unwritable_rows
+from streaming.supervision import Supervision
 
 log = logging.getLogger("smoke.worker")
 
@@ -62,7 +64,7 @@ class TransactionStuck(RuntimeError):
     """A transactional call did not return by its deadline (it ignores its timeout)."""
 
 
-class StreamWorker:
+class StreamWorker(Supervision):
     call_timeout_s = 30.0  # what each transactional call is given
     call_grace_s = 30.0  # past that timeout, before the call is abandoned
 
@@ -74,7 +76,11 @@ class StreamWorker:
             AlertConfig.from_settings(settings),
             settings.max_message_bytes,
             profiles=ProfileCache(normal_profile),
+            trouble=TroubleConfig.from_settings(settings),
         )
+        self.platform = PlatformWatch(settings.instance_id())
+        self.judged_at = 0.0  # monotonic time of the last supervision tick
+        self.dead_times: list[tuple[float, int]] = []  # (time, dead letters) of recent batches
         self.metrics = WorkerMetrics()
         self.scorer = scorer or FallbackScorer(
             RemoteScorer(settings.service_url, settings.api_key, settings.scoring_deadline_s),
@@ -200,21 +206,17 @@ class StreamWorker:
         handled = self.process([_in(m) for m in msgs if self._usable(m)])
         if time.monotonic() - self.lag_at >= 5.0:
             self._update_lag()
+        if time.monotonic() - self.judged_at >= self.supervision_interval_s:
+            self.supervise()
         return handled
 
     def _update_lag(self) -> None:
-        """Consumer lag per assigned partition from the client's own view (the last fetched
-        high watermark minus our position): no request to the broker."""
+        """Consumer lag per assigned partition, as a metric."""
         self.lag_at = time.monotonic()
-        assignment = self.consumer.assignment()
         self.metrics.lag.clear()
-        for tp in self.consumer.position(assignment) if assignment else []:
-            try:
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except Exception:
-                continue
-            if high >= 0 and tp.offset >= 0:
-                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
+        for partition, lag in self._lags().items():
+            if lag is not None:
+                self.metrics.lag.labels(str(partition)).set(lag)
 
     def close(self) -> None:
         self.consumer.close()  # leaves the group; offsets were committed per batch
@@ -337,7 +339,16 @@ class StreamWorker:
                 if (letter.message.partition, letter.message.offset) in live:
                     self._dead_letter(letter)
         started = time.perf_counter()
-        out = self.core.score(valid, self.scorer)
+        out = self.core.score(valid, self.scorer, dead)
+        if out.scored_by:
+            out.trouble += self.platform.update(
+                "scoring_fallback",
+                out.scored_by == "local",
+                time.time(),
+                "scoring with the local model: the service does not answer"
+                if out.scored_by == "local"
+                else "the service scores again",
+            )
         rejected = self._unwritable(out, fresh)
         out.dead_letters = dead + rejected
         if valid:
@@ -348,6 +359,14 @@ class StreamWorker:
                 if (letter.message.partition, letter.message.offset) in live:
                     self._dead_letter(letter)
             self._publish(out, live)
+            live_partitions = {p for p, _ in live}
+            self._publish_trouble(
+                [
+                    e
+                    for e in out.trouble
+                    if e["partition"] in live_partitions or e["partition"] is None
+                ]
+            )
             offsets = self._next_offsets(fresh, live)
             group = self.consumer.consumer_group_metadata()
             # A coordinator moving to another broker (one died) is retriable: retry the call.
@@ -510,6 +529,7 @@ class StreamWorker:
             frames = {
                 "predictions": pd.DataFrame([r for r in out.rows if r["partition"] == partition]),
                 "alerts": pd.DataFrame([a for a in out.alerts if a["partition"] == partition]),
+                "trouble": pd.DataFrame([t for t in out.trouble if t["partition"] == partition]),
             }
             self.sink.write(
                 partition, min(offsets), max(offsets), frames, self.core.snapshot(partition)
@@ -517,6 +537,18 @@ class StreamWorker:
 
     def _observe(self, out: BatchOutput, live: set[tuple[int, int]]) -> None:
         now = time.time()
+        if out.dead_letters:
+            self.dead_times.append((now, len(out.dead_letters)))
+        live_partitions = {p for p, _ in live}
+        platform = [e for e in out.trouble if e["partition"] is None]
+        if platform:
+            frame = pd.DataFrame(platform)
+            self.sink.write_events(
+                "trouble", f"platform-{self.transactional_id}-t{int(now * 1000)}", frame
+            )
+        self._announce_trouble(
+            [e for e in out.trouble if e["partition"] in live_partitions or e["partition"] is None]
+        )
         if out.rows and out.scored_by:  # one batch is scored by one scorer
             self.metrics.scored.labels(out.scored_by).inc(len(out.rows))
             self.metrics.fire_predictions.labels(out.scored_by).inc(

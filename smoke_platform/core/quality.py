@@ -21,6 +21,12 @@ STUCK_RUN_SECONDS = 600
 STUCK_CHANNELS = ("temperature_c", "humidity_pct", "raw_h2", "raw_ethanol", "pressure_hpa")
 
 
+def is_stuck(run_length: Any) -> Any:
+    """The stuck rule, for the batch check here and the stream's trouble signals
+    (`core.trouble`): a run of this many identical readings (at 1 Hz, `STUCK_RUN_SECONDS`)."""
+    return run_length >= STUCK_RUN_SECONDS
+
+
 def _dtype_schema() -> pa.DataFrameSchema:
     """Types, and identifiers in the contract's character set (as the service checks)."""
     cols = {
@@ -83,7 +89,7 @@ def _not_stuck(df: pd.DataFrame) -> pd.DataFrame:
         new_run = (values != values.shift()) | (key != key.shift())
         run_id = new_run.cumsum()
         run_len = run_id.map(run_id.value_counts())
-        out[col] = run_len < STUCK_RUN_SECONDS
+        out[col] = ~is_stuck(run_len)
     return _cell_mask(df, out)
 
 

@@ -96,6 +96,7 @@ class KafkaSettings(BaseSettings):
     dlq_topic: str = _f("smoke_sensor_data.dlq", "dead letters: invalid messages with reasons")
     predictions_topic: str = _f("smoke_predictions", "one scored row per reading")
     alerts_topic: str = _f("smoke_alerts", "alert events (open, escalate, close)")
+    trouble_topic: str = _f("smoke_trouble", "trouble signals: silent, stuck, implausible, ...")
     group_id: str = _f("smoke-stream-worker", "the stream workers' consumer group")
     session_timeout_ms: int = _f(10_000, "consumer group session timeout", gt=0)
     # With the group id it forms the transactional id, so a restarted instance fences its
@@ -198,6 +199,30 @@ class AlertSettings(BaseSettings):
     rolling_window: int = _f(120, "readings per sensor the z-scores look back over", gt=1)
 
 
+class TroubleSettings(BaseSettings):
+    """When a detector, a feed or the platform itself raises a trouble signal."""
+
+    model_config = _settings()
+
+    silent_after_s: float = _f(
+        60.0, "a known sensor silent this long (or 10 of its own intervals) is `silent`", gt=0
+    )
+    feed_silent_fraction: float = _f(
+        0.5, "this share of a partition's sensors silent at once is one `feed_silent`", gt=0, le=1
+    )
+    feed_silent_min_sensors: int = _f(3, "fewest silent sensors that make a `feed_silent`", ge=1)
+    implausible_dead_letters: int = _f(
+        10, "a sensor with more dead letters than this in the window is `implausible`", ge=1
+    )
+    implausible_window_s: float = _f(300.0, "the window dead letters are counted in", gt=0)
+    trouble_lag_messages: int = _f(
+        100_000, "consumer lag (messages) over which the platform raises `consumer_lag`", ge=1
+    )
+    trouble_dead_letters_per_min: int = _f(
+        600, "dead letters per minute over which the platform raises `dead_letter_rate`", ge=1
+    )
+
+
 class SparkSettings(BaseSettings):
     """The Spark window job (`smoke spark`) and the jars `make setup` resolves."""
 
@@ -223,7 +248,13 @@ class NotifySettings(BaseSettings):
 
 
 class StreamSettings(
-    KafkaSettings, WorkerSettings, AlertSettings, SparkSettings, ServiceSettings, NotifySettings
+    KafkaSettings,
+    WorkerSettings,
+    AlertSettings,
+    TroubleSettings,
+    SparkSettings,
+    ServiceSettings,
+    NotifySettings,
 ):
     """What the producer, the stream worker and the Spark job read: the union of their
     sections (each setting is declared once, in its section)."""
@@ -291,6 +322,7 @@ class PlatformSettings(pydantic.BaseModel):
     kafka: KafkaSettings = _section(KafkaSettings)
     stream: WorkerSettings = _section(WorkerSettings)
     alerts: AlertSettings = _section(AlertSettings)
+    trouble: TroubleSettings = _section(TroubleSettings)
     spark: SparkSettings = _section(SparkSettings)
     service: ServiceSettings = _section(ServiceSettings)
     model: ModelSettings = _section(ModelSettings)
@@ -317,6 +349,24 @@ def variable(cls: type[BaseSettings], field: str) -> str:
 def default(cls: type[BaseSettings], field: str) -> Any:
     """A section field's default (for code that must mirror it, e.g. a Dagster resource)."""
     return cls.model_fields[field].default
+
+
+def environment(*settings: BaseSettings) -> dict[str, str]:
+    """Settings objects as the environment variables that give a child process the same
+    values (secrets in clear: for a child's environment, never for printing; unset
+    optional values left out)."""
+    out: dict[str, str] = {}
+    for obj in settings:
+        for field in type(obj).model_fields:
+            value = getattr(obj, field)
+            if value is None:
+                continue
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            out[variable(type(obj), field)] = str(value)
+    return out
 
 
 def where_set(cls: type[BaseSettings]) -> dict[str, str]:

@@ -11,6 +11,7 @@ import urllib.request
 import pandas as pd
 import pytest
 
+from smoke_platform.core.settings import environment
 from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
 from smoke_platform.serving import bentoml_serve
 from streaming.broker import create_topics, platform_topics, read_topic
@@ -24,7 +25,7 @@ FIRES = ["wood_fire", "normal_indoor", "gas_fire", "cooking_steam"]
 
 
 def _worker(settings, log_path, model_tag, worker_id, idle_stop=None):
-    env = {f"SMOKE_{k.upper()}": str(v) for k, v in settings.model_dump().items()}
+    env = environment(settings)
     env |= {"SMOKE_WORKER_ID": worker_id, "SMOKE_MODEL_TAG": model_tag}
     cmd = [sys.executable, "-m", "smoke_platform.cli", "worker"]
     if idle_stop is not None:

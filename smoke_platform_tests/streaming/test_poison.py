@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from smoke_platform.core.settings import environment
 from smoke_platform_tests.hostile_bytes import (
     HOSTILE_ESCAPES,
     INVALID_UTF8,
@@ -173,7 +174,7 @@ def test_a_message_that_crashes_the_worker_is_given_up_across_restarts(
     goods = _with_pill(settings, 120, at=50, seed=33)
     script = tmp_path / "crashing_worker.py"
     script.write_text(_CRASHING_WORKER)
-    env = {f"SMOKE_{k.upper()}": str(v) for k, v in settings.model_dump().items()}
+    env = environment(settings)
     import os
 
     codes = []

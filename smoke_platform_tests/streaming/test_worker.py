@@ -13,6 +13,7 @@ import pytest
 
 from smoke_platform.core.explain import EXPLAINED, driver_names
 from smoke_platform.core.schema import HISTORY_FIELDS, MEASUREMENTS
+from smoke_platform.core.settings import environment
 from smoke_platform.dashboard import RecentAlerts, serve
 from smoke_platform.procs import ManagedProcess, free_port
 from smoke_platform.serving import bentoml_serve
@@ -99,7 +100,7 @@ def test_bad_messages_go_to_the_dlq_and_good_ones_are_scored(make_settings, open
 
 
 def _worker_process(settings, log_path):
-    env = {f"SMOKE_{k.upper()}": str(v) for k, v in settings.model_dump().items()}
+    env = environment(settings)
     cmd = [sys.executable, "-m", "smoke_platform.cli", "worker", "--idle-stop", "6"]
     return ManagedProcess("stream worker", cmd, log_path, env=env).start()
 
@@ -176,6 +177,17 @@ def test_service_down_falls_back_locally_and_switches_back(make_settings, served
     preds = read_outputs(settings.stream_dir, "predictions")
     assert len(preds) == 1_200
     assert set(preds["scored_by"]) == {"service", "local"}
+    # The outage was a trouble signal of the platform's, restored when the service was back.
+    trouble = [
+        json.loads(m.value()) for m in read_topic(settings.kafka_bootstrap, settings.trouble_topic)
+    ]
+    fallback = [(t["kind"], t["event"]) for t in trouble if "scoring_fallback" in t["subject"]]
+    assert fallback == [("platform", "open"), ("platform", "restored")]
+    stored = read_outputs(settings.stream_dir, "trouble")
+    stored = stored[stored["kind"] == "platform"]
+    assert sorted(stored["trouble_id"] + stored["event"]) == sorted(
+        t["trouble_id"] + t["event"] for t in trouble if t["kind"] == "platform"
+    )
     # The fallback is the same promoted model: same probabilities as the model itself on
     # the readings and the rises the worker measured (each row carries what it scored).
     local = preds[preds["scored_by"] == "local"].sort_values(["sensor_id", "ts"])
