@@ -11,10 +11,11 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export DAGSTER_DISABLE_TELEMETRY := 1
 export BENTOML_DO_NOT_TRACK := true
+export NO_MKDOCS_2_WARNING := 1
 export UV_COMPILE_BYTECODE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup dev-setup jars maven demo test test-fast lint format bench ui serve validate lock clean dagster-home browser up down
+.PHONY: setup dev-setup jars maven demo test test-fast lint format bench ui serve validate lock clean dagster-home browser up down docs docs-serve
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "smoke-platform needs Python 3.11+, found " + sys.version' 
@@ -95,6 +96,15 @@ lint: dev-setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mkdocs build --strict --quiet
+
+# The documentation site: docs/ -> site/ (the configuration page is generated from the
+# settings tree); `make docs-serve` serves it on http://127.0.0.1:8000 while you edit.
+docs: dev-setup
+	$(BIN)/mkdocs build --strict
+
+docs-serve: dev-setup
+	$(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 format: dev-setup
 	$(BIN)/ruff format .
@@ -141,5 +151,5 @@ lock: setup
 # Build outputs only: the data, reports, models and Dagster runs (data/, reports/,
 # .dagster_home/, .bentoml/, .stack/) are yours and stay; delete those by hand if you mean to.
 clean:
-	rm -rf $(VENV) $(JARS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(JARS) .pytest_cache .mypy_cache .ruff_cache site
 	@echo "kept (yours): data/ reports/ .dagster_home/ .bentoml/ .stack/ where present"

@@ -79,7 +79,7 @@ def settings_tree() -> dict[str, list[Setting]]:
 
 
 def variables() -> set[str]:
-    """Every variable the tree knows (the README table must list exactly these)."""
+    """Every variable the tree knows (the docs' configuration page lists exactly these)."""
     return {s.variable for section in settings_tree().values() for s in section}
 
 
@@ -93,3 +93,25 @@ def render(tree: dict[str, list[Setting]]) -> str:
             lines.append(f"  {s.variable:<{width}} = {s.shown()}  ({s.source})")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def reference_markdown() -> str:
+    """The configuration reference (the docs' configuration page): one table per section
+    of the tree, each setting's variable, default and description; then the tools'."""
+    from smoke_platform.core.settings import sections, variable
+
+    out = []
+    for name, cls in sections().items():
+        out += [f"## `{name}`", "", (cls.__doc__ or "").strip().splitlines()[0], ""]
+        out += ["| variable | default | what it is for |", "|---|---|---|"]
+        for field, info in cls.model_fields.items():
+            default = info.default
+            if hasattr(default, "get_secret_value"):
+                default = default.get_secret_value()
+            shown = "*(empty)*" if default in ("", None) else f"`{default}`"
+            description = (info.description or "").replace("|", "\\|")
+            out.append(f"| `{variable(cls, field)}` | {shown} | {description} |")
+        out.append("")
+    out += ["## Tools underneath", "", "| variable | what it is for |", "|---|---|"]
+    out += [f"| `{name}` | {what} |" for name, what in EXTERNAL.items()]
+    return "\n".join(out) + "\n"

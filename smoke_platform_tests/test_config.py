@@ -1,5 +1,5 @@
 """One settings tree: `smoke config` shows every setting with its source, secrets masked,
-and README's configuration table lists exactly the variables the tree knows."""
+and the docs' configuration page is generated from the tree."""
 
 import inspect
 import re
@@ -10,21 +10,17 @@ from smoke_platform.config import MASK, settings_tree, variables
 from smoke_platform_tests.conftest import REPO
 
 
-def _readme_variables() -> set[str]:
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    found: set[str] = set()
-    for line in section.splitlines():
-        if line.startswith("| `"):
-            first_cell = line.split("|")[1]
-            found |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", first_cell))
-    return found
+def test_the_docs_configuration_page_is_generated_from_the_tree():
+    """The page holds the marker the docs hook replaces, and what replaces it lists every
+    variable of the tree exactly once, with its description."""
+    from smoke_platform.config import reference_markdown
 
-
-def test_readme_lists_exactly_the_settings_the_tree_knows():
-    documented, known = _readme_variables(), variables()
-    assert documented - known == set(), "in README, not in the settings tree"
-    assert known - documented == set(), "in the settings tree, not in README"
+    page = (REPO / "docs" / "configuration.md").read_text()
+    assert "<!-- settings-reference -->" in page
+    table = reference_markdown()
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", table, re.M)
+    assert sorted(rows) == sorted(variables())
+    assert len(rows) == len(set(rows))
 
 
 def test_values_and_sources_follow_the_environment(monkeypatch):

@@ -258,7 +258,7 @@ def windowed(readings: Any, watermark: str = "2 minutes") -> Any:
     )
     quality = 1 - (F.col("missing_share") + F.col("out_of_range_share") + F.col("stuck_share"))
     flags = {
-        # A spike: the window's peak far above its own median (documented in README).
+        # A spike: the window's peak far above its own median (documented in docs/architecture.md).
         "tvoc_spike": F.col("tvoc_ppb_max") > 3 * (F.col("tvoc_ppb_p50") + 10),
         "pm_spike": F.col("pm2_5_max") > 3 * (F.col("pm2_5_p50") + 5),
         "temperature_rise": F.col("temperature_c_rate_per_s") > 0.01,  # > 0.6 °C per minute

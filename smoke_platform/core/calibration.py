@@ -122,7 +122,7 @@ def report_tables(sim: pd.DataFrame, real: pd.DataFrame) -> dict[str, Any]:
 # 0.82/0.94, and normal particles 0.46-0.48 -> 0.55-0.59 (another draw of sessions: no
 # particle model changed).
 # Real recall/false alarms/ROC-AUC went 0.83/3.6 %/0.98 -> 0.79/0 %/0.98 with no alert on
-# either normal excerpt (README, "How far the simulator is from real sensors").
+# either normal excerpt (docs/model.md, "How far the simulator is from real sensors").
 CALIBRATED_KS: dict[tuple[str, str], float] = {
     ("normal", "tvoc_ppb"): 0.42,
     ("normal", "eco2_ppm"): 0.30,
@@ -146,7 +146,7 @@ CALIBRATED_KS: dict[tuple[str, str], float] = {
     # jitters more from second to second than ours (normal TVOC rise median 0.064 vs our
     # 0.010: the SGP30's read noise, TVOC steps of 7-9 ppb against our 1-3); our fires
     # still climb where the real excerpts sit on a plateau (fire TVOC rise 0.50 vs 0.06).
-    # Simulating that read noise as measured made the thresholds unstable (README).
+    # Simulating that read noise as measured made the thresholds unstable (docs/model.md).
     ("normal", "rise_tvoc_ppb"): 0.47,
     ("normal", "rise_pm1_0"): 0.30,
     ("normal", "rise_nc0_5"): 0.36,

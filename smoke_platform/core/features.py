@@ -19,7 +19,7 @@ import pandas as pd
 
 from smoke_platform.core.schema import HISTORY_FIELDS, MEASUREMENTS
 
-# Identify sessions or time, never the physics of smoke: never features (DATA.md).
+# Identify sessions or time, never the physics of smoke: never features (docs/data.md).
 FORBIDDEN_FEATURES = frozenset(
     {"ts", "utc", "cnt", "row_index", "session_id", "sensor_id", "index"}
 )

@@ -49,7 +49,7 @@ SESSION_GAP_SECONDS = 60
 
 
 def sessions_from_counter(cnt: pd.Series, utc: pd.Series) -> pd.Series:
-    """Session numbers: `CNT` restarts at every recording session (DATA.md); a clock jump
+    """Session numbers: `CNT` restarts at every recording session (docs/data.md); a clock jump
     that the counter does not share also starts one (excerpts of the file)."""
     d_cnt, d_utc = cnt.diff(), utc.diff()
     new = d_cnt.isna() | (d_cnt <= 0) | ((d_utc - d_cnt) > SESSION_GAP_SECONDS)

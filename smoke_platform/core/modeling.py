@@ -1,7 +1,7 @@
 """Model candidates, session-aware evaluation and the promotion rule (scikit-learn only).
 
 Rows of one recording session are near-duplicates, and `UTC`/`CNT` identify the
-session, so every split here is by session (DATA.md). A random row split is
+session, so every split here is by session (docs/data.md). A random row split is
 computed only to show how much it flatters a model.
 """
 

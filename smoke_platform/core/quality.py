@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -25,6 +26,35 @@ def is_stuck(run_length: Any) -> Any:
     """The stuck rule, for the batch check here and the stream's trouble signals
     (`core.trouble`): a run of this many identical readings (at 1 Hz, `STUCK_RUN_SECONDS`)."""
     return run_length >= STUCK_RUN_SECONDS
+
+
+def run_lengths(
+    values: np.ndarray,
+    starts: np.ndarray,
+    grouped: np.ndarray,
+    carried_values: np.ndarray,
+    carried: np.ndarray,
+) -> np.ndarray:
+    """Per row and channel, how many readings in a row (this one included) the sensor's
+    channel has held exactly this value, continuing each sensor's stored run. `values`:
+    rows grouped by sensor (time order within), `starts`: each group's first row,
+    `grouped`: each row's sensor number; `carried_values`, `carried`: per sensor and
+    channel, the value and length of the run it stored (NaN and 0 for a new sensor). The
+    stream's trouble signals call a run `is_stuck` as this module's batch check does."""
+    n, width = values.shape
+    previous = np.empty_like(values)
+    previous[1:] = values[:-1]
+    previous[starts] = carried_values
+    same = values == previous
+    first = np.zeros(n, dtype=bool)
+    first[starts] = True
+    barrier = ~same | first[:, None]
+    rows = np.arange(n)[:, None]
+    last_barrier = np.maximum.accumulate(np.where(barrier, rows, 0), axis=0)
+    lengths = rows - last_barrier + 1
+    cols = np.arange(width)[None, :]
+    continued = (same & first[:, None])[last_barrier, cols]
+    return lengths + np.where(continued, carried[grouped], 0)
 
 
 def _dtype_schema() -> pa.DataFrameSchema:

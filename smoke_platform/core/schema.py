@@ -2,7 +2,7 @@
 
 Limits come from sensor physics and data-sheet output ranges (Sensirion SHT31,
 SGP30, SPS30; Bosch BMP388), widened where the real Kaggle file goes beyond the
-data sheet, so that real data is never rejected as invalid (see DATA.md).
+data sheet, so that real data is never rejected as invalid (see docs/data.md).
 
 Over 400 lines: the reading contract in its three forms (pydantic, pandera, vectorised
 checks) is kept in one place so that the forms cannot drift apart.

@@ -1,4 +1,4 @@
-"""Seeded, scenario-based generator of 1 Hz sessions in the Kaggle schema (DATA.md).
+"""Seeded, scenario-based generator of 1 Hz sessions in the Kaggle schema (docs/data.md).
 
 Each recording session has its own baselines (gas-sensor raw signals, pressure,
 climate), sensor noise and slow drift. Fires build over tens of seconds from an
@@ -114,7 +114,7 @@ def _baseline(rng: np.random.Generator, sc: Scenario, n: int) -> dict[str, np.nd
 
 
 # Per unit of fire intensity: (ethanol-signal drop, H2-signal drop, PM1.0 µg/m³).
-# Calibrated to DATA.md: fire rows carry TVOC in the hundreds to thousands of ppb
+# Calibrated to docs/data.md: fire rows carry TVOC in the hundreds to thousands of ppb
 # while eCO2 mostly sits at its 400 ppm floor and particle counts stay modest.
 _FIRE_EMISSIONS = {
     "wood_fire": (2_500.0, 250.0, 10.0),

@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from smoke_platform.core.quality import STUCK_CHANNELS, is_stuck
+import numpy as np
+
+from smoke_platform.core.quality import STUCK_CHANNELS, is_stuck, run_lengths
 from smoke_platform.core.settings import TroubleSettings, default
 
 GAPS_KEPT = 9  # recent intervals per sensor: its median interval
@@ -202,32 +204,47 @@ class PartitionWatch:
             for watch in self.sensors.values():
                 if watch.silent_since == -1.0:
                     watch.silent_since = None  # judged again, one by one
-        for rec, t in zip(records, epochs, strict=True):
-            sensor = rec["sensor_id"]
-            known = self.sensors.get(sensor)
+        # Column-wise over the batch, then one step per sensor (not per reading).
+        index: dict[str, int] = {}
+        codes = np.fromiter(
+            (index.setdefault(r["sensor_id"], len(index)) for r in records), "int64", len(records)
+        )
+        order = np.argsort(codes, kind="stable")  # each sensor's rows together, in time order
+        grouped = codes[order]
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        ends = np.r_[starts[1:], len(order)] - 1
+        t = np.asarray(epochs, dtype="float64")[order]
+        values = np.array([[r[c] for c in STUCK_CHANNELS] for r in records], dtype="float64")
+        watches = [self.sensors.get(sensor) for sensor in index]
+        lengths = run_lengths(
+            values[order],
+            starts,
+            grouped,
+            np.array([w.stuck_values if w else [np.nan] * len(STUCK_CHANNELS) for w in watches]),
+            np.array([w.stuck_counts if w else [0] * len(STUCK_CHANNELS) for w in watches]),
+        )
+        gaps = np.diff(t, prepend=np.nan)
+        gaps[starts] = [w.last_ts if w is not None else np.nan for w in watches]
+        gaps[starts] = t[starts] - gaps[starts]
+        stuck = is_stuck(lengths[ends])
+        last_values = values[order][ends]
+        for k, (sensor, known) in enumerate(zip(index, watches, strict=True)):
+            watch = known if known is not None else SensorWatch()
             if known is None:
-                watch = self.sensors[sensor] = SensorWatch()
-            else:
-                watch = known
-            if known is not None and t > watch.last_ts:
-                watch.gaps.append(t - watch.last_ts)
-                if len(watch.gaps) > GAPS_KEPT:
-                    del watch.gaps[0]
-            watch.last_ts, watch.seen = max(watch.last_ts, t), at
+                self.sensors[sensor] = watch
+            fresh = gaps[starts[k] : ends[k] + 1]
+            fresh = fresh[fresh > 0] if known is not None else fresh[1:][fresh[1:] > 0]
+            if len(fresh):
+                watch.gaps = (watch.gaps + fresh.tolist())[-GAPS_KEPT:]
+            watch.last_ts, watch.seen = max(watch.last_ts, float(t[ends[k]])), at
             if watch.silent_since is not None:
                 if watch.silent_since >= 0:
                     events.append(self._sensor_event("silent", "restored", sensor, at, watch))
                 watch.silent_since = None
-            events.extend(self._stuck(sensor, watch, rec, at))
-            if (
-                watch.implausible_since is not None
-                and at - watch.dead[0] > cfg.implausible_window_s
-            ):
-                since = watch.implausible_since
-                watch.implausible_since, watch.dead = None, [at, 0.0]
-                events.append(
-                    self._event("implausible", "restored", sensor, at, since, "valid again")
-                )
+            watch.stuck_values = last_values[k].tolist()
+            watch.stuck_counts = lengths[ends[k]].tolist()
+            events.extend(self._stuck(sensor, watch, stuck[k], at))
+            events.extend(self._plausible_again(sensor, watch, at, cfg))
         return events
 
     def _plausible_again(
@@ -240,22 +257,15 @@ class PartitionWatch:
         return [self._event("implausible", "restored", sensor, at, since, "valid again")]
 
     def _stuck(
-        self, sensor: str, watch: SensorWatch, rec: dict[str, Any], at: float
+        self, sensor: str, watch: SensorWatch, stuck: np.ndarray, at: float
     ) -> list[dict[str, Any]]:
-        stuck_now = []
-        for i, channel in enumerate(STUCK_CHANNELS):
-            value = float(rec[channel])
-            if value == watch.stuck_values[i]:
-                watch.stuck_counts[i] += 1
-            else:
-                watch.stuck_values[i], watch.stuck_counts[i] = value, 1
-            if is_stuck(watch.stuck_counts[i]):
-                stuck_now.append(channel)
-        if stuck_now and watch.stuck_since is None:
+        """`stuck`: per channel, whether its current run of one value is a stuck run."""
+        if stuck.any() and watch.stuck_since is None:
             watch.stuck_since = at
-            detail = f"{', '.join(stuck_now)} repeated one value {max(watch.stuck_counts)} times"
+            channels = ", ".join(c for c, s in zip(STUCK_CHANNELS, stuck, strict=True) if s)
+            detail = f"{channels} repeated one value {max(watch.stuck_counts)} times"
             return [self._event("stuck", "open", sensor, at, at, detail)]
-        if not stuck_now and watch.stuck_since is not None:
+        if not stuck.any() and watch.stuck_since is not None:
             since, watch.stuck_since = watch.stuck_since, None
             return [self._event("stuck", "restored", sensor, at, since, "varying again")]
         return []

@@ -1,5 +1,6 @@
 """Trouble signals' rules, driven by hand: readings in, wall time and lag given."""
 
+import itertools
 import json
 
 import pytest
@@ -128,3 +129,37 @@ def test_state_per_sensor_is_small():
     tracemalloc.stop()
     assert isinstance(next(iter(watch.sensors.values())), SensorWatch)
     assert used / 2_000 < 2_000, used / 2_000
+
+
+def test_stuck_runs_counted_over_batches_equal_a_reading_by_reading_count():
+    """The batch-wise run lengths (numpy) equal a plain loop over the readings, whatever
+    the batch boundaries: the stored runs carry over."""
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(
+        sensors=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=60),
+        levels=st.lists(st.integers(0, 2), min_size=60, max_size=60),
+        cuts=st.lists(st.integers(1, 59), max_size=4),
+    )
+    def check(sensors, levels, cuts):
+        watch = PartitionWatch(0)
+        rows = [
+            {"sensor_id": s, **dict.fromkeys(STUCK_CHANNELS, float(levels[i]))}
+            for i, s in enumerate(sensors)
+        ]
+        bounds = sorted({0, len(rows), *[c for c in cuts if c < len(rows)]})
+        for a, b in itertools.pairwise(bounds):
+            part = rows[a:b]
+            watch.observe(part, [T0 + a + i for i in range(len(part))], T0 + b, CFG)
+        expected: dict[str, tuple[float, int]] = {}
+        for r in rows:
+            value, count = expected.get(r["sensor_id"], (np.nan, 0))
+            v = r[STUCK_CHANNELS[0]]
+            expected[r["sensor_id"]] = (v, count + 1 if v == value else 1)
+        got = {s: (w.stuck_values[0], w.stuck_counts[0]) for s, w in watch.sensors.items()}
+        assert got == expected
+
+    check()

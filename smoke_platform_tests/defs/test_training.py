@@ -325,7 +325,7 @@ def test_the_champion_decides_the_same_at_any_site_and_a_site_bound_model_would_
 
 
 def test_readmes_example_requests_are_real_readings_scored_as_a_user_expects(first_run):
-    """README's curl examples: real rows of the public file, clean air and a fire; the
+    """The quick start's curl examples: real rows of the public file, clean air and a fire; the
     champion the demo trains (this module's, same data and seed) calls them so."""
     import json
     import re
@@ -335,7 +335,7 @@ def test_readmes_example_requests_are_real_readings_scored_as_a_user_expects(fir
     from smoke_platform.reference import REFERENCE_CSV
     from smoke_platform_tests.conftest import REPO
 
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "quickstart.md").read_text()
     body = re.search(r"predict_columns .*?-d '(\{\"columns\".*?\})'", text, re.S)[1]
     columns = json.loads(body)["columns"]
     examples = pd.DataFrame({n: columns[n] for n in MEASUREMENTS})
