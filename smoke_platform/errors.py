@@ -26,9 +26,11 @@ def explain(exc: BaseException) -> str:
     """One or two lines for any error the command line can end in."""
     import pydantic
 
+    from smoke_platform.core.verdicts import VerdictError
+
     cause: BaseException | None = exc
     while cause is not None:  # frameworks wrap ours (Dagster: loading the definitions)
-        if isinstance(cause, UserError):
+        if isinstance(cause, (UserError, VerdictError)):
             return str(cause)
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, FileNotFoundError) and exc.filename:

@@ -97,6 +97,9 @@ class KafkaSettings(BaseSettings):
     predictions_topic: str = _f("smoke_predictions", "one scored row per reading")
     alerts_topic: str = _f("smoke_alerts", "alert events (open, escalate, close)")
     trouble_topic: str = _f("smoke_trouble", "trouble signals: silent, stuck, implausible, ...")
+    verdicts_topic: str = _f(
+        "smoke_alert_verdicts", "operators' acknowledgements and verdicts (compacted, by alert id)"
+    )
     group_id: str = _f("smoke-stream-worker", "the stream workers' consumer group")
     session_timeout_ms: int = _f(10_000, "consumer group session timeout", gt=0)
     # With the group id it forms the transactional id, so a restarted instance fences its

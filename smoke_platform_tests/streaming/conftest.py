@@ -29,6 +29,7 @@ def make_settings(broker, tmp_path):
             predictions_topic=f"predictions-{tag}",
             alerts_topic=f"alerts-{tag}",
             trouble_topic=f"trouble-{tag}",
+            verdicts_topic=f"verdicts-{tag}",
             group_id=f"workers-{tag}",
             worker_id=f"w-{tag}",
             transaction_timeout_ms=10_000,
