@@ -3,9 +3,12 @@ dashboard`, started by `smoke up`), fed by the same Prometheus endpoints Grafana
 docker-compose: the stream workers' metrics and the service's `/metrics` and `/readyz`.
 
 `GET /` is the page (no external scripts: it works offline), `GET /api/summary` the JSON it
-polls every two seconds. The latest alerts, each with the three measurements that drove
-it, come from the `smoke_alerts` topic itself (`read_committed`, no consumer group: every
-dashboard sees every worker's alerts, and none of them moves anyone's offsets)."""
+polls every two seconds; `GET /api/alerts` the alerts and trouble signals with their
+lifecycle, `POST /api/alerts/<id>/ack|resolve` an operator's acknowledgement or verdict
+(behind SMOKE_API_KEY when set; bad input a 4xx naming the field). The latest alerts,
+each with the three measurements that drove it, come from the `smoke_alerts` topic itself
+(`read_committed`, no consumer group: every dashboard sees every worker's alerts, and none
+of them moves anyone's offsets). The page itself is `dashboard.html` beside this module."""
 
 from __future__ import annotations
 
@@ -170,99 +173,71 @@ def summary(
     }
 
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>smoke-platform: live</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body { font: 15px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1b1f24; background: #f6f8fa; }
-h1 { font-size: 1.3rem; margin: 0 0 1rem; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(11rem, 1fr)); gap: .8rem; }
-.tile { background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: .7rem .9rem; }
-.tile b { display: block; font-size: 1.6rem; overflow-wrap: anywhere; }
-.bad b { color: #cf222e; } .good b { color: #1a7f37; }
-svg { background: #fff; border: 1px solid #d0d7de; border-radius: 6px; margin: 1rem 0; }
-table { border-collapse: collapse; background: #fff; }
-th, td { border: 1px solid #d0d7de; padding: .3rem .7rem; text-align: left; }
-#errors { color: #cf222e; }
-</style></head><body>
-<h1>smoke-platform: live stream</h1>
-<div class="tiles">
-  <div class="tile" id="t-rate"><span>predictions / s</span><b>-</b></div>
-  <div class="tile" id="t-predictions"><span>predictions</span><b>-</b></div>
-  <div class="tile" id="t-fires"><span>scored as fire</span><b>-</b></div>
-  <div class="tile" id="t-alerts"><span>alerts opened</span><b>-</b></div>
-  <div class="tile" id="t-critical"><span>critical alarms</span><b>-</b></div>
-  <div class="tile" id="t-lag"><span>consumer lag</span><b>-</b></div>
-  <div class="tile" id="t-dlq"><span>dead letters</span><b>-</b></div>
-  <div class="tile" id="t-service"><span>service</span><b>-</b></div>
-  <div class="tile" id="t-model"><span>model</span><b style="font-size:.9rem">-</b></div>
-</div>
-<svg id="chart" width="720" height="120" viewBox="0 0 720 120" role="img"
-     aria-label="predictions per second, last two minutes"><polyline fill="none"
-     stroke="#0969da" stroke-width="2" points=""/></svg>
-<h2 style="font-size:1.1rem">Alarms by sensor</h2>
-<table><thead><tr><th>sensor</th><th>severity</th><th>alarms</th></tr></thead>
-<tbody id="alarms"><tr><td colspan="3">none yet</td></tr></tbody></table>
-<h2 style="font-size:1.1rem">Latest alerts, and what drove them</h2>
-<table><thead><tr><th>time</th><th>sensor</th><th>event</th><th>severity</th>
-<th>probability</th><th>drivers (z against clean air in training)</th></tr></thead>
-<tbody id="recent"><tr><td colspan="6">none yet</td></tr></tbody></table>
-<p id="errors"></p>
-<script>
-const rates = []; let last = null;
-function tile(id, value, state) {
-  const el = document.getElementById(id);
-  el.querySelector("b").textContent = value;
-  el.className = "tile" + (state ? " " + state : "");
-}
-async function refresh() {
-  let s;
-  try { s = await (await fetch("api/summary")).json(); } catch (e) { return; }
-  if (last) rates.push(Math.max(0, (s.predictions - last.predictions) / (s.time - last.time)));
-  last = s; if (rates.length > 60) rates.shift();
-  tile("t-rate", rates.length ? rates[rates.length - 1].toFixed(1) : "-");
-  tile("t-predictions", s.predictions.toLocaleString());
-  tile("t-fires", s.fire_predictions.toLocaleString(), s.fire_predictions ? "bad" : "");
-  tile("t-alerts", s.alerts_opened, s.alerts_opened ? "bad" : "good");
-  tile("t-critical", s.alerts_critical, s.alerts_critical ? "bad" : "good");
-  tile("t-lag", s.consumer_lag.toLocaleString(), s.consumer_lag > 1000 ? "bad" : "good");
-  tile("t-dlq", s.dead_letters, s.dead_letters ? "bad" : "good");
-  tile("t-service", s.service_ready ? (s.fallback_active ? "fallback" : "ready") : "down",
-       s.service_ready && !s.fallback_active ? "good" : "bad");
-  tile("t-model", s.models.join(", ") || "-");
-  const top = Math.max(1, ...rates);
-  document.querySelector("#chart polyline").setAttribute("points",
-    rates.map((r, i) => `${i * 12},${115 - (r / top) * 105}`).join(" "));
-  const rows = s.alarms_by_sensor.map(a =>
-    `<tr><td>${a.sensor_id}</td><td>${a.severity}</td><td>${a.alarms}</td></tr>`);
-  document.getElementById("alarms").innerHTML =
-    rows.join("") || '<tr><td colspan="3">none yet</td></tr>';
-  const recent = document.getElementById("recent");
-  recent.replaceChildren(...s.recent_alerts.map(a => {
-    const tr = document.createElement("tr");  // text, never markup: values come from a topic
-    const p = typeof a.probability === "number" ? a.probability.toFixed(3) : "";
-    for (const v of [a.ts, a.sensor_id, a.event, a.severity, p, a.drivers]) {
-      const td = document.createElement("td"); td.textContent = v == null ? "" : String(v);
-      tr.appendChild(td);
-    }
-    return tr;
-  }));
-  if (!s.recent_alerts.length) recent.innerHTML = '<tr><td colspan="6">none yet</td></tr>';
-  document.getElementById("errors").textContent = s.errors.join("; ");
-}
-refresh(); setInterval(refresh, 2000);
-</script></body></html>
-"""
+def page() -> bytes:
+    """The page (HTML, CSS and script in one file: nothing from outside, it works offline)."""
+    from importlib.resources import files
+
+    return files("smoke_platform").joinpath("dashboard.html").read_bytes()
 
 
 class _Handler(BaseHTTPRequestHandler):
     worker_metrics: Sequence[str] = ()
     service_url = ""
     alerts: RecentAlerts | None = None
+    settings: Any = None  # StreamSettings: the topics alerts, trouble and verdicts live on
+
+    def do_POST(self) -> None:
+        """`POST /api/alerts/<id>/ack` {"by"} and `/resolve` {"verdict", "by", "note"}: behind
+        the platform's API key (SMOKE_API_KEY) when one is set."""
+        import hmac
+        from urllib.parse import unquote
+
+        from smoke_platform.core.verdicts import VerdictError, acknowledge, resolve
+        from streaming.verdicts import lifecycles, publish
+
+        parts = self.path.split("/")
+        if self.settings is None or len(parts) != 5 or parts[1:3] != ["api", "alerts"]:
+            return self._json(404, {"error": "not found"})
+        alert_id, action = unquote(parts[3]), parts[4]
+        keys = self.settings.keys()
+        sent = self.headers.get("x-api-key", "").encode()
+        if keys and not any(hmac.compare_digest(sent, k) for k in keys):
+            return self._json(401, {"error": "x-api-key: missing or wrong", "field": "x-api-key"})
+        try:
+            length = int(self.headers.get("content-length") or 0)
+            if length > 16_384:
+                raise VerdictError("body", f"{length} bytes", "a JSON object under 16 kB")
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(body, dict):
+                raise VerdictError("body", str(body)[:40], "a JSON object")
+            known = lifecycles(self.settings)
+            if action == "ack":
+                rec = acknowledge(known, alert_id, body.get("by", ""))
+            elif action == "resolve":
+                verdict, note = body.get("verdict", ""), body.get("note", "")
+                rec = resolve(known, alert_id, verdict, body.get("by", ""), note)
+            else:
+                return self._json(404, {"error": f"unknown action {action!r}: ack or resolve"})
+            publish(self.settings, rec)
+        except VerdictError as exc:
+            status = 404 if exc.field == "alert_id" else 400
+            error = {"error": str(exc), "field": exc.field, "allowed": exc.allowed}
+            return self._json(status, error)
+        except ValueError as exc:  # not JSON (UnicodeDecodeError is one)
+            return self._json(400, {"error": f"body: not a JSON object ({exc})", "field": "body"})
+        return self._json(200, {**rec.as_event(), "status": rec.status})
+
+    def _json(self, status: int, body: Any) -> None:
+        self._send(status, "application/json", json.dumps(body).encode())
 
     def do_GET(self) -> None:
+        if self.path == "/api/alerts" and self.settings is not None:
+            from streaming.verdicts import lifecycles
+
+            items = sorted(lifecycles(self.settings).values(), key=lambda r: r.raised_at)
+            return self._json(200, [{**r.as_event(), "status": r.status} for r in items[::-1]])
         if self.path in ("/", "/index.html"):
-            self._send(200, "text/html; charset=utf-8", PAGE.encode())
+            self._send(200, "text/html; charset=utf-8", page())
         elif self.path == "/api/summary":
             got = summary(self.worker_metrics, self.service_url, alerts=self.alerts)
             body = json.dumps(got).encode()
@@ -290,12 +265,20 @@ def serve(
     service_url: str,
     host: str = "127.0.0.1",
     alerts: RecentAlerts | None = None,
+    settings: Any = None,
 ) -> ThreadingHTTPServer:
-    """Start the dashboard in a background thread; returns the server (`shutdown()` it)."""
+    """Start the dashboard in a background thread; returns the server (`shutdown()` it).
+    With `settings` (StreamSettings) it also lists alerts and trouble signals and takes
+    operators' acknowledgements and verdicts."""
     handler = type(
         "Handler",
         (_Handler,),
-        {"worker_metrics": tuple(worker_metrics), "service_url": service_url, "alerts": alerts},
+        {
+            "worker_metrics": tuple(worker_metrics),
+            "service_url": service_url,
+            "alerts": alerts,
+            "settings": settings,
+        },
     )
     server = ThreadingHTTPServer((host, port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -118,7 +118,7 @@ def dashboard(
     settings = StreamSettings()
     urls = worker_metrics or [f"http://127.0.0.1:{settings.worker_metrics_port or 9108}/metrics"]
     alerts = RecentAlerts(settings.kafka(), settings.alerts_topic).start()
-    server = serve(port, urls, settings.service_url, host, alerts=alerts)
+    server = serve(port, urls, settings.service_url, host, alerts=alerts, settings=settings)
     typer.echo(
         f"dashboard on http://{host}:{port}/ (workers: {', '.join(urls)}; "
         f"alerts: {settings.alerts_topic} on {settings.kafka_bootstrap})"
