@@ -28,8 +28,9 @@ def run() -> None:
     work = Path(tempfile.mkdtemp(prefix="smoke-bench-spark-"))
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
     from bench.bench_serving import _model_and_readings
-    from streaming.broker import create_topics, start_broker
+    from streaming.admin import create_topics
     from streaming.config import StreamSettings
+    from streaming.embedded import start_broker
     from streaming.producer import live_source, produce
     from streaming.spark_job import spark_session, start_query
 
@@ -121,7 +122,7 @@ LIVE_SECONDS = 240
 
 def window_delays(spark: object, bootstrap: str, work: Path, model_tag: str) -> list[float]:
     """Run the deployed query shape on a real-time fleet; seconds from window end to output."""
-    from streaming.broker import create_topics
+    from streaming.admin import create_topics
     from streaming.config import StreamSettings
     from streaming.producer import live_source, produce
     from streaming.spark_job import start_query

@@ -107,8 +107,9 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
     """Start broker -> (initial training) -> service -> workers -> producer -> Spark job ->
     Dagster (webserver + daemon), each in its own process group; record them for `down`.
     Returns the URLs. On any failure everything started so far is stopped again."""
-    from streaming.broker import create_topics, platform_topics, start_broker
+    from streaming.admin import create_topics, platform_topics
     from streaming.config import StreamSettings
+    from streaming.embedded import start_broker
 
     running = _alive_groups(read_pids(cfg))
     if running:

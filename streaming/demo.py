@@ -10,8 +10,9 @@ import pandas as pd
 from pydantic import SecretStr
 
 from smoke_platform.serving import bentoml_serve
-from streaming.broker import create_topics, platform_topics, start_broker
+from streaming.admin import create_topics, platform_topics
 from streaming.config import StreamSettings
+from streaming.embedded import start_broker
 from streaming.producer import produce, scenario_records
 from streaming.sink import read_outputs
 from streaming.worker import StreamWorker

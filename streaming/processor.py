@@ -48,6 +48,28 @@ def dlq_reason(exc: ReadingValidationError) -> str:
     return _REASONS.get(kind, "wrong_type" if kind else "invalid")
 
 
+OFFSET_BEGINNING = -2  # librdkafka's logical offset: the partition's first message
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    start: int  # the offset to consume from
+    replay_until: int | None  # below this offset: into the files only (already published)
+
+
+def resume_plan(hwm: int, committed: int) -> ResumePlan:
+    """Where a partition resumes, from the files' high-water mark (`hwm`: the last offset
+    whose outputs are durable, -1 for none) and the group's committed offset (the next to
+    publish; negative for none): right after the files; what lies between the files and the
+    committed offset was published and committed already, so it is replayed into the files
+    only."""
+    if committed >= 0 and committed > hwm + 1:
+        return ResumePlan(hwm + 1 if hwm >= 0 else OFFSET_BEGINNING, committed)
+    if hwm >= 0:
+        return ResumePlan(hwm + 1, None)
+    return ResumePlan(committed if committed >= 0 else OFFSET_BEGINNING, None)
+
+
 @dataclass(frozen=True)
 class InMessage:
     topic: str
@@ -204,7 +226,7 @@ class Processor:
         if not valid:
             return out
         states = [self.sensor(msg.partition, rec["sensor_id"]) for msg, rec in valid]
-        self.add_rises([rec for _, rec in valid], states)
+        epochs = self.add_rises([rec for _, rec in valid], states).tolist()
         scores = scorer.score([rec for _, rec in valid])
         out.scored_by, out.model_version = scores.scored_by, scores.model_version
         z = np.abs(
@@ -229,12 +251,13 @@ class Processor:
                 out.alerts.append(event)
         if not self.supervise:
             return out
-        by_partition: dict[int, list[dict[str, Any]]] = {}
-        for msg, rec in valid:
-            by_partition.setdefault(msg.partition, []).append(rec)
-        for partition, records in by_partition.items():
-            epochs = epoch_seconds([r["ts"] for r in records]).tolist()
-            out.trouble += self.watch(partition).observe(records, epochs, wall, self.trouble)
+        by_partition: dict[int, tuple[list[dict[str, Any]], list[float]]] = {}
+        for (msg, rec), t in zip(valid, epochs, strict=True):
+            records, times = by_partition.setdefault(msg.partition, ([], []))
+            records.append(rec)
+            times.append(t)
+        for partition, (records, times) in by_partition.items():
+            out.trouble += self.watch(partition).observe(records, times, wall, self.trouble)
         return out
 
     def watch(self, partition: int) -> PartitionWatch:
@@ -250,7 +273,7 @@ class Processor:
         return self.watch(partition).judge(wall, caught_up, self.trouble)
 
     @staticmethod
-    def add_rises(records: list[dict[str, Any]], states: list[SensorState]) -> None:
+    def add_rises(records: list[dict[str, Any]], states: list[SensorState]) -> np.ndarray:
         """Each record's `rise_*` from its sensor's history (what a client may have sent
         is replaced: the worker's own history decides), and the histories moved on."""
         own = {rec["sensor_id"]: state for rec, state in zip(records, states, strict=True)}
@@ -263,6 +286,7 @@ class Processor:
             state.history = after[sensor]
         for rec, values in zip(records, rises.tolist(), strict=True):
             rec.update(zip(RISE_FEATURES, values, strict=True))
+        return t  # each record's event time (epoch seconds), for whoever needs it next
 
     def process(
         self, msgs: list[InMessage], scorer: Scorer, wall: float | None = None

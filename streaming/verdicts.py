@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from smoke_platform.core.verdicts import Lifecycle, fold, raised
-from streaming.broker import create_topics, read_topic
+from streaming.admin import create_topics, read_topic
 from streaming.config import StreamSettings
 
 

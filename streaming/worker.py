@@ -43,18 +43,18 @@ from smoke_platform.core.settings import under_home
 from smoke_platform.core.trouble import PlatformWatch, TroubleConfig
 from smoke_platform.modelstore import normal_profile, served_model_tag
 from smoke_platform.notify import Notifier
+from streaming.admin import topic_id
 from streaming.alerts import AlertConfig
 from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
 from streaming.poison import PoisonGuard, Step, describe
-from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor
+from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor, resume_plan
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
 from streaming.sink import PartitionSink, unwritable_rows
 from streaming.supervision import Supervision
 
 log = logging.getLogger("smoke.worker")
 
-OFFSET_BEGINNING = -2  # librdkafka's logical offset
 # Failures outside the messages: never counted against them by the poison guard; they end
 # the process and its supervisor restarts it (nothing committed is lost).
 INFRASTRUCTURE = (OSError, MemoryError)
@@ -158,19 +158,16 @@ class StreamWorker(Supervision):
             self.guard.load(tp.partition)
             hwm, done = state["hwm"], committed.get(tp.partition, -1001)
             self.replay_until.pop(tp.partition, None)
-            if done >= 0 and done > hwm + 1:
-                self.replay_until[tp.partition] = done
-                tp.offset = hwm + 1 if hwm >= 0 else OFFSET_BEGINNING
+            plan = resume_plan(hwm, done)
+            tp.offset = plan.start
+            if plan.replay_until is not None:
+                self.replay_until[tp.partition] = plan.replay_until
                 log.warning(
                     "partition %d: files end at offset %d, committed %d: replaying into files",
                     tp.partition,
                     hwm,
                     done,
                 )
-            elif hwm >= 0:
-                tp.offset = hwm + 1
-            else:
-                tp.offset = done if done >= 0 else OFFSET_BEGINNING
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         # Batches run between polls and commit before the next one, so nothing is in flight.
@@ -606,23 +603,6 @@ def _retrying(call: Any, what: str, timeout_s: float = 120.0) -> None:
 
 def _in(msg: Any) -> InMessage:
     return InMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
-
-
-def topic_id(settings: StreamSettings, timeout: float = 10.0) -> str | None:
-    """The topic's Kafka id (KIP-516), or None where the broker does not report one."""
-    from confluent_kafka import KafkaException, TopicCollection
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(settings.kafka())  # type: ignore[arg-type]  # logger is allowed
-    try:
-        [future] = admin.describe_topics(
-            TopicCollection([settings.topic]), request_timeout=timeout
-        ).values()
-        found = future.result()
-    except KafkaException as exc:
-        log.warning("topic id of %s unknown (%s): offsets trusted as they are", settings.topic, exc)
-        return None
-    return str(found.topic_id) if found.topic_id is not None else None
 
 
 def _now_iso() -> str:

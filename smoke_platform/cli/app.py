@@ -62,7 +62,7 @@ def require_broker(bootstrap: str, timeout: float = 10.0) -> None:
     """Fail at once, naming the setting, when no Kafka broker answers (instead of a minute
     of librdkafka's connection errors)."""
     from smoke_platform.errors import UserError
-    from streaming.broker import answers_metadata
+    from streaming.admin import answers_metadata
 
     if not answers_metadata(bootstrap, timeout=timeout):
         raise UserError(

@@ -19,8 +19,9 @@ def broker(
     import signal
 
     from smoke_platform.core.settings import under_home
-    from streaming.broker import create_topics, platform_topics, start_broker
+    from streaming.admin import create_topics, platform_topics
     from streaming.config import StreamSettings
+    from streaming.embedded import start_broker
 
     data = under_home("data")
     proc, bootstrap = start_broker(data / "logs" / "broker.log", port, data_dir=data / "kafka")
@@ -174,7 +175,7 @@ def topics(
     partitions: int = typer.Option(3, min=1, help="partitions of each platform topic"),
 ) -> None:
     """Create the platform's topics on SMOKE_KAFKA_BOOTSTRAP (existing ones are kept)."""
-    from streaming.broker import create_topics, platform_topics
+    from streaming.admin import create_topics, platform_topics
     from streaming.config import StreamSettings
 
     settings = StreamSettings()

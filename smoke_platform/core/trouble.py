@@ -26,6 +26,7 @@ forgotten) and is stored with the partition's alert state, so it survives restar
 
 from __future__ import annotations
 
+import operator
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ import numpy as np
 from smoke_platform.core.quality import STUCK_CHANNELS, is_stuck, run_lengths
 from smoke_platform.core.settings import TroubleSettings, default
 
+_SENSOR = operator.itemgetter("sensor_id")
+_STUCK_VALUES = operator.itemgetter(*STUCK_CHANNELS)  # a reading's stuck-prone channels
 GAPS_KEPT = 9  # recent intervals per sensor: its median interval
 KINDS = ("silent", "stuck", "implausible", "feed_silent", "platform")
 
@@ -207,14 +210,14 @@ class PartitionWatch:
         # Column-wise over the batch, then one step per sensor (not per reading).
         index: dict[str, int] = {}
         codes = np.fromiter(
-            (index.setdefault(r["sensor_id"], len(index)) for r in records), "int64", len(records)
+            (index.setdefault(s, len(index)) for s in map(_SENSOR, records)), "int64", len(records)
         )
         order = np.argsort(codes, kind="stable")  # each sensor's rows together, in time order
         grouped = codes[order]
         starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
         ends = np.r_[starts[1:], len(order)] - 1
         t = np.asarray(epochs, dtype="float64")[order]
-        values = np.array([[r[c] for c in STUCK_CHANNELS] for r in records], dtype="float64")
+        values = np.array(list(map(_STUCK_VALUES, records)), dtype="float64")
         watches = [self.sensors.get(sensor) for sensor in index]
         lengths = run_lengths(
             values[order],

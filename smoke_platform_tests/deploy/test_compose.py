@@ -130,7 +130,7 @@ def _pom_property(pom: Path, name: str) -> str:
 
 
 def test_the_embedded_kafka_is_the_version_and_settings_compose_runs():
-    from streaming.broker import BROKER_SETTINGS
+    from streaming.embedded import BROKER_SETTINGS
 
     version = _pom_property(REPO / "jvm" / "kafka" / "pom.xml", "kafka.version")
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{version}"

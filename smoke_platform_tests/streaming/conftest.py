@@ -4,8 +4,9 @@ import uuid
 
 import pytest
 
-from streaming.broker import create_topics, platform_topics, start_broker
+from streaming.admin import create_topics, platform_topics
 from streaming.config import StreamSettings
+from streaming.embedded import start_broker
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 from smoke_platform.core.settings import environment
 from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
 from smoke_platform.serving import bentoml_serve
-from streaming.broker import create_topics, platform_topics, read_topic
+from streaming.admin import create_topics, platform_topics, read_topic
 from streaming.producer import ReadingProducer, produce, scenario_records
 from streaming.sink import read_outputs
 from streaming.worker import StreamWorker
@@ -325,8 +325,8 @@ def test_a_broker_dies_mid_stream_and_rejoins_producer_and_worker_carry_on(serve
     `min.insync.replicas=2`); one is SIGKILLed mid-stream and restarted."""
     from confluent_kafka.admin import AdminClient
 
-    from streaming.broker import KafkaCluster
     from streaming.config import StreamSettings
+    from streaming.embedded import KafkaCluster
 
     cluster = KafkaCluster(tmp_path / "cluster", nodes_count=3, heap="384m").start()
     try:

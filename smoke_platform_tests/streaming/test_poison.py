@@ -27,8 +27,8 @@ from smoke_platform_tests.hostile_bytes import (
     every_string_filled,
     message,
 )
+from streaming.admin import read_topic
 from streaming.alerts import AlertConfig
-from streaming.broker import read_topic
 from streaming.processor import InMessage, Processor
 from streaming.producer import ReadingProducer, live_source
 from streaming.sink import read_outputs

@@ -206,3 +206,21 @@ def test_the_poison_guard_isolates_a_failing_batch_and_never_counts_infrastructu
     # Past the suspect range, batches again.
     later = [InMessage("t", 0, o, None, b"{}") for o in range(15, 20)]
     assert [len(s.messages) for s in restarted.plan(later)] == [5]
+
+
+@pytest.mark.parametrize(
+    ("hwm", "committed", "start", "replay_until"),
+    [
+        (-1, -1001, -2, None),  # new partition, nothing committed: from the beginning
+        (-1, 500, -2, 500),  # files lost, offsets committed: replay 0..499 into files
+        (499, 500, 500, None),  # files and offsets agree
+        (299, 500, 300, 500),  # a crash between the commit and the files: replay 300..499
+        (599, 500, 600, None),  # files ahead of a committed offset (never expected): files win
+        (-1, 0, 0, None),  # committed at 0, no files: from 0
+    ],
+)
+def test_where_a_partition_resumes(hwm, committed, start, replay_until):
+    from streaming.processor import resume_plan
+
+    plan = resume_plan(hwm, committed)
+    assert (plan.start, plan.replay_until) == (start, replay_until)

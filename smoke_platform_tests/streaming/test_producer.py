@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from streaming.broker import read_topic
+from streaming.admin import read_topic
 
 pytestmark = pytest.mark.kafka
 

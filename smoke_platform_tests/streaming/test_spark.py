@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from smoke_platform.core.features import add_rises
-from streaming.broker import create_topics
+from streaming.admin import create_topics
 from streaming.config import StreamSettings
 from streaming.producer import ReadingProducer, produce, scenario_records
 from streaming.spark_job import PERCENTILE_CHANNELS, STATS_CHANNELS, spark_session, start_query
@@ -113,7 +113,7 @@ def test_windows_equal_a_pandas_reference(spark, broker, tmp_path, served_model)
     assert fire["fire_share"].max() > 0.5 and kitchen["fire_share"].max() < 0.1
     assert fire["tvoc_spike"].any() or fire["temperature_rise"].any()
     # Window alerts reach smoke_alerts in the worker's alert schema.
-    from streaming.broker import read_topic
+    from streaming.admin import read_topic
 
     alerts = [json.loads(m.value()) for m in read_topic(broker, "spark-ref-alerts")]
     assert alerts and {a["sensor_id"] for a in alerts} == {"sensor-000"}

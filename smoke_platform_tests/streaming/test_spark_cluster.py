@@ -10,7 +10,7 @@ import pyspark
 import pytest
 
 from smoke_platform.procs import ManagedProcess, free_port
-from streaming.broker import create_topics
+from streaming.admin import create_topics
 from streaming.config import StreamSettings
 from streaming.producer import produce, scenario_records
 from streaming.spark_job import spark_session, start_query

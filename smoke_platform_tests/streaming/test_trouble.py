@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streaming.broker import read_topic
+from streaming.admin import read_topic
 from streaming.demo import wait_for_assignment
 from streaming.producer import ReadingProducer, live_source
 from streaming.sink import read_outputs

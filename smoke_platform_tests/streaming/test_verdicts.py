@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from smoke_platform.core.settings import environment
-from streaming.broker import read_topic
+from streaming.admin import read_topic
 from streaming.producer import produce, scenario_records
 from streaming.worker import StreamWorker
 

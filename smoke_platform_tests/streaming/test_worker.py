@@ -17,7 +17,7 @@ from smoke_platform.core.settings import environment
 from smoke_platform.dashboard import RecentAlerts, serve
 from smoke_platform.procs import ManagedProcess, free_port
 from smoke_platform.serving import bentoml_serve
-from streaming.broker import read_topic
+from streaming.admin import read_topic
 from streaming.producer import ReadingProducer, live_source, produce, scenario_records
 from streaming.sink import read_outputs
 from streaming.worker import StreamWorker
@@ -256,7 +256,8 @@ def test_a_new_incarnation_of_the_topic_is_processed_not_skipped(
 ):
     """Offsets restart at 0 when a topic is recreated (or an embedded broker restarts empty):
     the worker must not skip the new messages as 'already durable', nor lose the old rows."""
-    from streaming.broker import create_topics, platform_topics, start_broker
+    from streaming.admin import create_topics, platform_topics
+    from streaming.embedded import start_broker
 
     first = make_settings(open_service)
     produce(scenario_records(["normal_indoor"], seconds=120, seed=1), first, echo=lambda *_: None)
@@ -283,7 +284,7 @@ def test_oversized_and_coerced_messages_never_stop_the_worker(make_settings, ope
     oversized ones go to the DLQ cut to the limit (with their size), the coerced ones go
     there as wrong types, every good reading is scored exactly once, and a restart
     reprocesses nothing."""
-    from streaming.broker import create_topics
+    from streaming.admin import create_topics
 
     base = make_settings(open_service)
     settings = base.model_copy(update={"topic": f"{base.topic}-big"})

@@ -1,4 +1,5 @@
-"""The embedded Apache Kafka for the demo, `smoke up` and the tests: the broker users run.
+"""The embedded Apache Kafka for the demo, `smoke up` and the tests (the deployment runs its
+own brokers; `streaming.admin` is what talks to either).
 
 Apache Kafka (the version docker-compose.yml runs) in KRaft mode, no ZooKeeper, started
 from the jars `make setup` resolves from Maven Central into `.jars/kafka`
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
+from streaming.admin import answers_metadata
 from streaming.config import KAFKA_LOG, StreamSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -247,21 +249,6 @@ def _mb(size: str) -> int:
     return int(float(size[:-1]) * units[size[-1].lower()]) if size[-1].isalpha() else int(size)
 
 
-def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
-    """Whether the broker answers a metadata request with itself registered."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "logger": KAFKA_LOG, "log_level": 0}  # type: ignore[dict-item]
-    )
-    try:
-        meta = admin.list_topics(timeout=timeout)
-    except KafkaException:
-        return False
-    return bool(meta.brokers)
-
-
 def start_broker(
     log_path: Path, port: int | None = None, data_dir: Path | None = None, heap: str = "512m"
 ) -> tuple[ManagedProcess, str]:
@@ -287,90 +274,3 @@ def _link_log(console: Path, log_path: Path) -> None:
     if log_path.is_symlink() or not log_path.exists():
         log_path.unlink(missing_ok=True)
         log_path.symlink_to(console)
-
-
-def create_topics(
-    bootstrap: str,
-    topics: dict[str, int],
-    timeout: float = 30.0,
-    replication: int = -1,
-    config: dict[str, str] | None = None,
-) -> None:
-    """Create topics with the given partition counts (existing ones are left alone).
-    `replication` -1 takes the broker's `default.replication.factor`."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})  # type: ignore[dict-item]
-    existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [
-        NewTopic(t, num_partitions=n, replication_factor=replication, config=config or {})
-        for t, n in topics.items()
-        if t not in existing
-    ]
-    if not wanted:
-        return
-    for topic, future in admin.create_topics(wanted, request_timeout=timeout).items():
-        try:
-            future.result(timeout)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise RuntimeError(f"could not create topic {topic}: {exc}") from exc
-
-
-def platform_topics(settings: StreamSettings, partitions: int = 3) -> dict[str, int]:
-    """The platform's topics and partition counts (DLQ, alerts and trouble signals: one
-    partition, ordered)."""
-    return {
-        settings.topic: partitions,
-        settings.dlq_topic: 1,
-        settings.predictions_topic: partitions,
-        settings.alerts_topic: 1,
-        settings.trouble_topic: 1,
-    }
-
-
-def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list:
-    """Every committed message of a topic (`read_committed`), read up to the end of each
-    partition as the broker reports it (the last stable offset)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "logger": KAFKA_LOG,
-        }
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        if meta.error is not None:
-            raise RuntimeError(f"cannot read topic {topic}: {meta.error}")
-        ends: dict[int, int] = {}
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list = []
-        positions = dict.fromkeys(ends, -1)
-        deadline = time.monotonic() + timeout
-        while any(positions[p] + 1 < ends[p] for p in ends):
-            if time.monotonic() > deadline:
-                missing = {p: (positions[p] + 1, ends[p]) for p in ends}
-                raise TimeoutError(f"{topic}: not read to the end in {timeout} s: {missing}")
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error() is not None:
-                    continue
-                out.append(msg)
-                positions[int(msg.partition() or 0)] = int(msg.offset() or 0)
-            # Transaction markers and aborted records take offsets too: past them the
-            # consumer's position (not the last message) tells where it stands.
-            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
-                if tp.offset >= 0:
-                    positions[tp.partition] = max(positions[tp.partition], tp.offset - 1)
-    finally:
-        consumer.close()
-    return out
