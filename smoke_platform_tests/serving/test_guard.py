@@ -37,7 +37,7 @@ def test_each_worker_enforces_its_share_of_the_per_client_limit(monkeypatch):
 
 
 def _scan_depth(text: bytes) -> int:
-    from bentos.guard import _json_depth_scan
+    from bentos.limits import _json_depth_scan
 
     return _json_depth_scan(text)
 
@@ -55,7 +55,7 @@ def _scan_depth(text: bytes) -> int:
     ],
 )
 def test_json_depth(body, depth):
-    from bentos.guard import json_depth
+    from bentos.limits import json_depth
 
     assert json_depth(body) == depth == _scan_depth(body)
 
@@ -65,7 +65,7 @@ def test_json_depth_fast_path_agrees_with_the_exact_scan_on_any_bytes():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from bentos.guard import json_depth
+    from bentos.limits import json_depth
 
     pieces = st.sampled_from([b"[", b"]", b"{", b"}", b'"', b'""', b"a", b":", b",", b" "])
 
