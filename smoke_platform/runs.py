@@ -27,8 +27,12 @@ def selected_keys(definitions: object, selection: str) -> list:
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
-    """Run the asset graph in process against the configured instance (DAGSTER_HOME)."""
+def materialize_all(
+    selection: str = "*", settings: dict[str, Any] | None = None
+) -> tuple[bool, float, dict[str, str]]:
+    """Run the asset graph in process against the configured instance (DAGSTER_HOME);
+    `settings` overrides fields of the `settings` resource for this run (run config, the
+    Dagster way: nothing is written into the environment)."""
     import dagster as dg
 
     from smoke_platform.definitions import defs
@@ -39,8 +43,11 @@ def materialize_all(selection: str = "*") -> tuple[bool, float, dict[str, str]]:
     job = definitions.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
+        run_config: dict[str, Any] = dict(QUIET)
+        if settings:
+            run_config["resources"] = {"settings": {"config": settings}}
         result = job.execute_in_process(
-            instance=instance, raise_on_error=False, asset_selection=keys, run_config=QUIET
+            instance=instance, raise_on_error=False, asset_selection=keys, run_config=run_config
         )
     elapsed = time.perf_counter() - started
     return result.success, elapsed, _report_paths(result)

@@ -62,7 +62,6 @@ def demo(
 
     Everything it writes goes to a new folder of its own, data/demo/<time>/ (under
     SMOKE_HOME): nothing of an earlier run or of a deployment is read, replaced or deleted."""
-    import os
 
     run = demo_run_folder(typer.echo)
     ok, elapsed, reports = materialize_all("*")
@@ -84,10 +83,9 @@ def demo(
         def monitoring_reports(service_url: str) -> None:
             """While the demo's service still runs: its health is part of a report."""
             nonlocal ok
-            os.environ["SMOKE_SERVICE_URL"] = service_url
             days = register_stream_days()
             typer.echo(f"registered stream output as Dagster asset partitions: {', '.join(days)}")
-            ok, _, more = materialize_all(MONITORING_REPORTS)
+            ok, _, more = materialize_all(MONITORING_REPORTS, {"service_url": service_url})
             reports.update(more)
             for asset, path in more.items():
                 typer.echo(f"  {asset}: {path}")
