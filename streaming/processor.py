@@ -118,13 +118,51 @@ class BatchOutput:
     model_version: str | None = None
 
 
+@dataclass
+class PartitionState:
+    """What the worker keeps of one partition: `hwm`, the last offset whose outputs are
+    durable (-1: none); each sensor's alert machine, z-score statistics and rise history;
+    the partition's supervision (trouble signals). Stored items are decoded when first
+    used (a partition of 100,000 sensors loads at once, and pays per sensor it sees)."""
+
+    hwm: int = -1
+    sensors: dict[str, SensorState | dict[str, Any]] = field(default_factory=dict)
+    watch: PartitionWatch | dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PartitionState:
+        return cls(int(data.get("hwm", -1)), dict(data.get("sensors", {})), data.get("watch"))
+
+    def sensor(self, sensor: str) -> SensorState:
+        state = self.sensors.get(sensor)
+        if not isinstance(state, SensorState):
+            state = SensorState.from_dict(state) if state else SensorState()
+            self.sensors[sensor] = state
+        return state
+
+    def supervision(self, partition: int) -> PartitionWatch:
+        if not isinstance(self.watch, PartitionWatch):
+            self.watch = PartitionWatch.from_dict(partition, self.watch, time.time())
+        return self.watch
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what the sink stores)."""
+        return {
+            "hwm": self.hwm,
+            "sensors": {
+                k: (v.to_dict() if isinstance(v, SensorState) else v)
+                for k, v in self.sensors.items()
+            },
+            "watch": self.watch.to_dict() if isinstance(self.watch, PartitionWatch) else self.watch,
+        }
+
+
 class Scorer(Protocol):
     def score(self, records: list[dict[str, Any]]) -> Scores: ...
 
 
 class Processor:
-    """Per-partition sensor state and the batch pipeline. `states[p]` is
-    `{"hwm": last durable offset, "sensors": {sensor_id: SensorState | dict}}`."""
+    """Per-partition state (`states[p]`, a `PartitionState`) and the batch pipeline."""
 
     def __init__(
         self,
@@ -140,7 +178,7 @@ class Processor:
         self.max_message_bytes = max_message_bytes
         # model version -> its normal profile: what an alert's drivers are measured against
         self.profiles = profiles or (lambda _version: None)
-        self.states: dict[int, dict[str, Any]] = {}
+        self.states: dict[int, PartitionState] = {}
 
     # -- validation ----------------------------------------------------------------------
     def validate(
@@ -260,13 +298,21 @@ class Processor:
             out.trouble += self.watch(partition).observe(records, times, wall, self.trouble)
         return out
 
+    def state(self, partition: int) -> PartitionState:
+        return self.states.setdefault(partition, PartitionState())
+
+    def load(self, partition: int, stored: Mapping[str, Any]) -> PartitionState:
+        """The partition's stored state (as `snapshot` gave it) becomes its state here."""
+        self.states[partition] = PartitionState.from_dict(stored)
+        return self.states[partition]
+
+    def hwm(self, partition: int) -> int:
+        state = self.states.get(partition)
+        return state.hwm if state is not None else -1
+
     def watch(self, partition: int) -> PartitionWatch:
         """The partition's supervision (trouble signals), loaded from its stored state."""
-        state = self.states.setdefault(partition, {"hwm": -1, "sensors": {}})
-        watch = state.get("watch")
-        if not isinstance(watch, PartitionWatch):
-            watch = state["watch"] = PartitionWatch.from_dict(partition, watch, time.time())
-        return watch
+        return self.state(partition).supervision(partition)
 
     def judge(self, partition: int, wall: float, caught_up: bool) -> list[dict[str, Any]]:
         """The poll's judgement of a partition's silence (see `core.trouble`)."""
@@ -299,25 +345,11 @@ class Processor:
         return out
 
     def sensor(self, partition: int, sensor: str) -> SensorState:
-        sensors = self.states.setdefault(partition, {"hwm": -1, "sensors": {}})["sensors"]
-        state = sensors.get(sensor)
-        if not isinstance(state, SensorState):
-            state = SensorState.from_dict(state) if state else SensorState()
-            sensors[sensor] = state
-        return state
+        return self.state(partition).sensor(sensor)
 
     def snapshot(self, partition: int) -> dict[str, Any]:
         """The partition's state as JSON-ready data (what the sink stores)."""
-        state = self.states.setdefault(partition, {"hwm": -1, "sensors": {}})
-        watch = state.get("watch")
-        return {
-            "hwm": state["hwm"],
-            "sensors": {
-                k: (v.to_dict() if isinstance(v, SensorState) else v)
-                for k, v in state["sensors"].items()
-            },
-            "watch": watch.to_dict() if isinstance(watch, PartitionWatch) else watch,
-        }
+        return self.state(partition).to_dict()
 
     def _row(
         self, msg: InMessage, rec: dict, p: float, fire: bool, scores: Scores, top: tuple

@@ -104,7 +104,7 @@ class Supervision:
             return
         tag = f"-t{int(wall * 1000)}"
         for partition in sorted({e["partition"] for e in events if e["partition"] is not None}):
-            hwm = self.core.states.get(partition, {"hwm": -1})["hwm"]
+            hwm = self.core.hwm(partition)
             mine = pd.DataFrame([e for e in events if e["partition"] == partition])
             snapshot = self.core.snapshot(partition)
             self.sink.write(partition, hwm + 1, hwm, {"trouble": mine}, snapshot, tag=tag)

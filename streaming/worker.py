@@ -153,10 +153,9 @@ class StreamWorker(Supervision):
             tp.partition: tp.offset for tp in self.consumer.committed(partitions, timeout=30)
         }
         for tp in partitions:
-            state = self.sink.load(tp.partition)
-            self.core.states[tp.partition] = state
+            state = self.core.load(tp.partition, self.sink.load(tp.partition))
             self.guard.load(tp.partition)
-            hwm, done = state["hwm"], committed.get(tp.partition, -1001)
+            hwm, done = state.hwm, committed.get(tp.partition, -1001)
             self.replay_until.pop(tp.partition, None)
             plan = resume_plan(hwm, done)
             tp.offset = plan.start
@@ -249,9 +248,7 @@ class StreamWorker(Supervision):
         """Process a batch end to end; returns how many new messages it handled. The poison
         guard may split it (`streaming.poison`): each step is a transaction of its own, and
         the first that fails ends the batch (the consumer is rewound to what is durable)."""
-        fresh = [
-            m for m in msgs if m.offset > self.core.states.get(m.partition, {"hwm": -1})["hwm"]
-        ]
+        fresh = [m for m in msgs if m.offset > self.core.hwm(m.partition)]
         self.metrics.skipped.inc(len(msgs) - len(fresh))
         if not fresh:
             return 0
@@ -522,7 +519,7 @@ class StreamWorker(Supervision):
         for m in msgs:
             by_partition[m.partition].append(m.offset)
         for partition, offsets in by_partition.items():
-            self.core.states.setdefault(partition, {"hwm": -1, "sensors": {}})["hwm"] = max(offsets)
+            self.core.state(partition).hwm = max(offsets)
             frames = {
                 "predictions": pd.DataFrame([r for r in out.rows if r["partition"] == partition]),
                 "alerts": pd.DataFrame([a for a in out.alerts if a["partition"] == partition]),

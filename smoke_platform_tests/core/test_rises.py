@@ -113,7 +113,7 @@ def test_the_worker_supplies_the_training_rises_across_batches_and_a_restart(str
         assert rows.shape[1] == 1 + len(RISE_LEVELS)
         assert 0 < rows[:, 0].max() - rows[:, 0].min() <= HISTORY_SECONDS
     restarted = Processor(AlertConfig(), 65_536)
-    restarted.states[0] = stored
+    restarted.load(0, stored)
     for start in range(700, len(msgs), 131):
         restarted.process(msgs[start : start + 131], recorder)
     got = np.array([[r[c] for c in RISE_FEATURES] for r in recorder.records])

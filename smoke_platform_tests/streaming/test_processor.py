@@ -113,7 +113,7 @@ def test_replaying_from_a_snapshot_gives_the_same_rows_and_alert_ids(split):
     first.process(msgs[:split], TvocScorer())
     snapshot = json.loads(json.dumps(first.snapshot(0)))  # as the sink stores it
     resumed = Processor(CFG, 65_536)
-    resumed.states[0] = snapshot
+    resumed.load(0, snapshot)
     rest = resumed.process(msgs[split:], TvocScorer())
 
     keys = ("alert_id", "event", "offset")
