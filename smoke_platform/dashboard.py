@@ -205,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(401, {"error": "x-api-key: missing or wrong", "field": "x-api-key"})
         try:
             length = int(self.headers.get("content-length") or 0)
-            if length > 16_384:
+            if not 0 <= length <= 16_384:  # a negative length would read until the client leaves
                 raise VerdictError("body", f"{length} bytes", "a JSON object under 16 kB")
             body = json.loads(self.rfile.read(length) or b"{}")
             if not isinstance(body, dict):

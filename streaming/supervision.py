@@ -113,7 +113,10 @@ class Supervision:
 
     def _store_platform(self, events: list[dict[str, Any]], now: float) -> None:
         """The platform's own signals (no partition) in files of this worker's."""
-        platform = pd.DataFrame([e for e in events if e["partition"] is None])
+        mine = [e for e in events if e["partition"] is None]
+        if not mine:
+            return  # the usual batch: no frame built
+        platform = pd.DataFrame(mine)
         name = f"platform-{self.transactional_id}-t{int(now * 1000)}"
         self.sink.write_events("trouble", name, platform)
 

@@ -40,7 +40,6 @@ from smoke_platform.core.settings import TroubleSettings, default
 _SENSOR = operator.itemgetter("sensor_id")
 _STUCK_VALUES = operator.itemgetter(*STUCK_CHANNELS)  # a reading's stuck-prone channels
 GAPS_KEPT = 9  # recent intervals per sensor: its median interval
-KINDS = ("silent", "stuck", "implausible", "feed_silent", "platform")
 
 
 @dataclass(frozen=True)
@@ -242,7 +241,10 @@ class PartitionWatch:
             watch.last_ts, watch.seen = max(watch.last_ts, float(t[ends[k]])), at
             if watch.silent_since is not None:
                 if watch.silent_since >= 0:
-                    events.append(self._sensor_event("silent", "restored", sensor, at, watch))
+                    since = watch.silent_since
+                    events.append(
+                        self._event("silent", "restored", sensor, at, since, "reporting again")
+                    )
                 watch.silent_since = None
             watch.stuck_values = last_values[k].tolist()
             watch.stuck_counts = lengths[ends[k]].tolist()
@@ -305,7 +307,10 @@ class PartitionWatch:
         newly = [
             (s, w)
             for s, w in self.sensors.items()
-            if w.silent_since is None and at - w.seen > w.bound(cfg)
+            # The bound is at least silent_after_s: the median only where it can matter.
+            if w.silent_since is None
+            and at - w.seen > cfg.silent_after_s
+            and at - w.seen > w.bound(cfg)
         ]
         self._forget(at, cfg)
         if not newly:
@@ -352,11 +357,6 @@ class PartitionWatch:
             since=since,
             detail=detail,
         )
-
-    def _sensor_event(
-        self, kind: str, event: str, sensor: str, at: float, w: SensorWatch
-    ) -> dict[str, Any]:
-        return self._event(kind, event, sensor, at, w.silent_since or at, "reporting again")
 
     def _feed_event(self, event: str, at: float, since: float, count: int) -> dict[str, Any]:
         detail = (
