@@ -13,18 +13,20 @@ from streaming.admin import create_topics, read_topic
 from streaming.config import StreamSettings
 
 
-def ensure_topic(settings: StreamSettings) -> None:
+def ensure_topic(settings: StreamSettings, timeout: float = 30.0) -> None:
     """The verdicts topic, compacted (the last event per alert id is its state)."""
     create_topics(
         settings.kafka_bootstrap,
         {settings.verdicts_topic: 1},
         config={"cleanup.policy": "compact"},
+        timeout=timeout,
     )
 
 
-def lifecycles(settings: StreamSettings) -> dict[str, Lifecycle]:
-    """Every raised alert and trouble signal with what operators said of it."""
-    ensure_topic(settings)
+def lifecycles(settings: StreamSettings, timeout: float = 30.0) -> dict[str, Lifecycle]:
+    """Every raised alert and trouble signal with what operators said of it (a broker that
+    does not answer within `timeout` seconds is an error)."""
+    ensure_topic(settings, timeout)
 
     def values(topic: str) -> list[dict[str, Any]]:
         out = []

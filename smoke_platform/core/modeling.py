@@ -28,9 +28,9 @@ from smoke_platform.core.features import (
     add_rises,
     build_features,
 )
-from smoke_platform.core.metrics import evaluate
+from smoke_platform.core.metrics import LABEL, evaluate
+from smoke_platform.core.outcomes import is_operator, operator_figures
 
-LABEL = "fire_alarm"
 # Carried next to the features for grouping and latency, never fed to a model.
 META_COLUMNS = ("session_id", "sensor_id", "ts", "scenario")
 
@@ -85,7 +85,17 @@ def assert_no_leakage(features: list[str] | tuple[str, ...]) -> None:
 
 def training_frame(readings: pd.DataFrame) -> pd.DataFrame:
     """Features (from the one feature function) + label + meta columns, one row per reading."""
-    labelled = add_rises(readings[readings[LABEL].notna()].reset_index(drop=True))
+    return _labelled_frame(add_rises(readings[readings[LABEL].notna()].reset_index(drop=True)))
+
+
+def operator_frame(labels: pd.DataFrame) -> pd.DataFrame:
+    """Operator-labelled readings (`core.outcomes.labelled_readings`) as training rows: the
+    same features, over the rates of rise the worker computed live from each sensor's own
+    history (so the model learns from what the live model saw)."""
+    return _labelled_frame(labels.reset_index(drop=True))
+
+
+def _labelled_frame(labelled: pd.DataFrame) -> pd.DataFrame:
     feats = build_features(labelled)
     meta = labelled[[c for c in META_COLUMNS if c in labelled.columns]]
     out = pd.concat([feats, meta], axis=1)
@@ -157,6 +167,9 @@ class CandidateResult:
     holdout: dict[str, Any]
     random_split_accuracy: float
     holdout_scores: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    # On the held-out operator-labelled readings (alerts resolved as fire or false alarm),
+    # kept apart from the simulated holdout's figures; None when none was held out.
+    operator: dict[str, Any] | None = None
 
 
 def train_candidate(
@@ -170,7 +183,9 @@ def train_candidate(
     pipe: Pipeline | None = None,
     features: list[str] | None = None,
 ) -> CandidateResult:
-    """Cross-validate by session, pick the operating threshold, fit, evaluate on the holdout."""
+    """Cross-validate by session, pick the operating threshold, fit, evaluate on the
+    holdout: the simulated sessions' figures, and apart from them the held-out
+    operator-labelled alerts' (`core.outcomes`)."""
     features = list(features or MODEL_FEATURES)
     assert_no_leakage(features)
     pipe = pipe if pipe is not None else CANDIDATES[name]()
@@ -178,16 +193,19 @@ def train_candidate(
     oof = out_of_fold_scores(pipe, train, features, folds, seed)
     threshold = threshold_for_far(train[LABEL].to_numpy(), oof, target_far)
     model = clone(pipe).fit(train[features], train[LABEL])
-    scores = model.predict_proba(test[features])[:, 1]
+    all_scores = model.predict_proba(test[features])[:, 1]
+    ops = is_operator(test).to_numpy()
+    scores = all_scores[~ops]
     return CandidateResult(
         name=name,
         model=model,
         threshold=threshold,
         features=features,
         cv=evaluate(train, oof, threshold, target_far),
-        holdout=evaluate(test, scores, threshold, target_far),
+        holdout=evaluate(test[~ops], scores, threshold, target_far),
         random_split_accuracy=random_split_accuracy(frame, pipe, features, seed),
         holdout_scores=scores,
+        operator=operator_figures(test[ops], all_scores[ops], threshold) if ops.any() else None,
     )
 
 

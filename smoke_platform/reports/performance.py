@@ -52,6 +52,7 @@ def write_performance_report(
     training: dict[str, Any],
     directory: Path,
     service: dict[str, Any] | None = None,
+    outcomes: pd.DataFrame | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     metrics = live_metrics(predictions, threshold)
     by_sensor, by_hour = rate_by(predictions)
@@ -102,4 +103,39 @@ def write_performance_report(
         b.plot([0, 1], [0, 1], ls="--", c="grey")
     b.set(title="calibration (live)", xlabel="mean predicted", ylabel="fraction fire")
     rep.figure(fig, "live", "Alarm share by hour and live calibration")
+    metrics["verdicts"] = _verdicts_section(rep, outcomes)
     return rep.write(), metrics
+
+
+def _verdicts_section(rep: MarkdownReport, outcomes: pd.DataFrame | None) -> dict[str, Any]:
+    """What operators said of the alerts: the only real labels a deployment gets."""
+    from smoke_platform.core.outcomes import OUTCOME_COLUMNS, outcome_figures
+
+    if outcomes is None or outcomes.empty:
+        outcomes = pd.DataFrame(columns=OUTCOME_COLUMNS)
+    f = outcome_figures(outcomes)
+    rep.heading("Alerts as operators judged them")
+    if not f["alerts"]:
+        rep.text(
+            "No alert registered with operators' verdicts yet (`operator_labels`: "
+            "`smoke alerts resolve ID --verdict fire|false_alarm|test|unknown`)."
+        )
+        return f
+    precision = "n/a" if f["precision"] is None else f"{f['precision']:.2f}"
+    rep.text(
+        f"{f['alerts']} alerts: " + counts_text(f["by_verdict"]) + ". Alert precision by "
+        f"verdict (fires among alerts judged fire or false alarm): {precision}."
+    )
+
+    def secs(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.0f} s"
+
+    rep.text(
+        f"Time to acknowledge ({f['acknowledged']} acknowledged), from the reading that "
+        f"raised the alert (wall-clock time for a live feed): median {secs(f['ack_median_s'])}, "
+        f"p90 {secs(f['ack_p90_s'])}."
+    )
+    if len(f["false_alarms_per_sensor_week"]):
+        rep.text("False alarms per sensor and ISO week:")
+        rep.table(f["false_alarms_per_sensor_week"])
+    return f

@@ -11,6 +11,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from smoke_platform.core.modeling import LABEL, CandidateResult
+from smoke_platform.core.outcomes import is_operator
 from smoke_platform.reports.markdown import MarkdownReport, pyplot
 
 
@@ -110,7 +111,7 @@ def write_training_report(
     directory: Path,
     real: dict[str, Any] | None = None,
 ) -> Path:
-    holdout = dataset[dataset["holdout"]]
+    holdout = dataset[dataset["holdout"] & ~is_operator(dataset)]
     y = holdout[LABEL].to_numpy()
     rep = MarkdownReport("Training report: fire detection", directory)
     rep.text(
@@ -137,10 +138,41 @@ def write_training_report(
     fig, _ = _importances(candidates[decision["challenger"]], holdout)
     rep.figure(fig, "importances", "Feature importances of the challenger")
     rep.figure(_latency(candidates), "latency", "Detection latency distribution")
+    _operator_section(rep, dataset, candidates, decision)
     if real is not None:
         _real_section(rep, real, candidates, decision)
-        _calibration_section(rep, dataset, real["source"])
+        _calibration_section(rep, dataset[~is_operator(dataset)], real["source"])
     return rep.write()
+
+
+def _operator_section(
+    rep: MarkdownReport, dataset: pd.DataFrame, candidates: dict, decision: dict[str, Any]
+) -> None:
+    """The readings operators labelled by resolving alerts, and every model on the held-out
+    ones (shown beside the simulated holdout, not a bar of the gate)."""
+    ops = dataset[is_operator(dataset)]
+    rep.heading("On operator-labelled readings (alerts resolved as fire or false alarm)")
+    if ops.empty:
+        rep.text(
+            "No operator-labelled readings yet: alerts resolved as `fire` or `false_alarm` "
+            "(`smoke alerts resolve`, the dashboard) label the readings they cover, and the "
+            "next training run learns from them."
+        )
+        return
+    held = ops[ops["holdout"]]
+    labels = ops.groupby(LABEL)["session_id"].nunique().to_dict()
+    rep.text(
+        f"{len(ops):,} readings from {ops['session_id'].nunique()} alerts "
+        f"({labels.get(1, 0)} judged fire, {labels.get(0, 0)} false alarm), each alert one "
+        f"session, of which {held['session_id'].nunique()} held out ({len(held):,} readings)."
+    )
+    figures = {name: c.operator for name, c in candidates.items() if c.operator}
+    if decision.get("previous_champion_operator"):
+        figures["previous champion"] = decision["previous_champion_operator"]
+    if figures:
+        rep.table(pd.DataFrame(figures).T)
+    else:
+        rep.text("Too few alerts of each verdict to hold one out: no figures yet.")
 
 
 def _calibration_section(rep: MarkdownReport, dataset: pd.DataFrame, source: str) -> None:

@@ -22,6 +22,7 @@ EXPECTED_ASSETS = QUALITY_ASSETS | {
     "smoke_detector_bento",
     "stream_predictions",
     "windowed_analytics",
+    "operator_labels",
     "model_performance_report",
     "feature_drift",
     "weekly_insights",
@@ -68,7 +69,8 @@ def test_asset_graph_snapshot(definitions):
     live = {
         "stream_predictions": {"smoke_classifier"},
         "windowed_analytics": {"smoke_classifier"},
-        "model_performance_report": {"stream_predictions"},
+        "operator_labels": {"stream_predictions"},
+        "model_performance_report": {"stream_predictions", "operator_labels"},
         "feature_drift": {"stream_predictions", "training_dataset"},
         "weekly_insights": {"stream_predictions", "windowed_analytics"},
     }
@@ -98,6 +100,38 @@ def test_weekly_insights_on_sundays_and_drift_retrains(definitions):
         "model_performance_report",
         "feature_drift",
     }
+
+
+def test_verdicts_reach_labels_and_training_through_one_sensor(definitions):
+    sensor = definitions.resolve_sensor_def("verdicts_sensor")
+    assert {j.name for j in sensor.jobs} == {"operator_labels_job", "training_job"}
+    labels = definitions.resolve_job_def("operator_labels_job")
+    assert labels.partitions_def.name == "stream_dates"
+
+
+def test_without_a_broker_the_verdicts_sensor_skips_naming_the_setting():
+    import time
+
+    from smoke_platform.defs.common.resources import (
+        KafkaResource,
+        ModelStoreResource,
+        PlatformSettingsResource,
+        TrainingSettingsResource,
+    )
+    from smoke_platform.defs.monitoring.outcomes import verdicts_sensor
+
+    resources = {
+        "settings": PlatformSettingsResource(),
+        "kafka": KafkaResource(kafka_bootstrap="127.0.0.1:9"),
+        "training": TrainingSettingsResource(),
+        "model_store": ModelStoreResource(),
+    }
+    started = time.monotonic()
+    with dg.build_sensor_context(resources=resources) as context:
+        result = verdicts_sensor(context)
+    assert isinstance(result, dg.SkipReason)
+    assert "127.0.0.1:9 (SMOKE_KAFKA_BOOTSTRAP)" in (result.skip_message or "")
+    assert time.monotonic() - started < 20  # well inside a sensor's 60 s evaluation limit
 
 
 def test_quality_schedule_every_six_hours(definitions):
@@ -214,4 +248,4 @@ def test_demo_materialises_everything_but_stream_monitoring_first(definitions):
     assert first == EXPECTED_ASSETS - monitoring
     later = {k.to_user_string() for k in selected_keys(definitions, MONITORING_REPORTS)}
     # The partitioned stream assets run per day (register_stream_days), the reports after.
-    assert later == monitoring - {"stream_predictions", "windowed_analytics"}
+    assert later == monitoring - {"stream_predictions", "windowed_analytics", "operator_labels"}

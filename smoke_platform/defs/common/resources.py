@@ -12,12 +12,14 @@ from smoke_platform.core.modeling import Bars
 from smoke_platform.core.scoring import ScoringModel
 from smoke_platform.core.settings import (
     DataSettings,
+    KafkaSettings,
     ModelSettings,
     MonitoringSettings,
     NotifySettings,
     PathSettings,
     ServiceSettings,
     SparkSettings,
+    StreamSettings,
     TrainingSettings,
     WorkerSettings,
     default,
@@ -64,6 +66,11 @@ class PlatformSettingsResource(dg.ConfigurableResource):
         return under_home(self.stream_dir)
 
     @property
+    def labels_root(self) -> Path:
+        """Operators' verdicts and the readings they label (`operator_labels`)."""
+        return under_home(self.data_dir) / "operator_labels"
+
+    @property
     def windowed_root(self) -> Path:
         """The Spark window job's output folder."""
         return under_home(self.windowed_dir)
@@ -73,6 +80,8 @@ class TrainingSettingsResource(dg.ConfigurableResource):
     """How candidates are evaluated and what a model must reach before it can serve."""
 
     cv_folds: int = default(TrainingSettings, "cv_folds")
+    operator_max_sensor_share: float = default(TrainingSettings, "operator_max_sensor_share")
+    retrain_after_verdicts: int = default(TrainingSettings, "retrain_after_verdicts")
     holdout_fraction: float = 0.25
     target_false_alarm_rate: float = 0.01
     min_recall: float = Bars.min_recall
@@ -88,6 +97,23 @@ class TrainingSettingsResource(dg.ConfigurableResource):
             self.max_false_alarm_rate,
             self.max_median_latency_s,
             self.max_missed_fire_sessions,
+        )
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """The broker and the topics operators' verdicts are folded from."""
+
+    kafka_bootstrap: str = default(KafkaSettings, "kafka_bootstrap")
+    alerts_topic: str = default(KafkaSettings, "alerts_topic")
+    trouble_topic: str = default(KafkaSettings, "trouble_topic")
+    verdicts_topic: str = default(KafkaSettings, "verdicts_topic")
+
+    def stream_settings(self) -> StreamSettings:
+        return StreamSettings(
+            kafka_bootstrap=self.kafka_bootstrap,
+            alerts_topic=self.alerts_topic,
+            trouble_topic=self.trouble_topic,
+            verdicts_topic=self.verdicts_topic,
         )
 
 
@@ -160,6 +186,7 @@ R = TypeVar("R", bound=dg.ConfigurableResource)
 
 SECTIONS = (
     PathSettings,
+    KafkaSettings,
     DataSettings,
     WorkerSettings,
     SparkSettings,
@@ -223,5 +250,6 @@ def resources() -> dg.Definitions:
             "monitoring": bind(MonitoringSettingsResource),
             "notifier": bind(NotifierResource),
             "model_store": bind(ModelStoreResource),
+            "kafka": bind(KafkaResource),
         }
     )

@@ -98,7 +98,7 @@ ML_REPORT: dict[str, Any] = {
 }
 
 
-@dg.asset(**ML_REPORT)
+@dg.asset(**{**ML_REPORT, "deps": [stream_predictions, dg.AssetKey("operator_labels")]})
 def model_performance_report(
     context: dg.AssetExecutionContext,
     settings: PlatformSettingsResource,
@@ -121,9 +121,11 @@ def model_performance_report(
     threshold = float(info["metadata"]["threshold"])
     training = info["metadata"].get("holdout_metrics", {})
     service = service_health(settings.service_url, settings.api_key)
+    outcomes = read_outputs(settings.labels_root, "outcomes")
     path, m = write_performance_report(
-        preds, threshold, training, settings.report_dir("performance"), service
+        preds, threshold, training, settings.report_dir("performance"), service, outcomes
     )
+    verdicts = m["verdicts"]
     return dg.MaterializeResult(
         metadata={
             **report_metadata(path),
@@ -134,6 +136,13 @@ def model_performance_report(
             "training_recall": dg.MetadataValue.float(float(training.get("recall", float("nan")))),
             "training_false_alarm_rate": dg.MetadataValue.float(
                 float(training.get("false_alarm_rate", float("nan")))
+            ),
+            "alerts_by_verdict": dg.MetadataValue.json(verdicts["by_verdict"]),
+            "alert_precision_by_verdict": dg.MetadataValue.float(
+                float("nan") if verdicts["precision"] is None else verdicts["precision"]
+            ),
+            "median_time_to_acknowledge_s": dg.MetadataValue.float(
+                float("nan") if verdicts["ack_median_s"] is None else verdicts["ack_median_s"]
             ),
         }
     )

@@ -13,6 +13,7 @@ from smoke_platform.core.modeling import (
     LABEL,
     META_COLUMNS,
     CandidateResult,
+    operator_frame,
     promotion_decision,
     rank_key,
     real_eligible,
@@ -20,6 +21,7 @@ from smoke_platform.core.modeling import (
     train_candidate,
     training_frame,
 )
+from smoke_platform.core.outcomes import cap_per_sensor, is_operator, operator_figures
 from smoke_platform.core.scoring import ScoringModel
 from smoke_platform.defs.common.resources import (
     ModelStoreResource,
@@ -27,6 +29,7 @@ from smoke_platform.defs.common.resources import (
     TrainingSettingsResource,
 )
 from smoke_platform.defs.ingest.assets import fingerprint
+from smoke_platform.defs.monitoring.outcomes import CHAMPION_ALERTS, read_labels
 from smoke_platform.reports.markdown import markdown_table, report_metadata
 
 HOLDOUT = "holdout"
@@ -59,10 +62,22 @@ def training_dataset(
     training: TrainingSettingsResource,
     raw_sensor_readings: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    """Features from the one feature function, labels, and a held-out set of whole sessions."""
+    """Features from the one feature function, labels, and a held-out set of whole sessions:
+    the raw readings, and the readings operators labelled by resolving alerts as fire or
+    false alarm (`operator_labels`; each alert one session, at most
+    `SMOKE_OPERATOR_MAX_SENSOR_SHARE` of the rows from any one sensor). The labels are
+    read, not a declared dependency: labels come from alerts of the model this dataset
+    trains, a loop Dagster's graph cannot hold; `verdicts_sensor` closes it."""
     frame = training_frame(raw_sensor_readings)
+    cap = max(1, int(training.operator_max_sensor_share * len(frame)))
+    labels = cap_per_sensor(read_labels(settings), cap)
+    if len(labels):
+        ops = operator_frame(labels)
+        ops["ts"] = _like(ops["ts"], frame["ts"])
+        frame = pd.concat([frame, ops], ignore_index=True)
     frame[HOLDOUT] = session_holdout(frame, training.holdout_fraction, settings.seed).to_numpy()
-    test = frame[frame[HOLDOUT]]
+    operator = is_operator(frame)
+    test = frame[frame[HOLDOUT] & ~operator]
     return dg.Output(
         frame,
         metadata={
@@ -71,9 +86,26 @@ def training_dataset(
             "train_sessions": int(frame.loc[~frame[HOLDOUT], "session_id"].nunique()),
             "holdout_sessions": int(test["session_id"].nunique()),
             "holdout_fire_share": float(test[LABEL].mean()),
+            "operator_rows": int(operator.sum()),
+            "operator_alerts": int(frame.loc[operator, "session_id"].nunique()),
+            "operator_labels": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in frame.loc[operator, LABEL].value_counts().items()}
+            ),
+            "operator_holdout_alerts": int(
+                frame.loc[operator & frame[HOLDOUT], "session_id"].nunique()
+            ),
             "data_fingerprint": fingerprint(frame),
         },
     )
+
+
+def _like(values: pd.Series, like: pd.Series) -> pd.Series:
+    """`values` (ISO text from the stream) as timestamps of `like`'s kind."""
+    if not pd.api.types.is_datetime64_any_dtype(like):
+        return values.astype(str)
+    stamps = pd.to_datetime(values, utc=True, format="ISO8601")
+    tz = getattr(like.dtype, "tz", None)
+    return stamps.dt.tz_convert(tz) if tz is not None else stamps.dt.tz_convert(None)
 
 
 @dg.asset(group_name="training", kinds={"scikitlearn"}, owners=["team:ml"])
@@ -168,17 +200,23 @@ def real_reference_evaluation(
 
 def _champion_on_holdout(
     store: ModelStoreResource, holdout: pd.DataFrame, target_far: float
-) -> tuple[dict[str, Any] | None, str | None]:
-    """The current champion re-scored on today's holdout, so both face the same data."""
+) -> tuple[dict[str, Any] | None, str | None, dict[str, Any] | None]:
+    """The current champion re-scored on today's holdout, so both face the same data: the
+    simulated sessions' figures, and the held-out operator-labelled alerts' apart."""
     info = store.champion_info()
     if info is None:
-        return None, None
+        return None, None, None
     champion = store.load(info["tag"])
     missing = [f for f in champion.features if f not in holdout.columns]
     if missing:
         raise dg.Failure(f"champion {info['tag']} needs features {missing} no longer produced")
     scores = champion.proba_from_features(holdout)
-    return evaluate(holdout, scores, champion.threshold, target_far), info["tag"]
+    ops = is_operator(holdout).to_numpy()
+    simulated = evaluate(holdout[~ops], scores[~ops], champion.threshold, target_far)
+    operator = (
+        operator_figures(holdout[ops], scores[ops], champion.threshold) if ops.any() else None
+    )
+    return simulated, info["tag"], operator
 
 
 @dg.asset(group_name="training", kinds={"bentoml"}, owners=["team:ml"])
@@ -198,7 +236,7 @@ def smoke_classifier(
     eligible = real_eligible({name: real[name] for name in candidate_models})
     challenger = best_candidate({n: c for n, c in candidate_models.items() if n in eligible})
     holdout = training_dataset[training_dataset[HOLDOUT]]
-    champion_metrics, champion_tag = _champion_on_holdout(
+    champion_metrics, champion_tag, champion_operator = _champion_on_holdout(
         model_store, holdout, training.target_false_alarm_rate
     )
     previous_real = real_reference_evaluation["champion"]
@@ -222,6 +260,9 @@ def smoke_classifier(
         "previous_champion_metrics": champion_metrics,
         "challenger_real": real[challenger.name],
         "champion_real": champion_real,
+        # Figures on held-out operator-labelled alerts: shown beside the others, not a bar.
+        "challenger_operator": challenger.operator,
+        "previous_champion_operator": champion_operator,
     }
     return dg.Output(
         record,
@@ -238,6 +279,8 @@ def smoke_classifier(
                 f"champion_real_{k}": float(champion_real[k]) if champion_real else float("nan")
                 for k in REAL_FIGURES
             },
+            "challenger_operator": dg.MetadataValue.json(challenger.operator or {}),
+            "previous_champion_operator": dg.MetadataValue.json(champion_operator or {}),
         },
     )
 
@@ -261,11 +304,14 @@ def _save(
             "training_rows": int((~dataset[HOLDOUT]).sum()),
             # What clean air looked like in training: every alert names the measurements
             # furthest from it (smoke_platform/core/explain.py).
-            "normal_profile": normal_profile(dataset[~dataset[HOLDOUT] & (dataset[LABEL] == 0)]),
+            "normal_profile": normal_profile(
+                dataset[~dataset[HOLDOUT] & (dataset[LABEL] == 0) & ~is_operator(dataset)]
+            ),
             "holdout_metrics": headline(challenger.holdout),
             "cv_metrics": headline(challenger.cv),
             "random_split_accuracy": challenger.random_split_accuracy,
             "promotion_reasons": reasons,
+            CHAMPION_ALERTS: sorted(dataset.loc[is_operator(dataset), "session_id"].unique()),
             "dagster_run_id": context.run.run_id,
         },
     )
