@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from smoke_platform.core.quality import STUCK_CHANNELS, is_stuck, run_lengths
+from smoke_platform.core.quality import STUCK_CHANNELS, STUCK_RUN_SECONDS, is_stuck, run_lengths
 from smoke_platform.core.settings import TroubleSettings, default
 
 _SENSOR = operator.itemgetter("sensor_id")
@@ -228,7 +228,9 @@ class PartitionWatch:
         gaps = np.diff(t, prepend=np.nan)
         gaps[starts] = [w.last_ts if w is not None else np.nan for w in watches]
         gaps[starts] = t[starts] - gaps[starts]
-        stuck = is_stuck(lengths[ends])
+        stuck = is_stuck(lengths[ends])  # stuck at the batch's end
+        # A stuck run that ended inside the batch (a replayed backlog) still counts.
+        was_stuck = is_stuck(np.maximum.reduceat(lengths, starts, axis=0))
         last_values = values[order][ends]
         for k, (sensor, known) in enumerate(zip(index, watches, strict=True)):
             watch = known if known is not None else SensorWatch()
@@ -248,7 +250,7 @@ class PartitionWatch:
                 watch.silent_since = None
             watch.stuck_values = last_values[k].tolist()
             watch.stuck_counts = lengths[ends[k]].tolist()
-            events.extend(self._stuck(sensor, watch, stuck[k], at))
+            events.extend(self._stuck(sensor, watch, was_stuck[k], stuck[k], at))
             events.extend(self._plausible_again(sensor, watch, at, cfg))
         return events
 
@@ -262,18 +264,21 @@ class PartitionWatch:
         return [self._event("implausible", "restored", sensor, at, since, "valid again")]
 
     def _stuck(
-        self, sensor: str, watch: SensorWatch, stuck: np.ndarray, at: float
+        self, sensor: str, watch: SensorWatch, was: np.ndarray, now: np.ndarray, at: float
     ) -> list[dict[str, Any]]:
-        """`stuck`: per channel, whether its current run of one value is a stuck run."""
-        if stuck.any() and watch.stuck_since is None:
+        """`stuck`: per channel, whether a run of one value in this batch (`was`) and the
+        run at its end (`now`) are stuck runs: a run that ended within the batch opens
+        and restores at once."""
+        events = []
+        if was.any() and watch.stuck_since is None:
             watch.stuck_since = at
-            channels = ", ".join(c for c, s in zip(STUCK_CHANNELS, stuck, strict=True) if s)
-            detail = f"{channels} repeated one value {max(watch.stuck_counts)} times"
-            return [self._event("stuck", "open", sensor, at, at, detail)]
-        if not stuck.any() and watch.stuck_since is not None:
+            channels = ", ".join(c for c, s in zip(STUCK_CHANNELS, was, strict=True) if s)
+            detail = f"{channels} repeated one value for {STUCK_RUN_SECONDS}+ readings"
+            events.append(self._event("stuck", "open", sensor, at, at, detail))
+        if not now.any() and watch.stuck_since is not None:
             since, watch.stuck_since = watch.stuck_since, None
-            return [self._event("stuck", "restored", sensor, at, since, "varying again")]
-        return []
+            events.append(self._event("stuck", "restored", sensor, at, since, "varying again"))
+        return events
 
     def dead_letter(self, sensor: str | None, wall: float, cfg: TroubleConfig) -> list[dict]:
         """A dead letter keyed by `sensor`: counted for known sensors only (unknown keys

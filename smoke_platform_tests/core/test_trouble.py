@@ -103,6 +103,20 @@ def test_a_stuck_channel_raises_stuck_and_varying_again_restores_it():
     assert [(e["kind"], e["event"]) for e in again] == [("stuck", "restored")]
 
 
+def test_a_stuck_run_that_ends_inside_one_batch_still_raises_stuck_then_restored():
+    # A replayed backlog: the whole run and its end in one batch, another sensor between.
+    frozen = [_reading("x", T0 + k, 21.5) for k in range(STUCK_RUN_SECONDS)]
+    moving = [_reading("x", T0 + STUCK_RUN_SECONDS + k) for k in range(3)]
+    short = [_reading("y", T0 + k, 7.0) for k in range(STUCK_RUN_SECONDS - 1)]
+    recs = [*short, *frozen, *moving]
+    times = [T0 + k for k in range(len(short))] + [T0 + k for k in range(len(frozen) + 3)]
+    events = PartitionWatch(0).observe(recs, times, T0 + STUCK_RUN_SECONDS + 3, CFG)
+    assert [(e["kind"], e["event"], e["subject"]) for e in events] == [
+        ("stuck", "open", "x"),
+        ("stuck", "restored", "x"),
+    ]  # y's run is one reading short of the rule
+
+
 def test_a_sensor_whose_messages_keep_being_dead_lettered_is_implausible():
     watch = PartitionWatch(0)
     _feed(watch, ["g"], T0, 5)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from datetime import UTC, datetime
 
 import pytest
 
+from smoke_platform.core.quality import STUCK_CHANNELS, STUCK_RUN_SECONDS
+from smoke_platform.core.settings import environment
+from smoke_platform.procs import ManagedProcess
 from streaming.admin import read_topic
 from streaming.demo import wait_for_assignment
 from streaming.producer import ReadingProducer, live_source
@@ -99,3 +103,94 @@ def test_a_producer_of_200_sensors_stopping_is_one_feed_silent(make_settings, op
     assert [(t["kind"], t["event"], t["sensors"]) for t in trouble] == [
         ("feed_silent", "open", 200)
     ]
+
+
+class _Feed(threading.Thread):
+    """Live readings of `sending` (changeable while it runs), 2 per sensor per second."""
+
+    def __init__(self, settings, sensors):
+        super().__init__(daemon=True)
+        self.settings, self.sending, self.done = settings, set(sensors), threading.Event()
+
+    def run(self):
+        producer = ReadingProducer(self.settings)
+        while not self.done.is_set():
+            _send_live(producer, sorted(self.sending), 0.5)
+
+    def stop(self):
+        self.done.set()
+        self.join(30)
+
+
+def _worker_process(settings, log_path):
+    env = environment(settings)
+    cmd = [sys.executable, "-m", "smoke_platform.cli", "worker", "--idle-stop", "120"]
+    return ManagedProcess("stream worker", cmd, log_path, env=env).start()
+
+
+def test_a_worker_killed_and_restarted_on_a_backlog_raises_each_signal_once_and_no_false_silence(
+    make_settings, open_service, tmp_path
+):
+    settings = make_settings(open_service, partitions=1, silent_after_s=3.0)
+    sensors = [f"room-{i}" for i in range(6)]
+    feed = _Feed(settings, sensors)
+    feed.start()
+    worker = _worker_process(settings, tmp_path / "worker1.log")
+    restarted = None
+    try:
+        worker.wait_until(
+            lambda: len(read_outputs(settings.stream_dir, "predictions")) > 0, 120, "scoring"
+        )
+        time.sleep(6)  # a full period caught up: silence is judged
+        feed.sending.discard("room-0")
+        worker.wait_until(lambda: _trouble(settings), 30, "raising room-0's silence")
+        worker.kill()  # SIGKILL, mid-stream
+        time.sleep(6)  # the others keep sending: a backlog longer than any bound
+        before = len(read_outputs(settings.stream_dir, "predictions"))
+        restarted = _worker_process(settings, tmp_path / "worker2.log")
+        restarted.wait_until(
+            lambda: len(read_outputs(settings.stream_dir, "predictions")) > before + 60,
+            120,
+            "catching up",
+        )
+        time.sleep(8)  # caught up, judging again, the five still sending
+    finally:
+        feed.stop()
+        if restarted is not None:
+            assert restarted.stop() == 0, restarted.log_tail()
+        worker.stop()
+    trouble = _trouble(settings)
+    # room-0's silence once (not again after the restart), none for those that kept sending.
+    assert [(t["kind"], t["event"], t["subject"]) for t in trouble] == [
+        ("silent", "open", "room-0")
+    ], trouble
+    stored = read_outputs(settings.stream_dir, "trouble")
+    assert sorted(stored["trouble_id"] + stored["event"]) == sorted(
+        t["trouble_id"] + t["event"] for t in trouble
+    )
+
+
+def test_a_channel_stuck_on_one_value_raises_stuck_and_restored_when_it_moves(
+    make_settings, open_service
+):
+    settings = make_settings(open_service, partitions=1)
+    template = next(iter(live_source(seed=41, sensors=1)))
+    producer = ReadingProducer(settings)
+    start = datetime.now(UTC).timestamp() - 3_600
+    # Temperature frozen for the batch check's run; every other channel moves.
+    for i in range(STUCK_RUN_SECONDS + 20):
+        stamp = datetime.fromtimestamp(start + i, UTC).isoformat()
+        moving = {c: template[c] * (1 + 0.001 * (i % 7)) for c in STUCK_CHANNELS[1:]}
+        frozen = i < STUCK_RUN_SECONDS + 10
+        temperature = template["temperature_c"] + (0 if frozen else 0.1 * (i % 3 + 1))
+        producer.send(
+            {**template, **moving, "temperature_c": temperature, "sensor_id": "lab-1", "ts": stamp}
+        )
+    assert producer.flush(10) == 0
+    StreamWorker(settings).run(idle_stop_s=4)
+    trouble = _trouble(settings)
+    assert [(t["kind"], t["event"], t["subject"]) for t in trouble] == [
+        ("stuck", "open", "lab-1"),
+        ("stuck", "restored", "lab-1"),
+    ], trouble
+    assert "temperature_c" in trouble[0]["detail"]
