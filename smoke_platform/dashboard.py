@@ -185,6 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
     service_url = ""
     alerts: RecentAlerts | None = None
     settings: Any = None  # StreamSettings: the topics alerts, trouble and verdicts live on
+    lifecycles: Any = None  # LifecycleView of those topics, with `settings`
 
     def do_POST(self) -> None:
         """`POST /api/alerts/<id>/ack` {"by"} and `/resolve` {"verdict", "by", "note"}: behind
@@ -210,7 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(length) or b"{}")
             if not isinstance(body, dict):
                 raise VerdictError("body", str(body)[:40], "a JSON object")
-            known = lifecycles(self.settings)
+            known = self.lifecycles.snapshot()
+            if alert_id not in known:  # raised a moment ago? ask the topics themselves
+                known = lifecycles(self.settings)
             if action == "ack":
                 rec = acknowledge(known, alert_id, body.get("by", ""))
             elif action == "resolve":
@@ -219,6 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 return self._json(404, {"error": f"unknown action {action!r}: ack or resolve"})
             publish(self.settings, rec)
+            self.lifecycles.note(rec)
         except VerdictError as exc:
             status = 404 if exc.field == "alert_id" else 400
             error = {"error": str(exc), "field": exc.field, "allowed": exc.allowed}
@@ -231,10 +235,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, "application/json", json.dumps(body).encode())
 
     def do_GET(self) -> None:
-        if self.path == "/api/alerts" and self.settings is not None:
-            from streaming.verdicts import lifecycles
-
-            items = sorted(lifecycles(self.settings).values(), key=lambda r: r.raised_at)
+        if self.path == "/api/alerts" and self.lifecycles is not None:
+            known = self.lifecycles.snapshot(wait_s=2.0)  # a page polls: never hang on it
+            items = sorted(known.values(), key=lambda r: r.raised_at)
             return self._json(200, [{**r.as_event(), "status": r.status} for r in items[::-1]])
         if self.path in ("/", "/index.html"):
             self._send(200, "text/html; charset=utf-8", page())
@@ -268,8 +271,13 @@ def serve(
     settings: Any = None,
 ) -> ThreadingHTTPServer:
     """Start the dashboard in a background thread; returns the server (`shutdown()` it).
-    With `settings` (StreamSettings) it also lists alerts and trouble signals and takes
-    operators' acknowledgements and verdicts."""
+    With `settings` (StreamSettings) it also lists alerts and trouble signals (from a
+    `LifecycleView` it starts) and takes operators' acknowledgements and verdicts."""
+    view = None
+    if settings is not None:
+        from streaming.verdicts import LifecycleView
+
+        view = LifecycleView(settings).start()
     handler = type(
         "Handler",
         (_Handler,),
@@ -278,6 +286,7 @@ def serve(
             "service_url": service_url,
             "alerts": alerts,
             "settings": settings,
+            "lifecycles": view,
         },
     )
     server = ThreadingHTTPServer((host, port), handler)

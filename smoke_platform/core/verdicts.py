@@ -57,25 +57,36 @@ class Lifecycle:
 def raised(alert_events: list[dict], trouble_events: list[dict]) -> dict[str, Lifecycle]:
     """The lifecycles the platform raised, from its alert and trouble records in order."""
     out: dict[str, Lifecycle] = {}
-    alert_events = [e for e in alert_events if {"alert_id", "event", "sensor_id", "ts"} <= set(e)]
-    trouble_events = [
-        e for e in trouble_events if {"trouble_id", "event", "subject", "ts"} <= set(e)
-    ]
     for e in alert_events:
-        rec = out.setdefault(e["alert_id"], Lifecycle(e["alert_id"], "alert", e["sensor_id"]))
-        if e["event"] == "open":
-            rec.raised_at, rec.severity = e["ts"], e.get("severity")
-        elif e["event"] == "escalate":
-            rec.severity = e.get("severity")
-        elif e["event"] == "close":
-            rec.closed_at = e["ts"]
+        on_alert(out, e)
     for e in trouble_events:
-        rec = out.setdefault(e["trouble_id"], Lifecycle(e["trouble_id"], "trouble", e["subject"]))
-        if e["event"] == "open":
-            rec.raised_at, rec.severity = e["ts"], e.get("kind")
-        else:
-            rec.closed_at = e["ts"]
+        on_trouble(out, e)
     return out
+
+
+def on_alert(out: dict[str, Lifecycle], e: dict) -> None:
+    """`out` after one alert record (open, escalate, close); a record without the alert's
+    fields is passed over."""
+    if not {"alert_id", "event", "sensor_id", "ts"} <= set(e):
+        return
+    rec = out.setdefault(e["alert_id"], Lifecycle(e["alert_id"], "alert", e["sensor_id"]))
+    if e["event"] == "open":
+        rec.raised_at, rec.severity = e["ts"], e.get("severity")
+    elif e["event"] == "escalate":
+        rec.severity = e.get("severity")
+    elif e["event"] == "close":
+        rec.closed_at = e["ts"]
+
+
+def on_trouble(out: dict[str, Lifecycle], e: dict) -> None:
+    """`out` after one trouble record (open, restored)."""
+    if not {"trouble_id", "event", "subject", "ts"} <= set(e):
+        return
+    rec = out.setdefault(e["trouble_id"], Lifecycle(e["trouble_id"], "trouble", e["subject"]))
+    if e["event"] == "open":
+        rec.raised_at, rec.severity = e["ts"], e.get("kind")
+    else:
+        rec.closed_at = e["ts"]
 
 
 def fold(known: dict[str, Lifecycle], verdicts: list[dict]) -> dict[str, Lifecycle]:

@@ -150,3 +150,39 @@ def test_an_operator_marks_a_false_alarm_in_the_dashboard_and_a_second_dashboard
         other.stop()
         server.shutdown()
         server.server_close()
+
+
+def test_a_lifecycle_view_follows_the_topics_without_rereading_them(make_settings, open_service):
+    import time
+
+    from confluent_kafka import Producer
+
+    from smoke_platform.core.verdicts import resolve
+    from streaming.verdicts import LifecycleView, lifecycles, publish
+
+    settings = make_settings(open_service)
+    produce(scenario_records(["wood_fire"], seconds=600, seed=11), settings, echo=lambda *_: None)
+    StreamWorker(settings).run(idle_stop_s=4)
+    view = LifecycleView(settings).start()
+    try:
+        [alert] = view.snapshot().values()
+        assert alert.status == "open" and view.caught_up.is_set()
+        stray = Producer(settings.kafka())
+        stray.produce(settings.verdicts_topic, key=b"x", value=b"\xff not json")
+        stray.produce(settings.verdicts_topic, key=b"y", value=b'{"alert_id": 7}')
+        assert stray.flush(10) == 0
+        publish(settings, resolve(lifecycles(settings), alert.alert_id, "fire", "Bo", "real"))
+        deadline = time.monotonic() + 10
+        while view.snapshot()[alert.alert_id].verdict is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        seen = view.snapshot()
+        assert list(seen) == [alert.alert_id]  # stray events became no lifecycle
+        rec = seen[alert.alert_id]
+        assert (rec.status, rec.verdict, rec.resolved_by, rec.note) == (
+            "resolved",
+            "fire",
+            "Bo",
+            "real",
+        )
+    finally:
+        view.stop()
