@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from smoke_platform.core.schema import FIELDS, LIMITS
+from smoke_platform.core.settings import TroubleSettings, default
+from smoke_platform.core.trouble import SILENT_INTERVALS
+
+DEFAULT_SILENT_AFTER_S: float = default(TroubleSettings, "silent_after_s")
 
 STATS_CHANNELS = ("tvoc_ppb", "eco2_ppm", "pm2_5", "nc0_5", "temperature_c", "humidity_pct")
 PERCENTILE_CHANNELS = ("tvoc_ppb", "pm2_5")
@@ -175,8 +179,8 @@ def score(readings: Any, model_tag: str) -> Any:
     return readings.mapInPandas(scorer(model_tag), schema)
 
 
-def window_aggregations() -> list[Any]:
-    """The statistics per (sensor, window): 40 columns."""
+def window_aggregations(silent_after_s: float = DEFAULT_SILENT_AFTER_S) -> list[Any]:
+    """The statistics per (sensor, window): 42 columns."""
     from pyspark.sql import functions as F
 
     aggs = [
@@ -210,7 +214,35 @@ def window_aggregations() -> list[Any]:
         first, last = F.min_by(ch, "ts"), F.max_by(ch, "ts")
         span = F.max("ts").cast("double") - F.min("ts").cast("double")
         aggs.append(F.when(span > 0, (last - first) / span).alias(f"{ch}_rate_per_s"))
-    return aggs + _quality_aggregations()
+    return aggs + _quality_aggregations() + _silence_aggregations(silent_after_s)
+
+
+def _silence_aggregations(silent_after_s: float) -> list[Any]:
+    """The `silent` trouble rule where a window can judge it (`core.trouble`): the longest
+    gap between the sensor's readings in the window, and whether it exceeds
+    max(`silent_after_s`, 10 x the window's median interval). (`stuck` does not fit: its
+    run of 600 readings is longer than a window.)"""
+    from pyspark.sql import functions as F
+
+    t = F.sort_array(F.collect_list(F.col("ts").cast("double")))
+    n = F.size(t)
+    gaps = F.sort_array(
+        F.zip_with(
+            F.slice(t, 2, n - 1), F.slice(t, 1, n - 1), lambda later, earlier: later - earlier
+        )
+    )
+    g = F.size(gaps)
+    half = (g / 2).cast("int")
+    median = (
+        F.when(g == 0, F.lit(0.0))
+        .when(g % 2 == 1, F.element_at(gaps, half + 1))
+        .otherwise(
+            (F.element_at(gaps, F.greatest(half, F.lit(1))) + F.element_at(gaps, half + 1)) / 2
+        )
+    )
+    longest = F.coalesce(F.array_max(gaps), F.lit(0.0))
+    bound = F.greatest(F.lit(float(silent_after_s)), F.lit(SILENT_INTERVALS) * median)
+    return [longest.alias("max_gap_s"), (longest > bound).alias("silent")]
 
 
 def _quantile(ordered: Any, q: float) -> Any:
@@ -248,13 +280,15 @@ def _quality_aggregations() -> list[Any]:
     ]
 
 
-def windowed(readings: Any, watermark: str = "2 minutes") -> Any:
+def windowed(
+    readings: Any, watermark: str = "2 minutes", silent_after_s: float = DEFAULT_SILENT_AFTER_S
+) -> Any:
     from pyspark.sql import functions as F
 
     out = (
         readings.withWatermark("ts", watermark)
         .groupBy(F.window("ts", "5 minutes", "1 minute"), "sensor_id")
-        .agg(*window_aggregations())
+        .agg(*window_aggregations(silent_after_s))
     )
     quality = 1 - (F.col("missing_share") + F.col("out_of_range_share") + F.col("stuck_share"))
     flags = {
@@ -357,6 +391,7 @@ def start_query(
     watermark: str = "2 minutes",
     model_tag: str | None = None,
     alerts_topic: str | None = None,
+    silent_after_s: float = DEFAULT_SILENT_AFTER_S,
 ) -> Any:
     """Start the window query (AvailableNow, or a 5-second processing-time trigger)."""
     from smoke_platform.modelstore import normal_profile, served_model_tag
@@ -365,7 +400,7 @@ def start_query(
     readings = score(with_rises(parse(read_stream(spark, bootstrap, topic, max_per_trigger))), tag)
     sink = kafka_alert_sink(bootstrap, alerts_topic) if alerts_topic else None
     writer = (
-        windowed(readings, watermark)
+        windowed(readings, watermark, silent_after_s)
         .writeStream.outputMode("append")
         .foreachBatch(batch_writer(out_dir, sink, normal_profile(tag) if sink else None))
         .option("checkpointLocation", checkpoint)

@@ -157,6 +157,7 @@ def spark(
         available_now,
         max_per_trigger,
         alerts_topic=settings.alerts_topic,
+        silent_after_s=settings.silent_after_s,
     )
     typer.echo(f"window query {query.id} writing to {out} (checkpoint {checkpoint})")
     # SIGTERM as Ctrl-C: awaitTermination is interrupted, the query stops between batches

@@ -40,6 +40,7 @@ from smoke_platform.core.settings import TroubleSettings, default
 _SENSOR = operator.itemgetter("sensor_id")
 _STUCK_VALUES = operator.itemgetter(*STUCK_CHANNELS)  # a reading's stuck-prone channels
 GAPS_KEPT = 9  # recent intervals per sensor: its median interval
+SILENT_INTERVALS = 10.0  # silent after this many of a sensor's own median intervals
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class SensorWatch:
 
     def bound(self, cfg: TroubleConfig) -> float:
         median = statistics.median(self.gaps) if self.gaps else 0.0
-        return max(cfg.silent_after_s, 10.0 * median)
+        return max(cfg.silent_after_s, SILENT_INTERVALS * median)
 
     def to_list(self) -> list[Any]:
         return [getattr(self, name) for name in self.__slots__]

@@ -1,6 +1,7 @@
 """Spark windows over the real broker: equal to pandas, watermark semantics, restarts."""
 
 import json
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from smoke_platform.core.features import add_rises
+from smoke_platform.core.trouble import SILENT_INTERVALS
 from streaming.admin import create_topics
 from streaming.config import StreamSettings
 from streaming.producer import ReadingProducer, produce, scenario_records
@@ -73,6 +75,11 @@ def _reference(records: list[dict]) -> pd.DataFrame:
                     for q in (0.5, 0.95)
                 }
             row["tvoc_ppb_over_1000_share"] = (g["tvoc_ppb"] > 1000).mean()
+            # The silent rule on the window's own intervals (core.trouble's bound).
+            gaps = np.diff(np.sort(g["ts"].astype("int64").to_numpy() / 1e9))
+            row["max_gap_s"] = gaps.max() if len(gaps) else 0.0
+            bound = max(60.0, SILENT_INTERVALS * (statistics.median(gaps) if len(gaps) else 0.0))
+            row["silent"] = bool(row["max_gap_s"] > bound)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -81,6 +88,9 @@ def test_windows_equal_a_pandas_reference(spark, broker, tmp_path, served_model)
     settings = _topic(broker, "spark-ref")
     create_topics(broker, {"spark-ref-alerts": 1})
     records = scenario_records(["wood_fire", "cooking_steam"], seconds=600, seed=5)
+    # The kitchen's sensor goes quiet for 130 s (its silence bound is 60 s).
+    quiet = [r for r in records if r["sensor_id"] == "sensor-001"][200:330]
+    records = [r for r in records if not any(r is q for q in quiet)]
     produce(records, settings, echo=lambda *_: None)
     _run(spark, settings, tmp_path, model_tag=served_model.version, alerts_topic="spark-ref-alerts")
     got = _windows(tmp_path)
@@ -91,6 +101,8 @@ def test_windows_equal_a_pandas_reference(spark, broker, tmp_path, served_model)
     for col in [c for c in ref.columns if c not in ("sensor_id", "window_start")]:
         np.testing.assert_allclose(merged[col], merged[f"{col}_ref"], rtol=1e-9, err_msg=col)
     assert (got["quality_score"] == 1.0).all()
+    silent = got[got["silent"]]
+    assert set(silent["sensor_id"]) == {"sensor-001"} and silent["max_gap_s"].min() > 130
     # Parity of training and Spark: each window's fire share and top probability are the
     # model's on the rises training computes over the whole stream (Spark keeps each
     # sensor's last 30 s in its state store between micro-batches).
