@@ -289,11 +289,15 @@ class Processor:
                 out.alerts.append(event)
         if not self.supervise:
             return out
+        partitions = [msg.partition for msg, _ in valid]
         by_partition: dict[int, tuple[list[dict[str, Any]], list[float]]] = {}
-        for (msg, rec), t in zip(valid, epochs, strict=True):
-            records, times = by_partition.setdefault(msg.partition, ([], []))
-            records.append(rec)
-            times.append(t)
+        if len(set(partitions)) == 1:  # the usual batch: no regrouping
+            by_partition[partitions[0]] = ([rec for _, rec in valid], epochs)
+        else:
+            for p, (_, rec), t in zip(partitions, valid, epochs, strict=True):
+                records, times = by_partition.setdefault(p, ([], []))
+                records.append(rec)
+                times.append(t)
         for partition, (records, times) in by_partition.items():
             out.trouble += self.watch(partition).observe(records, times, wall, self.trouble)
         return out

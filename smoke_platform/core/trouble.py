@@ -26,6 +26,7 @@ forgotten) and is stored with the partition's alert state, so it survives restar
 
 from __future__ import annotations
 
+import itertools
 import operator
 import statistics
 from dataclasses import dataclass, field
@@ -217,7 +218,12 @@ class PartitionWatch:
         starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
         ends = np.r_[starts[1:], len(order)] - 1
         t = np.asarray(epochs, dtype="float64")[order]
-        values = np.array(list(map(_STUCK_VALUES, records)), dtype="float64")
+        width = len(STUCK_CHANNELS)
+        values = np.fromiter(
+            itertools.chain.from_iterable(map(_STUCK_VALUES, records)),
+            "float64",
+            len(records) * width,
+        ).reshape(-1, width)
         watches = [self.sensors.get(sensor) for sensor in index]
         lengths = run_lengths(
             values[order],
@@ -232,16 +238,21 @@ class PartitionWatch:
         stuck = is_stuck(lengths[ends])  # stuck at the batch's end
         # A stuck run that ended inside the batch (a replayed backlog) still counts.
         was_stuck = is_stuck(np.maximum.reduceat(lengths, starts, axis=0))
-        last_values = values[order][ends]
+        was_any = was_stuck.any(axis=1).tolist()
+        # Per sensor below, only Python values: one conversion per batch, not per sensor.
+        last_values = values[order][ends].tolist()
+        end_counts, last_ts = lengths[ends].tolist(), t[ends].tolist()
+        bounds = np.c_[starts, ends + 1].tolist()
+        gap_list = gaps.tolist()
         for k, (sensor, known) in enumerate(zip(index, watches, strict=True)):
             watch = known if known is not None else SensorWatch()
             if known is None:
                 self.sensors[sensor] = watch
-            fresh = gaps[starts[k] : ends[k] + 1]
-            fresh = fresh[fresh > 0] if known is not None else fresh[1:][fresh[1:] > 0]
-            if len(fresh):
-                watch.gaps = (watch.gaps + fresh.tolist())[-GAPS_KEPT:]
-            watch.last_ts, watch.seen = max(watch.last_ts, float(t[ends[k]])), at
+            first, stop = bounds[k]
+            fresh = [g for g in gap_list[first if known is not None else first + 1 : stop] if g > 0]
+            if fresh:
+                watch.gaps = (watch.gaps + fresh)[-GAPS_KEPT:]
+            watch.last_ts, watch.seen = max(watch.last_ts, last_ts[k]), at
             if watch.silent_since is not None:
                 if watch.silent_since >= 0:
                     since = watch.silent_since
@@ -249,10 +260,11 @@ class PartitionWatch:
                         self._event("silent", "restored", sensor, at, since, "reporting again")
                     )
                 watch.silent_since = None
-            watch.stuck_values = last_values[k].tolist()
-            watch.stuck_counts = lengths[ends[k]].tolist()
-            events.extend(self._stuck(sensor, watch, was_stuck[k], stuck[k], at))
-            events.extend(self._plausible_again(sensor, watch, at, cfg))
+            watch.stuck_values, watch.stuck_counts = last_values[k], end_counts[k]
+            if was_any[k] or watch.stuck_since is not None:
+                events.extend(self._stuck(sensor, watch, was_stuck[k], stuck[k], at))
+            if watch.implausible_since is not None:
+                events.extend(self._plausible_again(sensor, watch, at, cfg))
         return events
 
     def _plausible_again(
