@@ -4,6 +4,10 @@
 window and a data-quality score; written to `data/windowed/date=.../batch-<id>.parquet`
 in `foreachBatch` (one file per batch id, so a retried batch overwrites itself) with a
 checkpoint so a restarted query resumes where it stopped.
+
+Over 400 lines: it is one query (source, parse, rises, scoring, the window's statistics,
+quality and silence, the sink and its alerts) whose parts share the column names and the
+session; split, a reader would chase one query across files.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ poll, giving the wall time and whether the partition is caught up.
 
 State per sensor is a few numbers (bounded: a sensor silent for `forget_after_s` is
 forgotten) and is stored with the partition's alert state, so it survives restarts.
+
+Over 400 lines: the rules judge on one clock per partition (its progress, not the
+worker's) and one pass per batch; split, the rules that must agree on that clock would
+live apart.
 """
 
 from __future__ import annotations
