@@ -47,6 +47,9 @@ def dagster_dev(
 PIDS_FILE = "pids.json"
 
 
+FLEET_PREFIX = "sensor-"
+
+
 @dataclass
 class StackConfig:
     """Where the stack keeps its logs and process ids, its ports, and what the producer sends."""
@@ -64,6 +67,15 @@ class StackConfig:
     speed: str = "realtime"
     count: int | None = None
     spark: bool = True
+
+    def producer_args(self) -> list[str]:
+        """`smoke produce` for the simulated fleet: its sensors are sensor-NNN (readings
+        sent by hand default to manual-NNN, so they never touch the fleet's state)."""
+        args = ["produce", "--sensors", str(self.sensors), "--speed", self.speed]
+        args += ["--sensor-prefix", FLEET_PREFIX]
+        for scenario in self.scenarios:
+            args += ["--scenario", scenario]
+        return args + (["--count", str(self.count)] if self.count is not None else [])
 
 
 def _cli(*args: str) -> list[str]:
@@ -185,12 +197,7 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
         record()
         started["dashboard"].wait_port(cfg.dashboard_port, timeout=60)
         echo(f"dashboard     http://127.0.0.1:{cfg.dashboard_port}/ (live predictions and alarms)")
-        produce = ["produce", "--sensors", str(cfg.sensors), "--speed", cfg.speed]
-        for scenario in cfg.scenarios:
-            produce += ["--scenario", scenario]
-        if cfg.count is not None:
-            produce += ["--count", str(cfg.count)]
-        started["producer"] = spawn("producer", produce, env)
+        started["producer"] = spawn("producer", cfg.producer_args(), env)
         record()
         echo(f"producer      {cfg.sensors} simulated sensors at {cfg.speed} speed")
         if cfg.spark:

@@ -64,6 +64,18 @@ def live_source(
         yield {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
 
 
+def with_prefix(records: Iterable[dict[str, Any]], prefix: str) -> Iterator[dict[str, Any]]:
+    """`records` whose sensor ids carry `prefix` instead of their source's (`sensor-` for
+    the simulator, `csv-` for a file), and whose session ids start with it: readings sent
+    by hand never share a running fleet's sensors or sessions (whose state they would
+    corrupt)."""
+    for rec in records:
+        rec["sensor_id"] = prefix + str(rec["sensor_id"]).split("-", 1)[-1]
+        if rec.get("session_id"):
+            rec["session_id"] = f"{prefix}{rec['session_id']}"
+        yield rec
+
+
 def csv_source(path: str | Path, sensors: int = 1) -> Iterator[dict[str, Any]]:
     """A Kaggle-format CSV in time order; sessions are spread over `sensors` device ids.
     The file is read at once, so a missing or malformed file fails before anything is sent."""

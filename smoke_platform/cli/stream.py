@@ -47,15 +47,27 @@ def produce(
     speed: str = typer.Option("max", help="'max', 'realtime' (1 Hz timing) or a speed-up factor"),
     seed: int = typer.Option(0),
     stamp_now: bool = typer.Option(False, help="event time = send time (latency tests)"),
+    sensor_prefix: str = typer.Option(
+        "manual-",
+        help="sensor ids are this prefix + a number; the default never collides with the "
+        "simulated fleet of `smoke up` (sensor-NNN)",
+    ),
 ) -> None:
     """Stream readings into smoke_sensor_data (SMOKE_KAFKA_BOOTSTRAP)."""
+    import re
     import signal
     import threading
 
+    from smoke_platform.core.schema import ID_ALLOWED, ID_PATTERN
     from streaming.config import StreamSettings
-    from streaming.producer import csv_source, live_source
+    from streaming.producer import csv_source, live_source, with_prefix
     from streaming.producer import produce as run_producer
 
+    if not re.match(ID_PATTERN, f"{sensor_prefix}000"):
+        raise typer.BadParameter(
+            f"--sensor-prefix={sensor_prefix!r}: a sensor id is the prefix and 3 digits, "
+            f"{ID_ALLOWED}"
+        )
     if source == "csv":
         if csv is None:
             raise typer.BadParameter("--csv is required with --source csv")
@@ -64,9 +76,15 @@ def produce(
         records = live_source(seed, sensors, _scenarios(scenario) or None)
     else:
         raise typer.BadParameter(f"--source must be 'live' or 'csv', not {source!r}")
+    records = with_prefix(records, sensor_prefix)
     pace = parse_speed(speed)
     settings = StreamSettings()
     require_broker(settings.kafka_bootstrap)
+    ids = [f"{sensor_prefix}{i:03d}" for i in range(sensors)]
+    typer.echo(
+        f"sensor ids: {', '.join(ids) if sensors <= 4 else f'{ids[0]} ... {ids[-1]}'} "
+        f"({sensors}; --sensor-prefix {sensor_prefix})"
+    )
     # `make down` / docker stop / Ctrl-C: stop between readings, flush what was sent, exit.
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

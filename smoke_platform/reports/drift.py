@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from smoke_platform.core.drift import MODERATE_PSI
+from smoke_platform.core.drift import KS_CORROBORATION, MODERATE_PSI
 from smoke_platform.reports.markdown import MarkdownReport, pyplot
 
 
@@ -17,13 +17,18 @@ def write_drift_report(
     train_rows: int,
     directory: Path,
     min_rows: int = 0,
+    site: pd.DataFrame | None = None,
+    features_from: str = "the model feature list",
 ) -> Path:
     rep = MarkdownReport("Feature drift: live readings vs training data", directory)
     drifted = drift.loc[drift["status"] == "drifted", "feature"].tolist()
     rep.text(
-        f"{live_rows:,} live readings against {train_rows:,} training rows. Population "
-        f"stability index per feature (bins at the training deciles): < {MODERATE_PSI} stable, "
-        f"{MODERATE_PSI}–{threshold} moderate, >= {threshold} drifted (retraining is requested)."
+        f"{live_rows:,} live readings against {train_rows:,} training rows, on the features "
+        f"of {features_from}. Population stability index per feature (bins at the training "
+        f"deciles): < {MODERATE_PSI} stable, {MODERATE_PSI}–{threshold} moderate, >= "
+        f"{threshold} drifted (retraining is requested) when the Kolmogorov-Smirnov distance "
+        f"(`ks`, rank-based: heavy tails and readings piled at a floor do not sway it) "
+        f"corroborates it with at least {KS_CORROBORATION}."
     )
     if live_rows < min_rows:
         rep.text(
@@ -53,4 +58,12 @@ def write_drift_report(
         title += f"\nnot enough live data ({live_rows:,} < {min_rows:,} readings): not acted on"
     ax.set(xlabel="PSI", title=title)
     rep.figure(fig, "psi", "PSI per feature (dashed: retraining threshold)")
+    if site is not None and len(site):
+        rep.heading("Site-dependent columns (not used by the model, never a trigger)")
+        rep.text(
+            "Temperature, humidity, pressure and the raw gas signals move with a sensor's room "
+            "and its own baseline; the model does not use them, so their drift is context "
+            "(a moved or recalibrated sensor), never a reason to retrain."
+        )
+        rep.table(site.set_index("feature"))
     return rep.write()

@@ -129,6 +129,7 @@ def write_training_report(
         f"`{decision['challenger']}`."
     )
     rep.text("\n".join(f"- {r}" for r in decision["reasons"]))
+    rep.text(why_challenger(candidates, decision["challenger"], real))
     rep.heading("Candidates on the held-out sessions")
     rep.table(candidates_table(candidates))
     rep.figure(_curves(y, candidates), "curves", "ROC, precision-recall and calibration")
@@ -143,6 +144,25 @@ def write_training_report(
         _real_section(rep, real, candidates, decision)
         _calibration_section(rep, dataset[~is_operator(dataset)], real["source"])
     return rep.write()
+
+
+def why_challenger(candidates: dict, challenger: str, real: dict[str, Any] | None) -> str:
+    """The rule that chose the challenger and each candidate's deciding figure."""
+    from smoke_platform.core.modeling import rank_key, real_eligible
+
+    eligible = real_eligible(dict(real["figures"])) if real else set(candidates)
+    far = next(iter(candidates.values())).holdout["target_far"]
+    ranked = sorted(candidates.values(), key=lambda c: rank_key(c.holdout), reverse=True)
+    figures = "; ".join(
+        f"`{c.name}` {c.holdout['recall_at_far']:.4f} (F1 {c.holdout['f1']:.4f})"
+        + ("" if c.name in eligible else ", not near the best on real readings")
+        for c in ranked
+    )
+    return (
+        f"**Why `{challenger}`:** the challenger is the candidate with the highest recall at "
+        f"a false-alarm rate <= {far:g} on the held-out sessions (ties: F1), among those "
+        f"near the best on real readings. Recall at that rate: {figures}."
+    )
 
 
 def _operator_section(

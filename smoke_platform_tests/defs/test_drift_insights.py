@@ -11,6 +11,7 @@ from smoke_platform.core.modeling import training_frame
 from smoke_platform.core.simulate import generate_readings
 from smoke_platform.defs.common.resources import (
     LocalFilesIOManager,
+    ModelStoreResource,
     MonitoringSettingsResource,
     NotifierResource,
     PlatformSettingsResource,
@@ -49,7 +50,7 @@ def _as_worker_output(root, readings: pd.DataFrame, first: int = 0) -> None:
     )
 
 
-def _drift_run(tmp_path, readings, live, webhook_url=""):
+def _drift_run(tmp_path, readings, live, webhook_url="", model_name="drift_no_champion"):
     settings = PlatformSettingsResource(
         data_dir=str(tmp_path / "data"),
         stream_dir=str(tmp_path / "stream"),
@@ -64,6 +65,7 @@ def _drift_run(tmp_path, readings, live, webhook_url=""):
         "io_manager": io,
         "monitoring": MonitoringSettingsResource(),
         "notifier": NotifierResource(webhook_url=webhook_url),
+        "model_store": ModelStoreResource(model_name=model_name),
     }
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
@@ -91,30 +93,53 @@ def test_undrifted_live_data_requests_no_training(tmp_path, readings, webhook):
     assert webhook.posts == []
 
 
-def test_drifted_live_data_requests_the_training_job(tmp_path, readings, webhook):
-    # A fleet recalibrated or moved: temperature +12 °C, humidity +25 %RH.
-    drifted = readings.assign(
-        temperature_c=readings["temperature_c"] + 12,
-        humidity_pct=(readings["humidity_pct"] + 25).clip(upper=100),
+def test_a_sensor_moved_to_another_room_requests_no_training(tmp_path, readings, webhook):
+    # Only site-dependent columns move (a colder, higher room): the model ignores them.
+    moved = readings.assign(
+        temperature_c=readings["temperature_c"] + 15,
+        pressure_hpa=readings["pressure_hpa"] - 50,
     )
-    result, decision, _ = _drift_run(tmp_path, readings, drifted, webhook.url)
+    result, decision, _ = _drift_run(tmp_path, readings, moved, webhook.url)
     meta = result.asset_materializations_for_node("feature_drift")[0].metadata
-    assert {"temperature_c", "humidity_pct"} <= set(meta["drifted_features"].value)
-    assert "pm2_5" not in meta["drifted_features"].value
+    assert meta["drifted_features"].value == [] and meta["max_psi"].value < 0.25
+    assert "no champion yet" in meta["features_from"].value
+    site = meta["site_only_psi"].value
+    assert "temperature_c" in site and "pressure_hpa" in site and "drifted" in site
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed
+    assert decision.run_requests == [] and webhook.posts == []
+    text = (tmp_path / "reports" / "drift" / "report.md").read_text()
+    assert "Site-dependent columns (not used by the model, never a trigger)" in text
+
+
+def test_drift_of_a_feature_the_champion_uses_requests_training_naming_it(
+    tmp_path, readings, webhook, served_model
+):
+    from smoke_platform_tests.conftest import MODEL_NAME
+
+    # The fleet's VOC readings triple (a firmware change, a new sensor model).
+    drifted = readings.assign(tvoc_ppb=readings["tvoc_ppb"] * 3)
+    result, decision, _ = _drift_run(tmp_path, readings, drifted, webhook.url, MODEL_NAME)
+    meta = result.asset_materializations_for_node("feature_drift")[0].metadata
+    assert meta["features_from"].value == f"champion {served_model.version}"
+    assert "tvoc_ppb" in meta["drifted_features"].value
+    assert set(meta["drifted_features"].value) <= set(served_model.features)
     [check] = result.get_asset_check_evaluations()
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     [request] = decision.run_requests
     assert request.tags["smoke/trigger"] == "feature_drift"
+    assert "tvoc_ppb" in request.tags["smoke/drifted_features"]
+    assert "tvoc_ppb" in request.tags["smoke/reason"]
     assert float(request.tags["smoke/max_psi"]) == pytest.approx(meta["max_psi"].value, abs=1e-3)
     assert drift_sensor.job_name == "training_job"
     [post] = webhook.posts
-    assert "retraining requested" in post["text"] and "temperature_c" in post["text"]
+    assert "retraining requested" in post["text"] and "tvoc_ppb" in post["text"]
     assert post["blocks"][0]["type"] == "section"
     assert (tmp_path / "reports" / "drift" / "psi.png").exists()
 
 
 def test_drift_on_too_few_readings_is_reported_but_not_acted_on(tmp_path, readings, webhook):
-    few = readings.iloc[:1_000].assign(temperature_c=readings["temperature_c"].iloc[:1_000] + 12)
+    few = readings.iloc[:1_000].assign(tvoc_ppb=readings["tvoc_ppb"].iloc[:1_000] * 3)
     result, decision, _ = _drift_run(tmp_path, readings, few, webhook.url)
     meta = result.asset_materializations_for_node("feature_drift")[0].metadata
     assert meta["max_psi"].value > 0.25 and not meta["enough_data"].value

@@ -55,6 +55,7 @@ def test_performance_metrics_equal_a_hand_computation(
     text = (tmp_path / "r" / "performance" / "report.md").read_text()
     assert_html_twin(tmp_path / "r" / "performance" / "report.md", charts=1)
     assert "Detection latency: median 1.0 s" in text  # onset t=2, first alarm t=3
+    assert "in event time (from the fire's first labelled reading" in text
     # Service health from the running service's own endpoints.
     assert meta["service_ready"].value is True
     assert meta["service_model_version"].value == served_model.version

@@ -172,6 +172,12 @@ def test_training_report_is_written(first_run, workdir):
     assert_html_twin(report, charts=4)
     text = report.read_text()
     assert "PROMOTED" in text and "accuracy (random rows, leaky)" in text
+    # The rule that chose the challenger, and every candidate's deciding figure.
+    why = re.search(r"\*\*Why `(\w+)`:\*\* the challenger is the candidate with the highest recall "
+                    r"at a false-alarm rate <= 0\.01 on the held-out sessions.*", text)  # fmt: skip
+    assert why and why.group(1) == _meta(first_run, "smoke_classifier")["challenger"].value
+    for name in ("logistic_regression", "random_forest", "hist_gradient_boosting"):
+        assert f"`{name}` 0." in why.group(0)
     # The calibration section: a KS row per class and per simulated scenario.
     section = text.split("## The simulator against real sensors", 1)[1]
     assert re.search(r"^\| scenario wood_fire +\| +0\.\d+ ", section, re.MULTILINE), section

@@ -64,3 +64,28 @@ def test_stop_ends_a_paced_replay_inside_a_long_gap():
     released = list(paced(records, speed=1.0, stop=stop))
     assert released == records[:1]  # the reading an hour later is never released
     assert time.monotonic() - started < 30
+
+
+def test_readings_sent_by_hand_never_share_the_fleets_sensor_ids(make_settings):
+    import json
+
+    settings = make_settings()
+    env = {
+        **os.environ,
+        "SMOKE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "SMOKE_TOPIC": settings.topic,
+    }
+    cmd = [sys.executable, "-m", "smoke_platform.cli", "produce", "--sensors", "3"]
+    sent = subprocess.run([*cmd, "--count", "30"], env=env, capture_output=True, text=True)
+    assert sent.returncode == 0, sent.stderr
+    assert "sensor ids: manual-000, manual-001, manual-002" in sent.stdout
+    values = [json.loads(m.value()) for m in read_topic(settings.kafka_bootstrap, settings.topic)]
+    assert {v["sensor_id"] for v in values} == {"manual-000", "manual-001", "manual-002"}
+    assert all(v["session_id"].startswith("manual-") for v in values)
+    # The fleet `smoke up` runs keeps its own ids; a prefix outside the id contract is refused.
+    from smoke_platform.stack import StackConfig
+
+    fleet = StackConfig().producer_args()
+    assert fleet[fleet.index("--sensor-prefix") + 1] == "sensor-"
+    bad = subprocess.run([*cmd, "--sensor-prefix", "a/b"], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--sensor-prefix='a/b'" in bad.stderr + bad.stdout

@@ -13,7 +13,12 @@ import dagster as dg
 import pandas as pd
 
 from smoke_platform.core.drift import feature_drift as drift_table
-from smoke_platform.core.features import FEATURE_COLUMNS, add_rises, build_features
+from smoke_platform.core.features import (
+    FEATURE_COLUMNS,
+    MODEL_FEATURES,
+    add_rises,
+    build_features,
+)
 from smoke_platform.core.metrics import LIVE_METADATA
 from smoke_platform.core.schema import MEASUREMENTS
 from smoke_platform.defs.common.resources import (
@@ -167,13 +172,25 @@ def windowed_analytics(
     )
 
 
+def champion_features(model_store: ModelStoreResource) -> tuple[list[str], str]:
+    """The features the serving model uses (its stored list, rates of rise included), and
+    where the list came from; the model feature list before any model was promoted."""
+    info = model_store.champion_info()
+    if info is None:
+        return list(MODEL_FEATURES), "the model feature list (no champion yet)"
+    return list(model_store.load(info["tag"]).features), f"champion {info['tag']}"
+
+
 @dg.asset(**ML_REPORT)
 def feature_drift(
     settings: PlatformSettingsResource,
     monitoring: MonitoringSettingsResource,
+    model_store: ModelStoreResource,
     training_dataset: pd.DataFrame,
 ) -> dg.MaterializeResult:
-    """PSI per model feature: the last days of live readings vs the training data."""
+    """PSI and KS distance per feature the champion uses: the last days of live readings
+    vs the training data. Site-dependent columns the model ignores are shown apart and
+    never request training."""
     from smoke_platform.reports.drift import write_drift_report
 
     root = settings.stream_root
@@ -182,25 +199,27 @@ def feature_drift(
     missing = [c for c in MEASUREMENTS if c not in live.columns]
     if live.empty or missing:
         raise dg.Failure(f"no live readings with all measurements under {root} (missing {missing})")
-    live = live.dropna(subset=list(MEASUREMENTS))
-    table = drift_table(
-        training_dataset,
-        build_features(add_rises(live)),
-        FEATURE_COLUMNS,
-        monitoring.drift_psi_threshold,
-    )
+    live = build_features(add_rises(live.dropna(subset=list(MEASUREMENTS))))
+    used, source = champion_features(model_store)
+    threshold = monitoring.drift_psi_threshold
+    table = drift_table(training_dataset, live, used, threshold)
+    site = drift_table(training_dataset, live, [c for c in FEATURE_COLUMNS if c not in used])
     enough = len(live) >= monitoring.drift_min_rows
     path = write_drift_report(
         table,
-        monitoring.drift_psi_threshold,
+        threshold,
         len(live),
         len(training_dataset),
         settings.report_dir("drift"),
         min_rows=monitoring.drift_min_rows,
+        site=site,
+        features_from=source,
     )
     drifted = table.loc[table["status"] == "drifted", "feature"].tolist() if enough else []
     return dg.MaterializeResult(
         metadata={
+            "features_from": source,
+            "site_only_psi": dg.MetadataValue.md(markdown_table(site, index=False)),
             "max_psi": dg.MetadataValue.float(float(table["psi"].max())),
             "threshold": dg.MetadataValue.float(monitoring.drift_psi_threshold),
             "drifted_features": dg.MetadataValue.json(drifted),

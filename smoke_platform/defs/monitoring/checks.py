@@ -68,6 +68,12 @@ def drift_verdict(meta: Mapping[str, Any]) -> tuple[bool, str, list[str]]:
         return False, "no PSI figures in the latest feature_drift materialisation", drifted
     if max_psi < threshold:
         return False, f"max PSI {max_psi:.3f} below the threshold {threshold}: no retraining", []
+    if not drifted:  # over the PSI threshold, but the KS distance does not corroborate it
+        return (
+            False,
+            f"max PSI {max_psi:.3f} not corroborated by the KS distance: no retraining",
+            [],
+        )
     return True, f"max PSI {max_psi:.3f} >= {threshold} on {', '.join(drifted)}", drifted
 
 

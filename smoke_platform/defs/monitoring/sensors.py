@@ -125,6 +125,7 @@ def drift_sensor(
             "smoke/trigger": "feature_drift",
             "smoke/max_psi": f"{max_psi:.3f}",
             "smoke/drifted_features": ",".join(drifted)[:200],
+            "smoke/reason": why[:200],
         },
     )
 
