@@ -207,3 +207,35 @@ def run_check(name: str, df: pd.DataFrame) -> CheckOutcome:
 
 def run_all_checks(df: pd.DataFrame) -> dict[str, CheckOutcome]:
     return {name: run_check(name, df) for name in quality_schemas()}
+
+
+# A share of readings at a channel's ceiling this far outside what real sensors show is
+# worth a look (a saturated sensor, or a simulator that saturates where sensors do not).
+CEILING_TOLERANCE = 0.01
+CEILINGS = {f.name: float(f.max) for f in FIELDS if f.measurement and f.max is not None}
+
+
+def ceiling_shares(df: pd.DataFrame) -> dict[str, float]:
+    """Per measurement, the share of readings exactly at its sensor's ceiling (where it
+    saturates; a value above it is out of range, the physical-ranges check's business)."""
+    return {c: float((df[c] == top).mean()) for c, top in CEILINGS.items() if c in df}
+
+
+def ceiling_ranges(reference: pd.DataFrame, by: str = "excerpt") -> dict[str, tuple[float, float]]:
+    """Per measurement, the least and the most of its readings at the ceiling in any one
+    excerpt of the real reference readings."""
+    per = pd.DataFrame({key: ceiling_shares(rows) for key, rows in reference.groupby(by)}).T
+    return {c: (float(per[c].min()), float(per[c].max())) for c in per.columns}
+
+
+def ceilings_outside(
+    shares: dict[str, float], ranges: dict[str, tuple[float, float]], tol: float = CEILING_TOLERANCE
+) -> list[str]:
+    """The channels whose share at the ceiling leaves the reference range (by more than
+    `tol`), each with its figures."""
+    return [
+        f"{c}: {share:.1%} of readings at its ceiling {CEILINGS[c]:g}, real sensors "
+        f"{ranges[c][0]:.1%}-{ranges[c][1]:.1%}"
+        for c, share in shares.items()
+        if c in ranges and not ranges[c][0] - tol <= share <= ranges[c][1] + tol
+    ]

@@ -78,7 +78,12 @@ def checks_table(outcomes: dict[str, CheckOutcome]) -> pd.DataFrame:
     ).set_index("check")
 
 
-def write_quality_report(df: pd.DataFrame, directory: Path, source: str = "") -> tuple[Path, dict]:
+def write_quality_report(
+    df: pd.DataFrame,
+    directory: Path,
+    source: str = "",
+    reference: pd.DataFrame | None = None,
+) -> tuple[Path, dict]:
     """Write the report; return its path and headline metrics (for Dagster metadata)."""
     outcomes = run_all_checks(df)
     profile = column_profile(df)
@@ -101,9 +106,43 @@ def write_quality_report(df: pd.DataFrame, directory: Path, source: str = "") ->
     rep.table(checks_table(outcomes))
     rep.heading("Columns")
     rep.table(profile)
+    if reference is not None:
+        _ceiling_section(rep, df, reference)
     rep.heading("Distributions")
     rep.figure(
         _distribution_figure(df), "distributions", "Measurement distributions, fire vs no fire"
     )
     rep.figure(_sessions_figure(df), "sessions", "Session lengths and readings per scenario")
     return rep.write(), metrics
+
+
+def _ceiling_section(rep: MarkdownReport, df: pd.DataFrame, reference: pd.DataFrame) -> None:
+    """How often each channel sits at its sensor's ceiling, beside the real readings."""
+    from smoke_platform.core.quality import (
+        CEILING_TOLERANCE,
+        CEILINGS,
+        ceiling_ranges,
+        ceiling_shares,
+        ceilings_outside,
+    )
+
+    shares, ranges = ceiling_shares(df), ceiling_ranges(reference)
+    rep.heading("Readings at the sensor's ceiling")
+    rep.text(
+        "A channel pinned at its sensor's ceiling is saturated: the reading says only "
+        '"at least this much". Real sensors (the reference excerpts, per excerpt) '
+        f"against these readings; outside that range by more than {CEILING_TOLERANCE:.0%} "
+        "the `raw_sensor_readings_ceiling_share` check warns."
+    )
+    rep.table(
+        pd.DataFrame(
+            {
+                "ceiling": CEILINGS,
+                "share at ceiling": shares,
+                "real sensors (min)": {c: r[0] for c, r in ranges.items()},
+                "real sensors (max)": {c: r[1] for c, r in ranges.items()},
+            }
+        )
+    )
+    outside = ceilings_outside(shares, ranges)
+    rep.text("**Outside the real range:** " + "; ".join(outside) if outside else "All within.")

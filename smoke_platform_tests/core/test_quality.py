@@ -93,3 +93,26 @@ def test_sensor_floors_are_not_stuck(generated):
     clean.loc[session, "eco2_ppm"] = 400.0
     assert session.sum() > STUCK_RUN_SECONDS
     assert run_check("no_stuck_sensors", clean).passed
+
+
+def test_shares_at_the_ceiling_and_the_real_range_they_are_judged_against():
+    import pandas as pd
+
+    from smoke_platform.core.quality import ceiling_ranges, ceiling_shares, ceilings_outside
+
+    reference = pd.DataFrame(
+        {
+            "excerpt": ["a"] * 4 + ["b"] * 4,
+            "tvoc_ppb": [60_000, 10, 10, 10] + [10] * 4,  # one excerpt 25 % saturated
+            "pm2_5": [1.0] * 8,
+        }
+    )
+    ranges = ceiling_ranges(reference)
+    assert ranges["tvoc_ppb"] == (0.0, 0.25) and ranges["pm2_5"] == (0.0, 0.0)
+    data = pd.DataFrame({"tvoc_ppb": [60_000] * 30 + [5] * 70, "pm2_5": [100_000] + [2.0] * 99})
+    shares = ceiling_shares(data)
+    assert shares == {"tvoc_ppb": 0.3, "pm2_5": 0.01}
+    # 30 % is 5 points past the real 25 % (tolerance 1 point); 1 % is within 0 + 1 point.
+    assert ceilings_outside(shares, ranges) == [
+        "tvoc_ppb: 30.0% of readings at its ceiling 60000, real sensors 0.0%-25.0%"
+    ]

@@ -1,5 +1,6 @@
 """The Dagster code location: graph snapshot, schedules, blocking checks, the report."""
 
+import re
 import subprocess
 import sys
 
@@ -38,7 +39,9 @@ RAW_CHECKS = {
         "no_stuck_sensors",
     )
 }
+CEILING = "raw_sensor_readings_ceiling_share"
 EXPECTED_CHECKS = RAW_CHECKS | {
+    CEILING,
     "training_dataset_no_leakage_features",
     "training_dataset_sessions_disjoint",
     "challenger_recall",
@@ -76,8 +79,9 @@ def test_asset_graph_snapshot(definitions):
     }
     for child, parents in live.items():
         assert graph.get(dg.AssetKey(child)).parent_keys == {dg.AssetKey(p) for p in parents}
-    # Degradation and drift warn (the drift sensor acts on drift); the rest block.
+    # Degradation, drift and saturation warn (the drift sensor acts on drift); the rest block.
     warnings_only = {
+        CEILING,
         "model_performance_report_no_degradation",
         "feature_drift_below_threshold",
         "champion_meets_the_real_reference_targets",
@@ -173,9 +177,17 @@ def _assets(_definitions):
     """The unbound asset and check definitions, so tests can supply their own resources."""
     from smoke_platform.defs.ingest.assets import raw_sensor_readings
     from smoke_platform.defs.quality.assets import data_quality_report
-    from smoke_platform.defs.quality.checks import raw_sensor_readings_quality
+    from smoke_platform.defs.quality.checks import (
+        raw_sensor_readings_ceiling_share,
+        raw_sensor_readings_quality,
+    )
 
-    return [raw_sensor_readings, raw_sensor_readings_quality, data_quality_report]
+    return [
+        raw_sensor_readings,
+        raw_sensor_readings_quality,
+        raw_sensor_readings_ceiling_share,
+        data_quality_report,
+    ]
 
 
 def test_generated_graph_materialises_with_report(definitions, tmp_path):
@@ -183,9 +195,15 @@ def test_generated_graph_materialises_with_report(definitions, tmp_path):
         _assets(definitions), resources=_resources(tmp_path, rows=5_000, seed=11)
     )
     assert result.success
-    evaluations = result.get_asset_check_evaluations()
-    assert {e.check_name for e in evaluations} == RAW_CHECKS
-    assert all(e.passed for e in evaluations)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == RAW_CHECKS | {CEILING}
+    assert all(evaluations[name].passed for name in RAW_CHECKS)
+    # The simulator pins TVOC at the SGP30's ceiling where real sensors never sit: a warning.
+    ceiling = evaluations[CEILING]
+    assert not ceiling.passed and ceiling.severity == dg.AssetCheckSeverity.WARN
+    assert "tvoc_ppb" in ceiling.description and "real sensors 0.0%-0.0%" in ceiling.description
+    share = ceiling.metadata["ceiling_share"].value["tvoc_ppb"]
+    assert share > 0.01
     raw = result.asset_materializations_for_node("raw_sensor_readings")[0].metadata
     assert raw["dagster/row_count"].value == 5_000
     assert 0 < raw["fire_share"].value < 1
@@ -195,6 +213,9 @@ def test_generated_graph_materialises_with_report(definitions, tmp_path):
     assert "| raw_sensor_readings" not in text  # check names are short in the table
     assert "physical_ranges" in text and "![" in text
     assert (report.parent / "distributions.png").stat().st_size > 10_000
+    section = text.split("## Readings at the sensor's ceiling", 1)[1]
+    assert re.search(rf"\| tvoc_ppb +\| +60,000 +\| +{share:.4g} ", section), section
+    assert "**Outside the real range:** tvoc_ppb" in section
 
 
 def test_kaggle_csv_source(definitions, tmp_path, kaggle_sample_csv):
@@ -206,6 +227,8 @@ def test_kaggle_csv_source(definitions, tmp_path, kaggle_sample_csv):
     assert meta["dagster/row_count"].value == 6
     assert meta["sessions"].value == 2
     assert meta["source"].value == str(kaggle_sample_csv)
+    [ceiling] = [e for e in result.get_asset_check_evaluations() if e.check_name == CEILING]
+    assert ceiling.passed  # real readings, within the real range
 
 
 def test_failing_check_blocks_downstream(definitions, tmp_path, kaggle_sample_csv):

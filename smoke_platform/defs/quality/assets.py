@@ -20,8 +20,13 @@ def data_quality_report(
     raw_sensor_readings: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Data-quality report (Markdown + PNG) over the raw readings."""
+    from smoke_platform.reference import REFERENCE_CSV, load_reference
+
     path, metrics = write_quality_report(
-        raw_sensor_readings, settings.report_dir("data_quality"), settings.kaggle_csv or "simulator"
+        raw_sensor_readings,
+        settings.report_dir("data_quality"),
+        settings.kaggle_csv or "simulator",
+        load_reference(settings.reference_csv or str(REFERENCE_CSV)),
     )
     context.log.info("data-quality report written to %s", path)
     meta: dict[str, dg.MetadataValue] = {

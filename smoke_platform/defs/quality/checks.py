@@ -5,7 +5,16 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from smoke_platform.core.quality import CheckOutcome, quality_schemas, run_check
+from smoke_platform.core.quality import (
+    CEILING_TOLERANCE,
+    CheckOutcome,
+    ceiling_ranges,
+    ceiling_shares,
+    ceilings_outside,
+    quality_schemas,
+    run_check,
+)
+from smoke_platform.defs.common.resources import PlatformSettingsResource
 from smoke_platform.defs.ingest.assets import raw_sensor_readings
 
 _DESCRIPTIONS = {
@@ -53,3 +62,31 @@ def raw_sensor_readings_quality(
     for name in quality_schemas():
         if check_name(name) in wanted:
             yield check_result(run_check(name, raw_sensor_readings))
+
+
+@dg.asset_check(asset=raw_sensor_readings, blocking=False)
+def raw_sensor_readings_ceiling_share(
+    settings: PlatformSettingsResource, raw_sensor_readings: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """How often each channel sits at its sensor's ceiling stays within what the real
+    reference readings show (warning: a saturated fleet, or simulated data that saturates
+    where real sensors do not)."""
+    from smoke_platform.reference import REFERENCE_CSV, load_reference
+
+    ranges = ceiling_ranges(load_reference(settings.reference_csv or str(REFERENCE_CSV)))
+    shares = ceiling_shares(raw_sensor_readings)
+    outside = ceilings_outside(shares, ranges)
+    return dg.AssetCheckResult(
+        passed=not outside,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "; ".join(outside)
+            if outside
+            else f"every channel's share at its ceiling within the real readings' range "
+            f"(+/- {CEILING_TOLERANCE:.0%})"
+        )[:2000],
+        metadata={
+            "ceiling_share": dg.MetadataValue.json({c: round(v, 6) for c, v in shares.items()}),
+            "real_range": dg.MetadataValue.json({c: list(r) for c, r in ranges.items()}),
+        },
+    )
