@@ -45,3 +45,14 @@ def make_settings(broker, tmp_path):
         return settings
 
     return make
+
+
+def worker_process(settings, log_path, idle_stop: float = 6.0):
+    """`smoke worker` as its own process on `settings` (SIGKILL it for a crash)."""
+    import sys
+
+    from smoke_platform.core.settings import environment
+    from smoke_platform.procs import ManagedProcess
+
+    cmd = [sys.executable, "-m", "smoke_platform.cli", "worker", "--idle-stop", str(idle_stop)]
+    return ManagedProcess("stream worker", cmd, log_path, env=environment(settings)).start()

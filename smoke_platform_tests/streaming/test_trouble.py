@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -11,8 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from smoke_platform.core.quality import STUCK_CHANNELS, STUCK_RUN_SECONDS
-from smoke_platform.core.settings import environment
-from smoke_platform.procs import ManagedProcess
+from smoke_platform_tests.streaming.conftest import worker_process
 from streaming.admin import read_topic
 from streaming.demo import wait_for_assignment
 from streaming.producer import ReadingProducer, live_source
@@ -122,12 +120,6 @@ class _Feed(threading.Thread):
         self.join(30)
 
 
-def _worker_process(settings, log_path):
-    env = environment(settings)
-    cmd = [sys.executable, "-m", "smoke_platform.cli", "worker", "--idle-stop", "120"]
-    return ManagedProcess("stream worker", cmd, log_path, env=env).start()
-
-
 def test_a_worker_killed_and_restarted_on_a_backlog_raises_each_signal_once_and_no_false_silence(
     make_settings, open_service, tmp_path
 ):
@@ -135,7 +127,7 @@ def test_a_worker_killed_and_restarted_on_a_backlog_raises_each_signal_once_and_
     sensors = [f"room-{i}" for i in range(6)]
     feed = _Feed(settings, sensors)
     feed.start()
-    worker = _worker_process(settings, tmp_path / "worker1.log")
+    worker = worker_process(settings, tmp_path / "worker1.log", idle_stop=120)
     restarted = None
     try:
         worker.wait_until(
@@ -147,7 +139,7 @@ def test_a_worker_killed_and_restarted_on_a_backlog_raises_each_signal_once_and_
         worker.kill()  # SIGKILL, mid-stream
         time.sleep(6)  # the others keep sending: a backlog longer than any bound
         before = len(read_outputs(settings.stream_dir, "predictions"))
-        restarted = _worker_process(settings, tmp_path / "worker2.log")
+        restarted = worker_process(settings, tmp_path / "worker2.log", idle_stop=120)
         restarted.wait_until(
             lambda: len(read_outputs(settings.stream_dir, "predictions")) > before + 60,
             120,

@@ -2,7 +2,6 @@
 
 import itertools
 import json
-import sys
 import time
 from collections import Counter
 
@@ -13,10 +12,10 @@ import pytest
 
 from smoke_platform.core.explain import EXPLAINED, driver_names
 from smoke_platform.core.schema import HISTORY_FIELDS, MEASUREMENTS
-from smoke_platform.core.settings import environment
 from smoke_platform.dashboard import RecentAlerts, serve
-from smoke_platform.procs import ManagedProcess, free_port
+from smoke_platform.procs import free_port
 from smoke_platform.serving import bentoml_serve
+from smoke_platform_tests.streaming.conftest import worker_process
 from streaming.admin import read_topic
 from streaming.producer import ReadingProducer, live_source, produce, scenario_records
 from streaming.sink import read_outputs
@@ -99,19 +98,13 @@ def test_bad_messages_go_to_the_dlq_and_good_ones_are_scored(make_settings, open
     assert len(preds) == len(goods)
 
 
-def _worker_process(settings, log_path):
-    env = environment(settings)
-    cmd = [sys.executable, "-m", "smoke_platform.cli", "worker", "--idle-stop", "6"]
-    return ManagedProcess("stream worker", cmd, log_path, env=env).start()
-
-
 def test_sigkill_and_restart_lose_nothing_and_duplicate_no_alert(
     make_settings, open_service, tmp_path
 ):
     settings = make_settings(open_service, batch_size=200)
     records = scenario_records(["wood_fire"] * 4, seconds=1_100, seed=0)
     produce(records, settings, echo=lambda *_: None)
-    proc = _worker_process(settings, tmp_path / "worker1.log")
+    proc = worker_process(settings, tmp_path / "worker1.log")
     state_dir = tmp_path.joinpath(settings.stream_dir, "_state")
     proc.wait_until(
         lambda: len(read_outputs(settings.stream_dir, "predictions")) > 1_000,
@@ -120,7 +113,7 @@ def test_sigkill_and_restart_lose_nothing_and_duplicate_no_alert(
     )
     proc.kill()  # SIGKILL mid-stream
     assert state_dir.exists()
-    restarted = _worker_process(settings, tmp_path / "worker2.log")
+    restarted = worker_process(settings, tmp_path / "worker2.log")
     restarted.proc.wait(180)
     assert restarted.proc.returncode == 0, restarted.log_tail()
 
