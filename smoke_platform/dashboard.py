@@ -164,7 +164,15 @@ def summary(
         "recent_alerts": [
             {
                 k: e.get(k)
-                for k in ("ts", "sensor_id", "event", "severity", "probability", "drivers")
+                for k in (
+                    "ts",
+                    "sensor_id",
+                    "event",
+                    "severity",
+                    "probability",
+                    "drivers",
+                    "source",
+                )
             }
             for e in (alerts.newest() if alerts else [])
         ],
@@ -289,6 +297,18 @@ def serve(
             "lifecycles": view,
         },
     )
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _Server((host, port), handler)
+    server.lifecycles = view
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    """The page's server; closing it also stops the lifecycles' consumer."""
+
+    lifecycles: Any = None
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.lifecycles is not None:
+            self.lifecycles.stop()
