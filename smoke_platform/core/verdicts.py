@@ -67,7 +67,9 @@ def raised(alert_events: list[dict], trouble_events: list[dict]) -> dict[str, Li
 def on_alert(out: dict[str, Lifecycle], e: dict) -> None:
     """`out` after one alert record (open, escalate, close); a record without the alert's
     fields is passed over."""
-    if not {"alert_id", "event", "sensor_id", "ts"} <= set(e):
+    if not {"alert_id", "event", "sensor_id", "ts"} <= set(e) or not _ids(
+        e, "alert_id", "sensor_id"
+    ):
         return
     rec = out.setdefault(e["alert_id"], Lifecycle(e["alert_id"], "alert", e["sensor_id"]))
     if e["event"] == "open":
@@ -80,7 +82,9 @@ def on_alert(out: dict[str, Lifecycle], e: dict) -> None:
 
 def on_trouble(out: dict[str, Lifecycle], e: dict) -> None:
     """`out` after one trouble record (open, restored)."""
-    if not {"trouble_id", "event", "subject", "ts"} <= set(e):
+    if not {"trouble_id", "event", "subject", "ts"} <= set(e) or not _ids(
+        e, "trouble_id", "subject"
+    ):
         return
     rec = out.setdefault(e["trouble_id"], Lifecycle(e["trouble_id"], "trouble", e["subject"]))
     if e["event"] == "open":
@@ -93,7 +97,7 @@ def fold(known: dict[str, Lifecycle], verdicts: list[dict]) -> dict[str, Lifecyc
     """`known` with the operators' verdict events applied in order (the last one wins:
     each carries the whole lifecycle)."""
     for v in verdicts:
-        rec = known.get(v.get("alert_id", ""))
+        rec = known.get(v["alert_id"]) if _ids(v, "alert_id") else None
         if rec is None:
             continue  # a verdict for an alert this reader has not seen (e.g. retention)
         for name in ("acknowledged_by", "acknowledged_at", "verdict", "note"):
@@ -101,6 +105,11 @@ def fold(known: dict[str, Lifecycle], verdicts: list[dict]) -> dict[str, Lifecyc
         rec.resolved_by, rec.resolved_at = v.get("resolved_by"), v.get("resolved_at")
         rec.note = rec.note or ""
     return known
+
+
+def _ids(event: dict, *fields: str) -> bool:
+    """Whether the event's id fields are text (a stray producer's list or number is no id)."""
+    return all(isinstance(event.get(f), str) for f in fields)
 
 
 def _operator(by: str) -> str:

@@ -52,3 +52,13 @@ def test_bad_input_names_the_field_the_value_and_what_is_allowed(call, field):
         call(raised(ALERTS, TROUBLE))
     assert err.value.field == field
     assert f"{field}=" in str(err.value) and "allowed" in str(err.value)
+
+
+def test_stray_events_with_ids_that_are_not_text_become_no_lifecycle():
+    good = {"alert_id": "a@1", "event": "open", "sensor_id": "a", "ts": "2026-12-06T10:00:00Z"}
+    alerts = [good, {**good, "alert_id": ["a"]}, {**good, "sensor_id": {"x": 1}}]
+    trouble = [{"trouble_id": 7, "event": "open", "subject": "b", "ts": "t"}]
+    known = raised(alerts, trouble)
+    assert list(known) == ["a@1"]
+    verdicts = [{"alert_id": ["a@1"], "verdict": "fire"}, {"alert_id": None}, {}]
+    assert fold(known, verdicts)["a@1"].verdict is None
