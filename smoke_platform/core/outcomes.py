@@ -28,7 +28,12 @@ OUTCOME_COLUMNS = [f.name for f in fields(Lifecycle)]
 def outcomes_table(lifecycles: Iterable[Lifecycle]) -> pd.DataFrame:
     """One row per raised alert or trouble signal with what operators said of it, and the
     UTC day it was raised (the partition it belongs to)."""
-    frame = pd.DataFrame([rec.as_event() for rec in lifecycles], columns=OUTCOME_COLUMNS)
+    # Text or nothing in every column: a verdict event from a stray producer may carry a
+    # number or a list where a name belongs, and the day's file must still be written.
+    rows = [
+        {k: None if v is None else str(v) for k, v in rec.as_event().items()} for rec in lifecycles
+    ]
+    frame = pd.DataFrame(rows, columns=OUTCOME_COLUMNS, dtype=object)
     raised = pd.to_datetime(frame["raised_at"], utc=True, errors="coerce", format="ISO8601")
     frame["day"] = raised.dt.strftime("%Y-%m-%d")
     return frame

@@ -67,9 +67,7 @@ def raised(alert_events: list[dict], trouble_events: list[dict]) -> dict[str, Li
 def on_alert(out: dict[str, Lifecycle], e: dict) -> None:
     """`out` after one alert record (open, escalate, close); a record without the alert's
     fields is passed over."""
-    if not {"alert_id", "event", "sensor_id", "ts"} <= set(e) or not _ids(
-        e, "alert_id", "sensor_id"
-    ):
+    if not _ids(e, "alert_id", "event", "sensor_id", "ts"):
         return
     rec = out.setdefault(e["alert_id"], Lifecycle(e["alert_id"], "alert", e["sensor_id"]))
     if e["event"] == "open":
@@ -82,9 +80,7 @@ def on_alert(out: dict[str, Lifecycle], e: dict) -> None:
 
 def on_trouble(out: dict[str, Lifecycle], e: dict) -> None:
     """`out` after one trouble record (open, restored)."""
-    if not {"trouble_id", "event", "subject", "ts"} <= set(e) or not _ids(
-        e, "trouble_id", "subject"
-    ):
+    if not _ids(e, "trouble_id", "event", "subject", "ts"):
         return
     rec = out.setdefault(e["trouble_id"], Lifecycle(e["trouble_id"], "trouble", e["subject"]))
     if e["event"] == "open":
@@ -108,7 +104,8 @@ def fold(known: dict[str, Lifecycle], verdicts: list[dict]) -> dict[str, Lifecyc
 
 
 def _ids(event: dict, *fields: str) -> bool:
-    """Whether the event's id fields are text (a stray producer's list or number is no id)."""
+    """Whether the event has these fields, as text (a stray producer's list or number is
+    no id, and no time)."""
     return all(isinstance(event.get(f), str) for f in fields)
 
 

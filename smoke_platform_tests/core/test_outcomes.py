@@ -170,3 +170,12 @@ def test_no_verdicts_yet_gives_no_precision_and_no_waiting_time():
     f = outcome_figures(outcomes_table([_alert("a", "2026-12-01T10:00:00Z")]))
     assert f["precision"] is None and f["ack_median_s"] is None
     assert f["by_verdict"] == {"unresolved": 1}
+
+
+def test_outcomes_hold_text_whatever_a_stray_verdict_carried(tmp_path):
+    rec = _alert("a", "2026-12-01T10:00:00Z", verdict="false_alarm")
+    rec.note, rec.acknowledged_by = ["not", "text"], 42  # as a stray verdict event left them
+    frame = outcomes_table([rec, _alert("b", "2026-12-01T11:00:00Z")])
+    frame.to_parquet(tmp_path / "part.parquet", index=False)  # the asset's write
+    assert frame.loc[0, "note"] == "['not', 'text']" and frame.loc[0, "acknowledged_by"] == "42"
+    assert frame.loc[1, "verdict"] is None and frame.loc[0, "day"] == "2026-12-01"
