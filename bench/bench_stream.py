@@ -90,13 +90,80 @@ def _run(settings, producer_args: list[str], work: Path):
     return preds, (written.max() - written.min()).total_seconds()
 
 
+def _live_batches(n: int = 50_000, size: int = 5_000):
+    """`n` live readings of 500 sensors (the fleet simulator) as the worker's batches."""
+    import itertools
+    import json
+
+    from streaming.processor import InMessage
+    from streaming.producer import live_source
+
+    records = list(itertools.islice(live_source(seed=3, sensors=500), n))
+    batches = [
+        [
+            InMessage("t", 0, i, r["sensor_id"].encode(), json.dumps(r).encode())
+            for i, r in enumerate(records[k : k + size], start=k)
+        ]
+        for k in range(0, len(records), size)
+    ]
+    return records, batches
+
+
+def explanations(model_tag: str) -> None:
+    """What the model's reasons cost: CPU per raised alert (TreeSHAP or the linear
+    contributions of the served model, each alert's reasons and drivers), and the worker
+    core's CPU over the fleet's stream with and without explanations (interleaved pairs,
+    median of their ratios): they are computed for raised alerts only."""
+    import statistics
+    import time
+
+    from smoke_platform.modelstore import load_explainer
+    from streaming.alerts import RAISING, AlertConfig
+    from streaming.processor import Processor
+    from streaming.scoring import LocalScorer
+
+    scorer, explainer = LocalScorer(model_tag), load_explainer(model_tag)
+    records, batches = _live_batches()
+    fires = [r for r in records if r.get("fire_alarm") == 1][:200] or records[:200]
+    explainer.explain(fires[:1])  # the first call builds shap's structures: not an alert's
+    started = time.process_time()
+    for rec in fires:
+        explainer.explain([rec])
+    per_alert = (time.process_time() - started) / len(fires) * 1e3
+    note = "CPU: reasons + drivers of one alert alone in its batch"
+    report("stream", "explain_ms_per_alert", per_alert, "ms", note)
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    raised = 0
+    for rep in range(6):
+        for explained in (False, True) if rep % 2 else (True, False):
+            core = Processor(
+                AlertConfig(),
+                65_536,
+                explainers=(lambda _v: explainer) if explained else None,
+                supervise=False,
+            )
+            started = time.process_time()
+            alerts = [a for b in batches for a in core.process(b, scorer).alerts]
+            cpu[explained].append(time.process_time() - started)
+            raised = sum(a["event"] in RAISING for a in alerts)
+    pairs = zip(cpu[True], cpu[False], strict=True)
+    overhead = (statistics.median(w / o for w, o in pairs) - 1.0) * 100
+    report(
+        "stream",
+        "explain_overhead_pct",
+        overhead,
+        "%",
+        f"core CPU with vs without alert reasons, {raised} raised alerts in "
+        f"{len(records):,} fleet readings, median of 6 pairs",
+    )
+
+
 def supervision(model_tag: str) -> None:
     """What trouble signals cost, measured side by side in this run: the worker's core
     (validate, rises, local scoring, z-scores, alerts) over the same batches with and
     without supervision, in process CPU time, interleaved; and the supervision state of
     100,000 sensors, measured (tracemalloc) and as stored (JSON)."""
     import gc
-    import itertools
     import json
     import statistics
     import time
@@ -104,19 +171,11 @@ def supervision(model_tag: str) -> None:
 
     from smoke_platform.core.trouble import PartitionWatch, TroubleConfig
     from streaming.alerts import AlertConfig
-    from streaming.processor import InMessage, Processor
-    from streaming.producer import live_source
+    from streaming.processor import Processor
     from streaming.scoring import LocalScorer
 
     scorer = LocalScorer(model_tag)
-    records = list(itertools.islice(live_source(seed=3, sensors=500), 50_000))
-    batches = [
-        [
-            InMessage("t", 0, i, r["sensor_id"].encode(), json.dumps(r).encode())
-            for i, r in enumerate(records[k : k + 5_000], start=k)
-        ]
-        for k in range(0, len(records), 5_000)
-    ]
+    records, batches = _live_batches()
     # The fixture (50,000 messages held at once, which no worker holds) out of the
     # collector's scans: else each full collection walks it, and the arm that allocates
     # more pays for the fixture's size, not for its own work.
@@ -180,6 +239,7 @@ def run() -> None:
     model, broker, bootstrap, service, url = _setup(work)
     os.environ["SMOKE_MODEL_TAG"] = model.version  # for the local-model run
     supervision(model.version)
+    explanations(model.version)
     try:
         n = 60_000
         for name, down in (("service", False), ("local", True)):

@@ -171,6 +171,7 @@ def summary(
                     "severity",
                     "probability",
                     "drivers",
+                    "reasons",
                     "source",
                 )
             }

@@ -65,6 +65,14 @@ def normal_profile(tag: str) -> dict[str, list[float]] | None:
     return None if info is None else info["metadata"].get("normal_profile")
 
 
+def load_explainer(tag: str) -> Any:
+    """How alerts scored by a stored model version are explained (a `core.explain`
+    `Explainer`; imported here, so the service's bento needs none of it)."""
+    from smoke_platform.core.explain import explainer_for
+
+    return explainer_for(load_model(tag))
+
+
 def load_model(tag: str = CHAMPION) -> ScoringModel:
     """Load a stored model as a `ScoringModel` (raises bentoml NotFound if absent)."""
     import bentoml

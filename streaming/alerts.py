@@ -38,11 +38,14 @@ def alert_record(
     readings_in_alert: int,
     source: str,
     drivers: str = "",
+    reasons: str = "",
 ) -> dict[str, Any]:
     """The one alert record: the worker's alert machine and the Spark window job both
-    publish it to `smoke_alerts` and the alert files. `drivers`: the three measurements
-    furthest from the training set's clean air (`smoke_platform.core.explain`), on the
-    events that raise an alert (open, escalate)."""
+    publish it to `smoke_alerts` and the alert files. On the events that raise an alert
+    (open, escalate; `smoke_platform.core.explain`): `reasons`, the model's three largest
+    feature contributions to the raising reading's score (worker alerts: a window alert
+    is no single model output), and `drivers`, the three measurements furthest from the
+    training set's clean air."""
     return {
         "alert_id": alert_id,
         "event": event,
@@ -55,6 +58,7 @@ def alert_record(
         "readings_in_alert": readings_in_alert,
         "source": source,
         "drivers": drivers,
+        "reasons": reasons,
     }
 
 

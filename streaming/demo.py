@@ -140,6 +140,8 @@ def _summary(settings: StreamSettings, echo: Any) -> dict:
             f"  ALERT {a['event']:<8} {a['severity']:<8} {a['sensor_id']}  at {a['ts']}  "
             f"p={a['probability']:.3f}"
         )
+        if a.get("reasons"):
+            echo(f"           why (the model): {a['reasons']}")
         if a.get("drivers"):
             echo(f"           why: {a['drivers']}")
     if alerts.empty:

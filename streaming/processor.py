@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from smoke_platform.core.columns import json_records
-from smoke_platform.core.explain import drivers
+from smoke_platform.core.explain import NO_EXPLAINER, Explainer
 from smoke_platform.core.features import (
     RISE_FEATURES,
     RISE_LEVELS,
@@ -168,7 +168,7 @@ class Processor:
         self,
         cfg: AlertConfig,
         max_message_bytes: int,
-        profiles: Callable[[str | None], Mapping[str, list[float]] | None] | None = None,
+        explainers: Callable[[str | None], Explainer | None] | None = None,
         trouble: TroubleConfig | None = None,
         supervise: bool = True,
     ) -> None:
@@ -176,8 +176,8 @@ class Processor:
         self.trouble = trouble or TroubleConfig()
         self.supervise = supervise  # trouble signals (off: only to measure what they cost)
         self.max_message_bytes = max_message_bytes
-        # model version -> its normal profile: what an alert's drivers are measured against
-        self.profiles = profiles or (lambda _version: None)
+        # model version -> how its raised alerts are explained (`core.explain`)
+        self.explainers = explainers or (lambda _version: None)
         self.states: dict[int, PartitionState] = {}
 
     # -- validation ----------------------------------------------------------------------
@@ -276,6 +276,7 @@ class Processor:
         rows = zip(
             valid, states, scores.probability, scores.is_fire, top_channel, top_z, strict=True
         )
+        raised: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (event, its reading)
         for (msg, rec), state, p, fire, channel, max_abs_z in rows:
             top = (CHANNELS[channel], max_abs_z)
             out.rows.append(self._row(msg, rec, float(p), bool(fire), scores, top))
@@ -285,8 +286,13 @@ class Processor:
                     partition=msg.partition, offset=msg.offset, model_version=scores.model_version
                 )
                 if event["event"] in RAISING:
-                    event["drivers"] = drivers(rec, self.profiles(scores.model_version))
+                    raised.append((event, rec))
                 out.alerts.append(event)
+        if raised:  # explained together: one feature frame and attribution per batch
+            explainer = self.explainers(scores.model_version) or NO_EXPLAINER
+            why = explainer.explain([rec for _, rec in raised])
+            for (event, _), explanation in zip(raised, why, strict=True):
+                event.update(explanation)
         if not self.supervise:
             return out
         partitions = [msg.partition for msg, _ in valid]

@@ -146,6 +146,13 @@ class LocalScorer:
         self._model: Any = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, model: Any) -> LocalScorer:
+        """A scorer of a model already in memory (a `ScoringModel`: tests, benchmarks)."""
+        scorer = cls(model.version)
+        scorer._model = model
+        return scorer
+
     @property
     def ready(self) -> bool:
         return self._model is not None

@@ -38,10 +38,10 @@ from typing import Any
 import pandas as pd
 from pydantic_core import to_json
 
-from smoke_platform.core.explain import ProfileCache
+from smoke_platform.core.explain import VersionCache
 from smoke_platform.core.settings import under_home
 from smoke_platform.core.trouble import PlatformWatch, TroubleConfig
-from smoke_platform.modelstore import normal_profile, served_model_tag
+from smoke_platform.modelstore import load_explainer, served_model_tag
 from smoke_platform.notify import Notifier
 from streaming.admin import topic_id
 from streaming.alerts import AlertConfig
@@ -72,10 +72,11 @@ class StreamWorker(Supervision):
         from confluent_kafka import Consumer
 
         self.s = settings
+        self.explainers = VersionCache(load_explainer)
         self.core = Processor(
             AlertConfig.from_settings(settings),
             settings.max_message_bytes,
-            profiles=ProfileCache(normal_profile),
+            explainers=self.explainers,
             trouble=TroubleConfig.from_settings(settings),
         )
         self.platform = PlatformWatch(settings.instance_id())
@@ -553,6 +554,7 @@ class StreamWorker(Supervision):
             self.metrics.model.clear()
             self.metrics.model.labels(out.model_version).set(1)
             self.metrics.model_version = out.model_version
+            self.explainers.warm(out.model_version)  # before its first alert needs it
         for row in out.rows:
             self.metrics.e2e_latency.observe(max(0.0, now - _epoch(row["ts"])))
         for event in out.alerts:
@@ -567,10 +569,10 @@ class StreamWorker(Supervision):
                 event["severity"],
                 event["alert_id"],
                 event["probability"],
-                f" drivers: {event['drivers']}" if event["drivers"] else "",
+                _why(event),
             )
             if event["event"] == "open":  # durable and committed by now: tell people
-                why = f"; drivers: {event['drivers']}" if event["drivers"] else ""
+                why = _why(event)
                 self.notifier.notify(
                     f"Smoke alert ({event['severity']}) on {event['sensor_id']}",
                     f"fire probability {event['probability']:.2f} since {event['ts']}{why}",
@@ -578,6 +580,12 @@ class StreamWorker(Supervision):
                     background=True,
                     alert_id=event["alert_id"],
                 )
+
+
+def _why(event: dict[str, Any]) -> str:
+    """An alert's explanation as a log or notification tail ("" when it has none)."""
+    parts = [(k, event.get(k)) for k in ("reasons", "drivers")]
+    return "".join(f"; {k}: {v}" for k, v in parts if v)
 
 
 def _retrying(call: Any, what: str, timeout_s: float = 120.0) -> None:

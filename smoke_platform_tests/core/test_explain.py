@@ -5,12 +5,12 @@ import pytest
 
 from smoke_platform.core.explain import (
     EXPLAINED,
-    ProfileCache,
+    VersionCache,
     driver_names,
     drivers,
     normal_profile,
 )
-from smoke_platform.core.features import SITE_DEPENDENT
+from smoke_platform.core.features import SENSOR_BASELINE, SITE_DEPENDENT
 from smoke_platform.reference import load_reference
 
 
@@ -44,7 +44,7 @@ def test_real_fires_are_explained_by_tvoc_and_never_by_temperature(profile):
         text = drivers(row.to_dict(), profile)
         names = driver_names(text)
         assert "tvoc_ppb" in names and len(names) == 3, text
-        assert not set(names) & SITE_DEPENDENT
+        assert not set(names) & (SITE_DEPENDENT | SENSOR_BASELINE)  # no model input
         shifted = {
             **row.to_dict(),
             "temperature_c": row["temperature_c"] - 25,
@@ -73,7 +73,7 @@ def test_no_profile_explains_nothing_and_a_failing_loader_costs_no_alert():
             raise OSError("model store unreachable")
         return profile
 
-    cache = ProfileCache(load, retry_s=60, clock=lambda: now[0])
+    cache = VersionCache(load, retry_s=60, clock=lambda: now[0])
     assert cache("smoke_detector:abc") is None and cache("smoke_detector:abc") is None
     assert calls == ["smoke_detector:abc"]  # not asked again at every alert
     assert cache(None) is None and calls == ["smoke_detector:abc"]
@@ -83,3 +83,29 @@ def test_no_profile_explains_nothing_and_a_failing_loader_costs_no_alert():
     assert cache("smoke_detector:abc") == profile  # the store is back: explained again
     reachable[0], now[0] = False, 500.0
     assert cache("smoke_detector:abc") == profile and len(calls) == 2  # loaded once
+
+
+def test_warming_loads_once_in_the_background_and_a_caller_waits_for_it():
+    import threading
+
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def load(version):
+        calls.append(version)
+        started.set()
+        release.wait(10)
+        return {"version": version}
+
+    cache = VersionCache(load)
+    cache.warm("m:1")
+    assert started.wait(10)
+    got = []
+    caller = threading.Thread(target=lambda: got.append(cache("m:1")))
+    caller.start()
+    caller.join(0.3)
+    assert caller.is_alive()  # the load under way is waited for, not started again
+    release.set()
+    caller.join(10)
+    assert got == [{"version": "m:1"}] and calls == ["m:1"]
+    cache.warm("m:1")  # loaded: nothing to do
+    assert calls == ["m:1"]

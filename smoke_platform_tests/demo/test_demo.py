@@ -46,6 +46,9 @@ def test_the_demo_runs_end_to_end_quietly_and_leaves_what_was_there(tmp_path):
     assert "ALERT open" in out and "ignores SMOKE_STREAM_DIR" in out
     # Each raised alert says which measurements drove it (the demo's champion's profile).
     assert re.search(r"why: \w+=\S+ \(normal \S+, z=[+-]\d", out), out
+    # ... and what the model itself weighed: its features' contributions to the score.
+    model_why = r"why \(the model\): \w+=\S+ \([+-]\d+\.\d\d (log-odds|probability)\)"
+    assert re.search(model_why, out), out
     [run] = re.findall(r"Everything this run wrote is under (\S+)/$", out, re.MULTILINE)
     assert Path(run).parent == home / "data" / "demo"
     assert all(Path(r).is_relative_to(run) for r in reports)

@@ -71,34 +71,41 @@ def test_a_fire_opens_one_alert_per_sensor_with_partition_and_offset():
     assert all(math.isfinite(r["max_abs_z"]) for r in out.rows)
 
 
-def test_raised_alerts_carry_their_drivers_for_the_scoring_model_version(generated):
-    """Open and escalate events name the three measurements furthest from the profile of
-    the model version that scored them; a close event explains nothing."""
-    from smoke_platform.core.explain import driver_names, normal_profile
+def test_raised_alerts_carry_the_explanation_of_the_scoring_model_version(generated):
+    """Open and escalate events carry the model's reasons and the three measurements
+    furthest from the profile, both of the model version that scored them; a close event
+    explains nothing."""
+    from smoke_platform.core.explain import Explainer, driver_names, normal_profile
 
     profile = normal_profile(generated[generated["fire_alarm"] == 0])
     asked = []
 
-    def profiles(version):
+    class Reasons:  # the attribution's interface, with a visible answer
+        def reasons(self, records):
+            return [f"tvoc_ppb={r['tvoc_ppb']:.0f} (+1.00 log-odds)" for r in records]
+
+    def explainers(version):
         asked.append(version)
-        return profile
+        return Explainer(Reasons(), profile)  # type: ignore[arg-type]
 
     records = scenario_records(["wood_fire"], seconds=600, seed=3)
     for r in records[-30:]:  # the fire is put out: clean air for its last 30 s
         r["tvoc_ppb"] = 10.0
-    proc = Processor(AlertConfig(consecutive=3, close_after=5), 65_536, profiles=profiles)
+    proc = Processor(AlertConfig(consecutive=3, close_after=5), 65_536, explainers=explainers)
     out = proc.process(_messages(records), TvocScorer())
     events = {a["event"]: a for a in out.alerts}
     assert {"open", "close"} <= set(events), [a["event"] for a in out.alerts]
+    opened = next(r for r in out.rows if r["offset"] == events["open"]["offset"])
+    assert events["open"]["reasons"] == f"tvoc_ppb={opened['tvoc_ppb']:.0f} (+1.00 log-odds)"
     assert "tvoc_ppb" in driver_names(events["open"]["drivers"])
     assert len(driver_names(events["open"]["drivers"])) == 3
-    assert events["close"]["drivers"] == ""
+    assert events["close"]["drivers"] == "" and events["close"]["reasons"] == ""
     assert set(asked) == {"test:1"}
-    # Without profiles (a model saved before they were kept) alerts still open.
+    # Without an explainer (a version the store cannot give) alerts still open, unexplained.
     plain = Processor(AlertConfig(consecutive=3, close_after=5), 65_536)
     again = plain.process(_messages(records), TvocScorer())
     assert [a["alert_id"] for a in again.alerts] == [a["alert_id"] for a in out.alerts]
-    assert all(a["drivers"] == "" for a in again.alerts)
+    assert all(a["drivers"] == "" and a["reasons"] == "" for a in again.alerts)
 
 
 @pytest.mark.parametrize("split", [1, 37, 250])

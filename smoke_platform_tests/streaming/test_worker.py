@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from smoke_platform.core.explain import EXPLAINED, driver_names
+from smoke_platform.core.features import MODEL_FEATURES
 from smoke_platform.core.schema import HISTORY_FIELDS, MEASUREMENTS
 from smoke_platform.dashboard import RecentAlerts, serve
 from smoke_platform.procs import free_port
@@ -215,10 +216,14 @@ def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service, webho
     # The alert says why: three measurements, from the served model's clean-air profile.
     why = opened["drivers"].iloc[0]
     assert len(driver_names(why)) == 3 and set(driver_names(why)) <= set(EXPLAINED), why
+    # ... and the served model's own reasons: its features' contributions (TreeSHAP).
+    reasons = opened["reasons"].iloc[0]
+    assert len(driver_names(reasons)) == 3 and "log-odds" in reasons, reasons
+    assert set(driver_names(reasons)) <= set(MODEL_FEATURES), reasons
     # One notification, for the opened alert (sent before the worker exited).
     [post] = webhook.posts
     assert "sensor-000" in post["text"] and opened["alert_id"].iloc[0] in str(post["blocks"])
-    assert why in post["text"]
+    assert why in post["text"] and reasons in post["text"]
     # The dashboard's latest-alerts table reads them from the topic, drivers and all; what
     # else a topic may hold (not JSON, not an object) is passed over.
     from confluent_kafka import Producer
@@ -236,7 +241,9 @@ def test_one_fire_one_alert_and_nuisance_none(make_settings, open_service, webho
             time.sleep(0.2)
         api = httpx.get(f"http://127.0.0.1:{port}/api/summary", timeout=10).json()
         shown = [a for a in api["recent_alerts"] if a["event"] == "open"]
-        assert [(a["sensor_id"], a["drivers"]) for a in shown] == [("sensor-000", why)]
+        assert [(a["sensor_id"], a["drivers"], a["reasons"]) for a in shown] == [
+            ("sensor-000", why, reasons)
+        ]
         assert not any("alerts topic" in e for e in api["errors"])
     finally:
         server.shutdown()
