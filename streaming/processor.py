@@ -9,6 +9,8 @@ Unit-tested without a broker (`smoke_platform_tests/streaming/test_processor.py`
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from smoke_platform.core.features import (
     rise_levels,
     rises_in_batch,
 )
+from smoke_platform.core.quality import STUCK_CHANNELS
 from smoke_platform.core.schema import SCORED_INPUTS, ReadingValidationError, parse_reading
 from smoke_platform.core.trouble import PartitionWatch, TroubleConfig
 from streaming.alerts import CHANNELS, RAISING, AlertConfig, SensorState, zscores
@@ -157,6 +160,13 @@ class PartitionState:
         }
 
 
+# The channels read out of each batch's records once, column-wise: the z-scores' first,
+# then the stuck-prone ones the supervision watches (`core.trouble`).
+WATCHED: tuple[str, ...] = (*CHANNELS, *(c for c in STUCK_CHANNELS if c not in CHANNELS))
+_WATCHED = operator.itemgetter(*WATCHED)
+_STUCK_COLUMNS = [WATCHED.index(c) for c in STUCK_CHANNELS]
+
+
 class Scorer(Protocol):
     def score(self, records: list[dict[str, Any]]) -> Scores: ...
 
@@ -267,9 +277,12 @@ class Processor:
         epochs = self.add_rises([rec for _, rec in valid], states).tolist()
         scores = scorer.score([rec for _, rec in valid])
         out.scored_by, out.model_version = scores.scored_by, scores.model_version
-        z = np.abs(
-            zscores(states, np.array([[r[c] for c in CHANNELS] for _, r in valid]), self.cfg)
-        )
+        watched = np.fromiter(
+            itertools.chain.from_iterable(_WATCHED(rec) for _, rec in valid),
+            "float64",
+            len(valid) * len(WATCHED),
+        ).reshape(-1, len(WATCHED))
+        z = np.abs(zscores(states, watched[:, : len(CHANNELS)], self.cfg))
         z = np.where(np.isnan(z), -1.0, z)  # warming up: no z-score
         top_channel = z.argmax(axis=1)  # the first of equals, in `CHANNELS` order
         top_z = np.maximum(z[np.arange(len(z)), top_channel], 0.0).tolist()
@@ -295,17 +308,18 @@ class Processor:
                 event.update(explanation)
         if not self.supervise:
             return out
-        partitions = [msg.partition for msg, _ in valid]
-        by_partition: dict[int, tuple[list[dict[str, Any]], list[float]]] = {}
-        if len(set(partitions)) == 1:  # the usual batch: no regrouping
-            by_partition[partitions[0]] = ([rec for _, rec in valid], epochs)
-        else:
-            for p, (_, rec), t in zip(partitions, valid, epochs, strict=True):
-                records, times = by_partition.setdefault(p, ([], []))
-                records.append(rec)
-                times.append(t)
-        for partition, (records, times) in by_partition.items():
-            out.trouble += self.watch(partition).observe(records, times, wall, self.trouble)
+        records = [rec for _, rec in valid]
+        partitions = np.fromiter((msg.partition for msg, _ in valid), "int64", len(valid))
+        for partition in np.unique(partitions).tolist():
+            at = np.flatnonzero(partitions == partition)
+            whole = len(at) == len(valid)  # the usual batch, of one partition: as it is
+            out.trouble += self.watch(partition).observe(
+                records if whole else [records[i] for i in at.tolist()],
+                epochs if whole else [epochs[i] for i in at.tolist()],
+                wall,
+                self.trouble,
+                watched[:, _STUCK_COLUMNS] if whole else watched[at][:, _STUCK_COLUMNS],
+            )
         return out
 
     def state(self, partition: int) -> PartitionState:

@@ -195,10 +195,17 @@ class PartitionWatch:
 
     # -- what the worker consumed -------------------------------------------------------
     def observe(
-        self, records: list[dict[str, Any]], epochs: list[float], wall: float, cfg: TroubleConfig
+        self,
+        records: list[dict[str, Any]],
+        epochs: list[float],
+        wall: float,
+        cfg: TroubleConfig,
+        stuck_values: np.ndarray | None = None,
     ) -> list[dict[str, Any]]:
-        """Valid readings of this partition (in offset order, `epochs` their event times):
-        move the clock and each sensor on; return the `restored` events they cause."""
+        """Valid readings of this partition (in offset order, `epochs` their event times;
+        `stuck_values`: their rows x `STUCK_CHANNELS`, when the caller has read them out
+        already): move the clock and each sensor on; return the `restored` events they
+        cause."""
         events: list[dict[str, Any]] = []
         if not records:
             return events
@@ -223,11 +230,15 @@ class PartitionWatch:
         ends = np.r_[starts[1:], len(order)] - 1
         t = np.asarray(epochs, dtype="float64")[order]
         width = len(STUCK_CHANNELS)
-        values = np.fromiter(
-            itertools.chain.from_iterable(map(_STUCK_VALUES, records)),
-            "float64",
-            len(records) * width,
-        ).reshape(-1, width)
+        values = (
+            np.fromiter(
+                itertools.chain.from_iterable(map(_STUCK_VALUES, records)),
+                "float64",
+                len(records) * width,
+            ).reshape(-1, width)
+            if stuck_values is None
+            else stuck_values
+        )
         watches = [self.sensors.get(sensor) for sensor in index]
         lengths = run_lengths(
             values[order],
@@ -238,7 +249,11 @@ class PartitionWatch:
         )
         gaps = np.diff(t, prepend=np.nan)
         gaps[starts] = [w.last_ts if w is not None else np.nan for w in watches]
-        gaps[starts] = t[starts] - gaps[starts]
+        gaps[starts] = t[starts] - gaps[starts]  # NaN for a new sensor: no interval yet
+        # Each sensor's new intervals (time moving on), as slices of one list.
+        moved = gaps > 0
+        fresh_at = np.r_[0, np.cumsum(moved)][np.r_[starts, len(order)]].tolist()
+        fresh_gaps = gaps[moved].tolist()
         stuck = is_stuck(lengths[ends])  # stuck at the batch's end
         # A stuck run that ended inside the batch (a replayed backlog) still counts.
         was_stuck = is_stuck(np.maximum.reduceat(lengths, starts, axis=0))
@@ -246,16 +261,13 @@ class PartitionWatch:
         # Per sensor below, only Python values: one conversion per batch, not per sensor.
         last_values = values[order][ends].tolist()
         end_counts, last_ts = lengths[ends].tolist(), t[ends].tolist()
-        bounds = np.c_[starts, ends + 1].tolist()
-        gap_list = gaps.tolist()
         for k, (sensor, known) in enumerate(zip(index, watches, strict=True)):
             watch = known if known is not None else SensorWatch()
             if known is None:
                 self.sensors[sensor] = watch
-            first, stop = bounds[k]
-            fresh = [g for g in gap_list[first if known is not None else first + 1 : stop] if g > 0]
-            if fresh:
-                watch.gaps = (watch.gaps + fresh)[-GAPS_KEPT:]
+            first, stop = fresh_at[k], fresh_at[k + 1]
+            if stop > first:
+                watch.gaps = (watch.gaps + fresh_gaps[first:stop])[-GAPS_KEPT:]
             watch.last_ts, watch.seen = max(watch.last_ts, last_ts[k]), at
             if watch.silent_since is not None:
                 if watch.silent_since >= 0:

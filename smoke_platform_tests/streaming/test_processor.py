@@ -231,3 +231,31 @@ def test_where_a_partition_resumes(hwm, committed, start, replay_until):
 
     plan = resume_plan(hwm, committed)
     assert (plan.start, plan.replay_until) == (start, replay_until)
+
+
+def test_a_batch_of_several_partitions_is_supervised_as_each_partition_alone():
+    """The worker's batches mix partitions: each partition's supervision (intervals,
+    stuck runs, the clock) moves on exactly as if its messages had come alone, and a
+    channel frozen on one partition's sensor raises `stuck` there only."""
+    records = scenario_records(["normal_indoor", "normal_indoor", "wood_fire"], 700, seed=5)
+    for r in records:
+        if r["sensor_id"] == "sensor-001":
+            r["pressure_hpa"] = 1000.0  # frozen
+    part = {"sensor-000": 0, "sensor-001": 1, "sensor-002": 0}
+    msgs = [
+        InMessage("t", part[r["sensor_id"]], i, r["sensor_id"].encode(), json.dumps(r).encode())
+        for i, r in enumerate(records)
+    ]
+    mixed, alone = Processor(CFG, 65_536), Processor(CFG, 65_536)
+    wall = records[-1]["ts"]
+    wall = np.datetime64(wall.replace("+00:00", "")).astype("datetime64[ms]").astype(float) / 1e3
+    for k in range(0, len(msgs), 250):
+        batch = msgs[k : k + 250]
+        events = mixed.process(batch, TvocScorer(), wall).trouble
+        for p in (0, 1):
+            alone.process([m for m in batch if m.partition == p], TvocScorer(), wall)
+        assert {e["subject"] for e in events if e["kind"] == "stuck"} <= {"sensor-001"}
+    for p in (0, 1):
+        assert mixed.watch(p).to_dict() == alone.watch(p).to_dict()
+    assert mixed.watch(1).sensors["sensor-001"].stuck_since is not None
+    assert mixed.watch(0).sensors["sensor-000"].stuck_since is None
