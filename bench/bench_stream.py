@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -109,12 +110,26 @@ def _live_batches(n: int = 50_000, size: int = 5_000):
     return records, batches
 
 
+def _paired(arm: Callable[[bool], float], reps: int) -> tuple[float, dict[bool, list[float]]]:
+    """Both arms of a comparison (`arm(True)`, `arm(False)`: each returns the CPU seconds
+    it took), `reps` interleaved pairs alternating which goes first. Returns the overhead
+    in % as the median of the pairs' ratios (a pair shares the machine's moment, so a busy
+    second skews one pair, not the figure), and each arm's times."""
+    import statistics
+
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for rep in range(reps):
+        for on in (False, True) if rep % 2 else (True, False):
+            cpu[on].append(arm(on))
+    pairs = zip(cpu[True], cpu[False], strict=True)
+    return (statistics.median(w / o for w, o in pairs) - 1.0) * 100, cpu
+
+
 def explanations(model_tag: str) -> None:
     """What the model's reasons cost: CPU per raised alert (TreeSHAP or the linear
     contributions of the served model, each alert's reasons and drivers), and the worker
     core's CPU over the fleet's stream with and without explanations (interleaved pairs,
     median of their ratios): they are computed for raised alerts only."""
-    import statistics
     import time
 
     from smoke_platform.modelstore import load_explainer
@@ -132,28 +147,27 @@ def explanations(model_tag: str) -> None:
     per_alert = (time.process_time() - started) / len(fires) * 1e3
     note = "CPU: reasons + drivers of one alert alone in its batch"
     report("stream", "explain_ms_per_alert", per_alert, "ms", note)
-    cpu: dict[bool, list[float]] = {True: [], False: []}
-    raised = 0
-    for rep in range(6):
-        for explained in (False, True) if rep % 2 else (True, False):
-            core = Processor(
-                AlertConfig(),
-                65_536,
-                explainers=(lambda _v: explainer) if explained else None,
-                supervise=False,
-            )
-            started = time.process_time()
-            alerts = [a for b in batches for a in core.process(b, scorer).alerts]
-            cpu[explained].append(time.process_time() - started)
-            raised = sum(a["event"] in RAISING for a in alerts)
-    pairs = zip(cpu[True], cpu[False], strict=True)
-    overhead = (statistics.median(w / o for w, o in pairs) - 1.0) * 100
+    raised: list[int] = []
+
+    def arm(explained: bool) -> float:
+        core = Processor(
+            AlertConfig(),
+            65_536,
+            explainers=(lambda _v: explainer) if explained else None,
+            supervise=False,
+        )
+        started = time.process_time()
+        alerts = [a for b in batches for a in core.process(b, scorer).alerts]
+        raised.append(sum(a["event"] in RAISING for a in alerts))
+        return time.process_time() - started
+
+    overhead, _ = _paired(arm, 6)
     report(
         "stream",
         "explain_overhead_pct",
         overhead,
         "%",
-        f"core CPU with vs without alert reasons, {raised} raised alerts in "
+        f"core CPU with vs without alert reasons, {raised[0]} raised alerts in "
         f"{len(records):,} fleet readings, median of 6 pairs",
     )
 
@@ -165,7 +179,6 @@ def supervision(model_tag: str) -> None:
     100,000 sensors, measured (tracemalloc) and as stored (JSON)."""
     import gc
     import json
-    import statistics
     import time
     import tracemalloc
 
@@ -181,24 +194,21 @@ def supervision(model_tag: str) -> None:
     # more pays for the fixture's size, not for its own work.
     gc.collect()
     gc.freeze()
-    cpu: dict[bool, list[float]] = {True: [], False: []}
-    for rep in range(8):  # interleaved pairs, alternating which arm goes first
-        for supervised in (False, True) if rep % 2 else (True, False):
-            core = Processor(AlertConfig(), 65_536, supervise=supervised)
-            started = time.process_time()
-            for batch in batches:
-                core.process(batch, scorer)
-                if supervised:
-                    core.judge(0, time.time(), True)  # a tick per batch (the worker: 1 a second)
-            cpu[supervised].append(time.process_time() - started)
+
+    def arm(supervised: bool) -> float:
+        core = Processor(AlertConfig(), 65_536, supervise=supervised)
+        started = time.process_time()
+        for batch in batches:
+            core.process(batch, scorer)
+            if supervised:
+                core.judge(0, time.time(), True)  # a tick per batch (the worker: 1 a second)
+        return time.process_time() - started
+
+    overhead, cpu = _paired(arm, 8)
     per = {k: min(v) / len(records) * 1e6 for k, v in cpu.items()}
     report(
         "stream", "core_cpu_us_per_reading", per[True], "us", "worker core, local model, supervised"
     )
-    # The median of the pairs' ratios: a pair shares the machine's moment, so a busy
-    # second skews one pair, not the figure.
-    pairs = zip(cpu[True], cpu[False], strict=True)
-    overhead = (statistics.median(w / o for w, o in pairs) - 1.0) * 100
     report(
         "stream",
         "supervision_overhead_pct",

@@ -49,6 +49,12 @@ def service_workers() -> int:
     return ServiceSettings().workers()
 
 
+def service_ssl() -> dict:
+    """BentoML's `ssl` configuration from `SMOKE_SERVICE_SSL_CERT_FILE` / `_KEY_FILE`: the
+    service answers HTTPS when they are set (`bentoml serve` needs no flag)."""
+    return ServiceSettings().ssl()
+
+
 def client_identity(scope: dict) -> str:
     """A stable, non-secret client identity: key fingerprint, else client address."""
     key = presented_key(scope)

@@ -33,7 +33,7 @@ with bentoml.importing():
         measurements,
         serialised,
     )
-    from bentos.guard import GuardMiddleware, service_workers, set_model_version
+    from bentos.guard import GuardMiddleware, service_ssl, service_workers, set_model_version
     from smoke_platform.core.schema import SCORED_INPUTS, Reading, ReadingColumns
     from smoke_platform.modelstore import scoring_model_from_stored, served_model_tag
 
@@ -107,7 +107,9 @@ class ModelInfo(BaseModel):
     metrics: dict
 
 
-@bentoml.service(name="smoke_detector", traffic={"timeout": 30}, workers=service_workers())
+@bentoml.service(
+    name="smoke_detector", traffic={"timeout": 30}, workers=service_workers(), ssl=service_ssl()
+)
 class SmokeDetector:
     """Fire detection on smoke-sensor readings."""
 

@@ -31,9 +31,10 @@ class Setting:
     default: Any
     source: str  # "environment" or "default"
     description: str = ""
+    secret: bool = False  # a SecretStr setting (passwords, keys)
 
     def shown(self) -> str:
-        if self.variable in SECRETS and self.value not in ("", None):
+        if (self.secret or self.variable in SECRETS) and self.value not in ("", None):
             return MASK
         return "" if self.value is None else str(self.value)
 
@@ -46,7 +47,8 @@ def _section(section: str, cls: Any) -> list[Setting]:
     for name, info in cls.model_fields.items():
         var = variable(cls, name)
         value = getattr(values, name)
-        if hasattr(value, "get_secret_value"):
+        secret = hasattr(value, "get_secret_value")
+        if secret:
             value = value.get_secret_value()
         default = (
             info.default.get_secret_value()
@@ -54,7 +56,7 @@ def _section(section: str, cls: Any) -> list[Setting]:
             else info.default
         )
         source = "environment" if is_set(var) else "default"
-        out.append(Setting(section, var, value, default, source, info.description or ""))
+        out.append(Setting(section, var, value, default, source, info.description or "", secret))
     return out
 
 

@@ -115,11 +115,13 @@ def summary(
     service_url: str,
     timeout: float = 2.0,
     alerts: RecentAlerts | None = None,
+    verify: str | bool = True,
 ) -> dict[str, Any]:
-    """Fleet-wide figures from every worker and the service, and what could not be read."""
+    """Fleet-wide figures from every worker and the service (`verify`: the CA of an HTTPS
+    service), and what could not be read."""
     errors: list[str] = []
     workers: list[Any] = []
-    with httpx.Client(timeout=timeout) as client:
+    with httpx.Client(timeout=timeout, verify=verify) as client:
         for url in worker_metrics:
             samples, err = _scrape(client, url)
             workers += samples
@@ -251,7 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path in ("/", "/index.html"):
             self._send(200, "text/html; charset=utf-8", page())
         elif self.path == "/api/summary":
-            got = summary(self.worker_metrics, self.service_url, alerts=self.alerts)
+            verify = self.settings.verify() if self.settings is not None else True
+            got = summary(self.worker_metrics, self.service_url, alerts=self.alerts, verify=verify)
             body = json.dumps(got).encode()
             self._send(200, "application/json", body)
         elif self.path == "/healthz":

@@ -11,14 +11,34 @@ from typing import Any
 class UserError(Exception):
     """A mistake in input, settings or environment, with its message ready for people."""
 
+    exit_code = 2
+
+
+# sysexits' EX_CONFIG: a setting is wrong (credentials, a CA, a missing ACL). A supervisor
+# (`smoke up`) does not restart a process that ends so: it would only fail again.
+EXIT_CONFIG = 78
+
+
+class ConfigError(UserError):
+    """A setting the process cannot run with: restarting it would not help."""
+
+    exit_code = EXIT_CONFIG
+
+
+SECRET_WORDS = ("password", "api_key", "secret", "token")
+
 
 def _settings_error(exc: Any) -> str:
     """A pydantic-settings failure names the SMOKE_* variable, its value and the rule."""
     lines = []
     for err in exc.errors()[:5]:
         field = ".".join(str(p) for p in err.get("loc", ()))
-        value = err.get("input")
-        lines.append(f"SMOKE_{field.upper()}={value!r}: {err.get('msg', 'invalid')}")
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if not field:  # a rule over several settings: its message names them
+            lines.append(message)
+            continue
+        value = "***" if any(w in field for w in SECRET_WORDS) else repr(err.get("input"))
+        lines.append(f"SMOKE_{field.upper()}={value}: {message}")
     return "invalid setting: " + "; ".join(lines)
 
 

@@ -16,6 +16,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from smoke_platform.errors import EXIT_CONFIG
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -106,8 +108,8 @@ class ManagedProcess:
             f"{self.name} not {what} after {timeout:.0f} s; log {self.log_path}:\n{self.log_tail()}"
         )
 
-    def wait_http(self, url: str, timeout: float = 120.0) -> None:
-        self.wait_until(lambda: http_ok(url), timeout, f"answering {url}")
+    def wait_http(self, url: str, timeout: float = 120.0, ca: str | None = None) -> None:
+        self.wait_until(lambda: http_ok(url, ca), timeout, f"answering {url}")
 
     def wait_port(self, port: int, timeout: float = 30.0) -> None:
         self.wait_until(lambda: port_open(port), timeout, f"listening on port {port}")
@@ -194,9 +196,14 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, ca: str | None = None) -> bool:
+    """Whether `url` answers 2xx (HTTPS: its certificate checked against `ca`, else the
+    system's CAs)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca) if url.startswith("https") else None
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
             return 200 <= resp.status < 300
     except OSError:
         return False
@@ -212,7 +219,9 @@ class Supervisor:
     """Run a command; restart it when it exits with an error, with exponential back-off
     (`min_backoff_s` doubling to `max_backoff_s`, back to the minimum after a run of
     `stable_s`). SIGTERM/SIGINT stop the child (SIGTERM, then SIGKILL) and the supervisor.
-    A clean exit (0) ends supervision. Its state is a JSON file `smoke status` reads."""
+    A clean exit (0) ends supervision, and so does exit code 78 (`EXIT_CONFIG`: a wrong
+    setting, which a restart would only repeat). Its state is a JSON file `smoke status`
+    reads."""
 
     def __init__(
         self,
@@ -273,6 +282,14 @@ class Supervisor:
             code = child.returncode
             if self.stopping or code == 0:
                 break
+            if code == EXIT_CONFIG:  # a wrong setting: a restart would fail the same way
+                print(
+                    f"supervisor: {self.name} exited with {code}: a setting is wrong (its log "
+                    "says which); not restarting",
+                    flush=True,
+                )
+                self._status("failed", last_exit=code, reason="a setting is wrong")
+                return code
             if time.monotonic() - started >= self.stable_s:
                 delay = self.min_backoff_s
             self.restarts += 1

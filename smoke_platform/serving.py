@@ -25,7 +25,8 @@ def bentoml_serve(
     """Start `bentoml serve <target>` on 127.0.0.1 and wait until /readyz answers.
 
     `target` is `bentos.service:SmokeDetector` (source folder) or a bento tag.
-    Returns the process and its base URL.
+    Returns the process and its base URL (https when `env` gives the service a
+    certificate: `SMOKE_SERVICE_SSL_CERT_FILE`, checked against `SMOKE_SERVICE_CA_FILE`).
     """
     port = port or free_port()
     cmd = [
@@ -40,6 +41,8 @@ def bentoml_serve(
         str(port),
     ]
     proc = ManagedProcess(f"bentoml serve {target}", cmd, log_path, env=env, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    proc.start().wait_http(f"{url}/readyz", timeout=180)
+    tls = (env or {}).get("SMOKE_SERVICE_SSL_CERT_FILE")  # HTTPS (`ServiceSettings.ssl`)
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    ca = (env or {}).get("SMOKE_SERVICE_CA_FILE") or None
+    proc.start().wait_http(f"{url}/readyz", timeout=180, ca=ca)
     return proc, url

@@ -39,6 +39,8 @@ def test_smoke_config_masks_secrets(monkeypatch):
     env = {
         "SMOKE_API_KEY": "key-that-must-not-print",
         "SMOKE_WEBHOOK_URL": "https://hooks.example/T0/secret-path",
+        "SMOKE_KAFKA_SASL_PASSWORD": "scram-password-that-must-not-print",
+        "SMOKE_KAFKA_SASL_USERNAME": "worker",
     }
     import os
 
@@ -52,6 +54,9 @@ def test_smoke_config_masks_secrets(monkeypatch):
     assert done.returncode == 0, done.stderr
     assert "must-not-print" not in done.stdout and "secret-path" not in done.stdout
     assert re.search(rf"SMOKE_API_KEY\s+= {re.escape(MASK)}\s+\(environment\)", done.stdout)
+    shown = rf"SMOKE_KAFKA_SASL_PASSWORD\s+= {re.escape(MASK)}\s+\(environment\)"
+    assert re.search(shown, done.stdout), done.stdout
+    assert "worker" in done.stdout  # a user name is no secret
     assert "[service]" in done.stdout and "[kafka]" in done.stdout and "[alerts]" in done.stdout
 
 
@@ -143,3 +148,23 @@ def test_a_childs_environment_gives_it_the_same_settings():
         os.environ.clear()
         os.environ.update(saved)
     assert again == settings
+
+
+def test_an_incomplete_kafka_connection_is_named_and_its_password_never_printed():
+    import os
+
+    env = {
+        "SMOKE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "SMOKE_KAFKA_SASL_PASSWORD": "pw-that-must-not-print",
+        "SMOKE_KAFKA_SSL_CA_FILE": "no/such/ca.pem",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "smoke_platform.cli", "produce", "--count", "1"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "SMOKE_KAFKA_SASL_USERNAME" in out and "must-not-print" not in out, out

@@ -6,20 +6,109 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from streaming.config import KAFKA_LOG, StreamSettings
 
 log = KAFKA_LOG  # where librdkafka and these calls log
 
+# A broker to talk to: its bootstrap servers (an unsecured broker: the embedded one, tests)
+# or a whole client configuration (`KafkaSettings.kafka()`: bootstrap and security).
+Connection = str | Mapping[str, Any]
 
-def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
+
+def client_config(conn: Connection, **extra: Any) -> dict[str, Any]:
+    base = {"bootstrap.servers": conn} if isinstance(conn, str) else dict(conn)
+    return {"logger": KAFKA_LOG, **base, **extra}
+
+
+# What a refused connection means, and the setting that fixes it (librdkafka error names).
+_FIXES = {
+    "_AUTHENTICATION": "SMOKE_KAFKA_SASL_USERNAME / SMOKE_KAFKA_SASL_PASSWORD "
+    "(and SMOKE_KAFKA_SASL_MECHANISM)",
+    "_SSL": "SMOKE_KAFKA_SSL_CA_FILE (the CA that signed the brokers' certificates), "
+    "SMOKE_KAFKA_SSL_VERIFY_HOSTNAME and SMOKE_KAFKA_SECURITY_PROTOCOL",
+}
+
+
+def probe(conn: Connection, timeout: float = 10.0) -> str | None:
+    """None when a broker answers a metadata request with itself registered; else why not,
+    in one line naming the setting to fix (wrong credentials or an unknown CA: within a
+    second or so; no broker: after `timeout`)."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[KafkaError] = []
+    admin = AdminClient(client_config(conn, log_level=0, error_cb=errors.append))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if admin.list_topics(timeout=max(0.1, min(1.0, deadline - time.monotonic()))).brokers:
+                return None
+        except KafkaException as exc:
+            errors.append(exc.args[0])
+        admin.poll(0)  # the error callbacks are served here
+        for err in errors:
+            if err.name() == "_AUTHENTICATION":
+                return f"the broker refused this client: {err.str()}; check {_FIXES[err.name()]}"
+            if err.name() == "_SSL" or "SSL handshake" in err.str() or "certificate" in err.str():
+                return f"the TLS handshake failed: {err.str()}; check {_FIXES['_SSL']}"
+        if time.monotonic() >= deadline:
+            servers = client_config(conn)["bootstrap.servers"]
+            return f"no Kafka broker answers at {servers} within {timeout:g} s"
+
+
+def missing_acls(
+    conn: Connection,
+    reads: list[str] = (),  # type: ignore[assignment]
+    writes: list[str] = (),  # type: ignore[assignment]
+    group: str | None = None,
+    timeout: float = 10.0,
+) -> list[str]:
+    """What the broker's ACLs deny this client of what it needs (`READ topic x`, `WRITE
+    topic y`, `READ group g`), asked of the broker (authorized operations, KIP-430): []
+    when it may do all of it, or when the broker runs no authorizer."""
+    from confluent_kafka import KafkaException, TopicCollection
+    from confluent_kafka.admin import AclOperation, AdminClient
+
+    admin = AdminClient(client_config(conn))
+    need = {t: {AclOperation.READ} for t in reads}
+    for t in writes:
+        need.setdefault(t, set()).add(AclOperation.WRITE)
+    missing: list[str] = []
+    if need:
+        described = admin.describe_topics(
+            TopicCollection(list(need)), request_timeout=timeout, include_authorized_operations=True
+        )
+        for topic, future in described.items():
+            try:
+                ops = future.result().authorized_operations
+            except KafkaException as exc:  # e.g. no such topic yet: not an ACL's doing
+                ops = [] if "AUTHORIZATION" in exc.args[0].name() else None
+            allowed = set(ops) if ops is not None else set(need[topic])  # None: not told
+            if AclOperation.ALL in allowed:
+                continue
+            missing += [f"{op.name} topic {topic}" for op in sorted(need[topic] - allowed, key=str)]
+    if group:
+        [future] = admin.describe_consumer_groups(
+            [group], request_timeout=timeout, include_authorized_operations=True
+        ).values()
+        try:
+            ops = future.result().authorized_operations
+        except KafkaException as exc:  # a new cluster has no group coordinator yet: not told
+            ops = [] if "AUTHORIZATION" in exc.args[0].name() else None
+        if ops is not None and not set(ops) & {AclOperation.READ, AclOperation.ALL}:
+            missing.append(f"READ group {group}")
+    return missing
+
+
+def answers_metadata(conn: Connection, timeout: float = 2.0) -> bool:
     """Whether the broker answers a metadata request with itself registered."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "logger": KAFKA_LOG, "log_level": 0}  # type: ignore[dict-item]
-    )
+    admin = AdminClient(client_config(conn, log_level=0))
     try:
         meta = admin.list_topics(timeout=timeout)
     except KafkaException:
@@ -28,7 +117,7 @@ def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
 
 
 def create_topics(
-    bootstrap: str,
+    conn: Connection,
     topics: dict[str, int],
     timeout: float = 30.0,
     replication: int = -1,
@@ -39,7 +128,7 @@ def create_topics(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})  # type: ignore[dict-item]
+    admin = AdminClient(client_config(conn))
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
         NewTopic(t, num_partitions=n, replication_factor=replication, config=config or {})
@@ -68,19 +157,20 @@ def platform_topics(settings: StreamSettings, partitions: int = 3) -> dict[str, 
     }
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list:
+def read_topic(conn: Connection, topic: str, timeout: float = 60.0) -> list:
     """Every committed message of a topic (`read_committed`), read up to the end of each
     partition as the broker reports it (the last stable offset)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "logger": KAFKA_LOG,
-        }
+        client_config(
+            conn,
+            **{
+                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            },
+        )
     )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -100,7 +190,10 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list:
                 missing = {p: (positions[p] + 1, ends[p]) for p in ends}
                 raise TimeoutError(f"{topic}: not read to the end in {timeout} s: {missing}")
             for msg in consumer.consume(1000, 0.5):
-                if msg.error() is not None:
+                err = msg.error()
+                if err is not None:
+                    if "AUTHORIZATION" in err.name():  # no waiting for a timeout
+                        raise RuntimeError(f"cannot read topic {topic}: {err.str()}")
                     continue
                 out.append(msg)
                 positions[int(msg.partition() or 0)] = int(msg.offset() or 0)

@@ -83,6 +83,63 @@ logger.server.level = INFO
 """
 
 
+@dataclass(frozen=True)
+class Security:
+    """A node secured as Kafka's security documentation describes: clients and the other
+    brokers on a SASL_SSL listener (SCRAM-SHA-512 users, created when the log folder is
+    formatted), the controller listener on mutual TLS (the node's certificate is its
+    principal), `StandardAuthorizer` with no access unless an ACL grants it. `keystore`:
+    PEM holding the node's private key (PKCS#8) then its certificate, for 127.0.0.1;
+    `ca`: the PEM CA that signed it. `users` name -> password; `admin` is the super user."""
+
+    keystore: Path
+    ca: Path
+    users: dict[str, str]
+    node_principal: str  # "User:CN=...", the node certificate's subject
+
+    def properties(self, node: KafkaNode) -> dict[str, Any]:
+        admin = self.users["admin"]
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{node.port},"
+            f"CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{node.port}",
+            "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+            "inter.broker.listener.name": "SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="admin" password="{admin}";'
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": self.keystore,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": self.ca,
+            "listener.name.controller.ssl.client.auth": "required",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:admin;{self.node_principal}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+    def format_args(self) -> list[str]:
+        return [
+            arg
+            for name, password in self.users.items()
+            for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+        ]
+
+    def client(self, bootstrap: str, user: str = "admin") -> dict[str, Any]:
+        """librdkafka configuration of `user` for this cluster."""
+        return {
+            "bootstrap.servers": bootstrap,
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": user,
+            "sasl.password": self.users[user],
+            "ssl.ca.location": str(self.ca),
+        }
+
+
 @dataclass
 class KafkaNode:
     """One combined broker + controller."""
@@ -112,6 +169,7 @@ class KafkaCluster:
     ports: list[int] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     jars_dir: str | Path | None = None
+    security: Security | None = None
     nodes: list[KafkaNode] = field(default_factory=list)
     cluster_id: str = ""
 
@@ -141,6 +199,7 @@ class KafkaCluster:
             "share.coordinator.state.topic.min.isr": max(1, rf - 1),
             # One local node: no reason to wait for more members before the first rebalance.
             "group.initial.rebalance.delay.ms": 0,
+            **(self.security.properties(node) if self.security else {}),
             **self.settings,
         }
         return "".join(f"{k}={v}\n" for k, v in props.items())
@@ -191,9 +250,15 @@ class KafkaCluster:
         )
         if (node.data_dir / "log" / "meta.properties").exists():
             return  # formatted before: a restart keeps the node's data
+        scram = self.security.format_args() if self.security else []
         done = subprocess.run(
             self._cmd(
-                STORAGE_TOOL, "format", f"--cluster-id={self.cluster_id}", "--config", str(config)
+                STORAGE_TOOL,
+                "format",
+                f"--cluster-id={self.cluster_id}",
+                "--config",
+                str(config),
+                *scram,
             ),
             capture_output=True,
             text=True,
@@ -217,7 +282,8 @@ class KafkaCluster:
     def _wait(self, node: KafkaNode, timeout: float) -> None:
         assert node.proc is not None
         try:
-            node.proc.wait_until(lambda: answers_metadata(node.bootstrap), timeout, "ready")
+            conn = self.security.client(node.bootstrap) if self.security else node.bootstrap
+            node.proc.wait_until(lambda: answers_metadata(conn), timeout, "ready")
         except ProcessFailed as exc:
             kafka_log = node.data_dir / "kafka.log"
             tail = kafka_log.read_text(errors="replace")[-3000:] if kafka_log.exists() else ""

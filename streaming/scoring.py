@@ -74,14 +74,14 @@ class RemoteScorer:
 
     ROUTES = ("predict_arrow", "predict_columns", "predict_batch")
 
-    def __init__(self, url: str, api_key: Any, timeout_s: float) -> None:
+    def __init__(self, url: str, api_key: Any, timeout_s: float, verify: str | bool = True) -> None:
         import httpx
 
         from smoke_platform.serving import auth_headers
 
         self.base = url.rstrip("/")
         self.route = self.ROUTES[0]  # the next one once the service answered 404
-        self.client = httpx.Client(timeout=timeout_s, headers=auth_headers(api_key))
+        self.client = httpx.Client(timeout=timeout_s, headers=auth_headers(api_key), verify=verify)
 
     def _post(self, records: list[dict[str, Any]], extra: dict[str, Any]) -> Any:
         names = (*REQUIRED, *(h for h in HISTORY_FIELDS if records and h in records[0]))

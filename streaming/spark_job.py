@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,20 @@ def spark_session(
     return spark
 
 
-def read_stream(spark: Any, bootstrap: str, topic: str, max_per_trigger: int = 0) -> Any:
+def kafka_options(kafka: str | Mapping[str, str]) -> dict[str, str]:
+    """Spark's `kafka.` options from bootstrap servers (an unsecured broker) or from the
+    connection's own options (`KafkaSettings.spark_kafka_options()`: its security too)."""
+    return {"kafka.bootstrap.servers": kafka} if isinstance(kafka, str) else dict(kafka)
+
+
+def read_stream(
+    spark: Any, kafka: str | Mapping[str, str], topic: str, max_per_trigger: int = 0
+) -> Any:
     """The raw Kafka stream through Spark's built-in source (offsets in the checkpoint;
     only committed records: the producer may write in transactions)."""
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap)
+        .options(**kafka_options(kafka))
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .option("kafka.isolation.level", "read_committed")
@@ -362,7 +371,7 @@ def batch_writer(out_dir: str | Path, alert_sink: Any = None, profile: Any = Non
     return write
 
 
-def kafka_alert_sink(bootstrap: str, topic: str) -> Any:
+def kafka_alert_sink(kafka: str | Mapping[str, str], topic: str) -> Any:
     """Publish window alerts to `smoke_alerts` with Spark's built-in Kafka sink (key =
     alert id, so a retried batch repeats ids rather than inventing new alerts)."""
     import json
@@ -374,7 +383,7 @@ def kafka_alert_sink(bootstrap: str, topic: str) -> Any:
         (
             spark.createDataFrame(rows, "key string, value string")
             .write.format("kafka")
-            .option("kafka.bootstrap.servers", bootstrap)
+            .options(**kafka_options(kafka))
             .option("kafka.enable.idempotence", "true")
             .option("kafka.acks", "all")
             .option("topic", topic)
@@ -386,7 +395,7 @@ def kafka_alert_sink(bootstrap: str, topic: str) -> Any:
 
 def start_query(
     spark: Any,
-    bootstrap: str,
+    kafka: str | Mapping[str, str],
     topic: str,
     out_dir: str,
     checkpoint: str,
@@ -397,12 +406,13 @@ def start_query(
     alerts_topic: str | None = None,
     silent_after_s: float = DEFAULT_SILENT_AFTER_S,
 ) -> Any:
-    """Start the window query (AvailableNow, or a 5-second processing-time trigger)."""
+    """Start the window query (AvailableNow, or a 5-second processing-time trigger);
+    `kafka`: the bootstrap servers or the connection's Spark options."""
     from smoke_platform.modelstore import normal_profile, served_model_tag
 
     tag = model_tag or served_model_tag()
-    readings = score(with_rises(parse(read_stream(spark, bootstrap, topic, max_per_trigger))), tag)
-    sink = kafka_alert_sink(bootstrap, alerts_topic) if alerts_topic else None
+    readings = score(with_rises(parse(read_stream(spark, kafka, topic, max_per_trigger))), tag)
+    sink = kafka_alert_sink(kafka, alerts_topic) if alerts_topic else None
     writer = (
         windowed(readings, watermark, silent_after_s)
         .writeStream.outputMode("append")

@@ -18,7 +18,7 @@ from streaming.config import StreamSettings
 def ensure_topic(settings: StreamSettings, timeout: float = 30.0) -> None:
     """The verdicts topic, compacted (the last event per alert id is its state)."""
     create_topics(
-        settings.kafka_bootstrap,
+        settings.kafka(),
         {settings.verdicts_topic: 1},
         config={"cleanup.policy": "compact"},
         timeout=timeout,
@@ -32,7 +32,7 @@ def lifecycles(settings: StreamSettings, timeout: float = 30.0) -> dict[str, Lif
 
     def values(topic: str) -> list[dict[str, Any]]:
         out = []
-        for message in read_topic(settings.kafka_bootstrap, topic):
+        for message in read_topic(settings.kafka(), topic):
             try:
                 value = json.loads(message.value())
             except (TypeError, ValueError):  # not JSON (a stray producer): passed over

@@ -41,9 +41,10 @@ from pydantic_core import to_json
 from smoke_platform.core.explain import VersionCache
 from smoke_platform.core.settings import under_home
 from smoke_platform.core.trouble import PlatformWatch, TroubleConfig
+from smoke_platform.errors import ConfigError
 from smoke_platform.modelstore import load_explainer, served_model_tag
 from smoke_platform.notify import Notifier
-from streaming.admin import topic_id
+from streaming.admin import missing_acls, probe, topic_id
 from streaming.alerts import AlertConfig
 from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
@@ -84,7 +85,12 @@ class StreamWorker(Supervision):
         self.dead_times: list[tuple[float, int]] = []  # (time, dead letters) of recent batches
         self.metrics = WorkerMetrics()
         self.scorer = scorer or FallbackScorer(
-            RemoteScorer(settings.service_url, settings.api_key, settings.scoring_deadline_s),
+            RemoteScorer(
+                settings.service_url,
+                settings.api_key,
+                settings.scoring_deadline_s,
+                settings.verify(),  # HTTPS: the service's certificate against its CA
+            ),
             LocalScorer(served_model_tag()),
             CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
             probe_timeout_s=settings.request_timeout_s,
@@ -186,16 +192,56 @@ class StreamWorker(Supervision):
         """Serve metrics, start loading the local fallback model, learn the topic's id (see
         `PartitionSink`), fence an earlier incarnation of this instance
         (init_transactions), join the group."""
+        from confluent_kafka import KafkaException
+
+        self.preflight()
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         self.scorer.local.preload()
         self.sink.topic_id = self.guard.topic_id = topic_id(self.s)
-        self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
+        try:
+            self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
+        except KafkaException as exc:
+            if exc.args[0].name() != "TRANSACTIONAL_ID_AUTHORIZATION_FAILED":
+                raise
+            raise ConfigError(
+                f"the broker's ACLs deny {self._principal()} WRITE transactional-id "
+                f"{self.transactional_id} (SMOKE_GROUP_ID-SMOKE_WORKER_ID), which the worker's "
+                "exactly-once output needs: grant it, e.g. kafka-acls.sh --add "
+                f"--allow-principal {self._principal()} --operation Write "
+                f"--transactional-id {self.transactional_id}"
+            ) from None
         self.consumer.subscribe(
             [self.s.topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+
+    def _principal(self) -> str:
+        user = self.s.kafka_sasl_username
+        return f"User:{user}" if user else "this client's principal"
+
+    def preflight(self) -> None:
+        """Before anything starts: the broker accepts these credentials and its ACLs allow
+        what the worker does, else one line naming the setting or the ACL (`ConfigError`:
+        exit code 78, which `smoke up` does not restart). No broker answering within 10 s
+        is no setting's fault (they may be starting): the worker goes on and waits."""
+        conn = self.s.kafka()
+        why = probe(conn, timeout=10.0)
+        if why is not None and why.startswith("no Kafka broker answers"):
+            log.warning("%s: waiting for it (librdkafka retries)", why)
+            return  # not a setting's fault: the brokers may be starting
+        if why is not None:
+            raise ConfigError(why)
+        s = self.s
+        outputs = [s.dlq_topic, s.predictions_topic, s.alerts_topic, s.trouble_topic]
+        missing = missing_acls(conn, reads=[s.topic], writes=outputs, group=s.group_id)
+        if missing:
+            raise ConfigError(
+                f"the broker's ACLs deny {self._principal()} what the worker needs: "
+                f"{'; '.join(missing)} (grant them, e.g. kafka-acls.sh --add "
+                f"--allow-principal {self._principal()} --operation Read --topic {s.topic})"
+            )
 
     def poll_once(self) -> int:
         """Consume and process one batch; returns how many new messages it handled."""

@@ -41,4 +41,16 @@ def main() -> None:
             raise
         typer.echo(f"error: {explain(exc)}", err=True)
         typer.echo("(run again with --debug for the details)", err=True)
-        raise SystemExit(2) from None
+        raise SystemExit(_exit_code(exc)) from None
+
+
+def _exit_code(exc: BaseException) -> int:
+    """2, or the code of the `UserError` behind `exc` (78: a setting is wrong)."""
+    from smoke_platform.errors import UserError
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, UserError):
+            return cause.exit_code
+        cause = cause.__cause__ or cause.__context__
+    return 2

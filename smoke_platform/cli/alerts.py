@@ -14,7 +14,7 @@ def _settings():  # type: ignore[no-untyped-def]
     from streaming.config import StreamSettings
 
     settings = StreamSettings()
-    require_broker(settings.kafka_bootstrap)
+    require_broker(settings.kafka())
     return settings
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 app = typer.Typer(
@@ -58,15 +60,23 @@ def parse_speed(speed: str) -> float | None:
     return factor
 
 
-def require_broker(bootstrap: str, timeout: float = 10.0) -> None:
-    """Fail at once, naming the setting, when no Kafka broker answers (instead of a minute
-    of librdkafka's connection errors)."""
-    from smoke_platform.errors import UserError
-    from streaming.admin import answers_metadata
+def require_broker(conn: Any, timeout: float = 10.0, writes: list[str] | None = None) -> None:
+    """Fail at once, naming the setting, when no Kafka broker answers, it refuses this
+    client, or its ACLs deny writing to `writes` (`conn`: a bootstrap string or
+    `settings.kafka()`; instead of a minute of librdkafka's connection errors)."""
+    from smoke_platform.errors import ConfigError, UserError
+    from streaming.admin import missing_acls, probe
 
-    if not answers_metadata(bootstrap, timeout=timeout):
+    why = probe(conn, timeout=timeout)
+    if why is not None and why.startswith("no Kafka broker answers"):
         raise UserError(
-            f"no Kafka broker answers at {bootstrap} (SMOKE_KAFKA_BOOTSTRAP) within "
-            f"{timeout:g} s: start one with `smoke broker` or `make up`, or set "
-            "SMOKE_KAFKA_BOOTSTRAP to your brokers"
+            f"{why} (SMOKE_KAFKA_BOOTSTRAP): start one with `smoke broker` or `make up`, or "
+            "set SMOKE_KAFKA_BOOTSTRAP to your brokers"
         )
+    if why is not None:
+        raise ConfigError(why)
+    missing = missing_acls(conn, writes=writes or [], timeout=timeout)
+    if missing:
+        who = conn.get("sasl.username") if isinstance(conn, dict) else None
+        principal = f"User:{who}" if who else "this client's principal"
+        raise ConfigError(f"the broker's ACLs deny {principal}: {'; '.join(missing)}")

@@ -79,7 +79,7 @@ def produce(
     records = with_prefix(records, sensor_prefix)
     pace = parse_speed(speed)
     settings = StreamSettings()
-    require_broker(settings.kafka_bootstrap)
+    require_broker(settings.kafka(), writes=[settings.topic])
     ids = [f"{sensor_prefix}{i:03d}" for i in range(sensors)]
     typer.echo(
         f"sensor ids: {', '.join(ids) if sensors <= 4 else f'{ids[0]} ... {ids[-1]}'} "
@@ -168,7 +168,7 @@ def spark(
     session = spark_session(master)
     query = start_query(
         session,
-        settings.kafka_bootstrap,
+        settings.spark_kafka_options(),
         settings.topic,
         str(out),
         str(checkpoint),
@@ -198,7 +198,7 @@ def topics(
     from streaming.config import StreamSettings
 
     settings = StreamSettings()
-    require_broker(settings.kafka_bootstrap)
+    require_broker(settings.kafka())
     wanted = platform_topics(settings, partitions)
-    create_topics(settings.kafka_bootstrap, wanted)
+    create_topics(settings.kafka(), wanted)
     typer.echo(f"topics on {settings.kafka_bootstrap}: {', '.join(wanted)}")

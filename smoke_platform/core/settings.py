@@ -10,7 +10,7 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -95,6 +95,22 @@ class KafkaSettings(BaseSettings):
     model_config = _settings()
 
     kafka_bootstrap: str = _f("127.0.0.1:9092", "Kafka bootstrap servers (host:port, ...)")
+    # How every client connects (`kafka()`, `spark_kafka_options()`), as Kafka's security
+    # documentation describes: TLS, SASL/SCRAM or PLAIN, mutual TLS.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = _f(
+        "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = _f(
+        "SCRAM-SHA-512", "SASL mechanism (with SASL_*): SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"
+    )
+    kafka_sasl_username: str = _f("", "SASL user name (with SASL_*)")
+    kafka_sasl_password: pydantic.SecretStr = _f(pydantic.SecretStr(""), "SASL password")
+    kafka_ssl_ca_file: str = _f("", "PEM file of the CA that signed the brokers' certificates")
+    kafka_ssl_cert_file: str = _f("", "PEM client certificate (mutual TLS)")
+    kafka_ssl_key_file: str = _f("", "PEM private key of the client certificate (mutual TLS)")
+    kafka_ssl_verify_hostname: bool = _f(
+        True, "check that a broker's certificate names the host connected to"
+    )
     topic: str = _f("smoke_sensor_data", "the readings topic")
     dlq_topic: str = _f("smoke_sensor_data.dlq", "dead letters: invalid messages with reasons")
     predictions_topic: str = _f("smoke_predictions", "one scored row per reading")
@@ -115,15 +131,91 @@ class KafkaSettings(BaseSettings):
 
         return self.worker_id or socket.gethostname()
 
+    @pydantic.model_validator(mode="after")
+    def _connection(self) -> KafkaSettings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(
+                f"SMOKE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "SMOKE_KAFKA_SASL_USERNAME and SMOKE_KAFKA_SASL_PASSWORD"
+            )
+        if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
+            raise ValueError(
+                "mutual TLS needs both SMOKE_KAFKA_SSL_CERT_FILE and SMOKE_KAFKA_SSL_KEY_FILE "
+                f"(given: cert {self.kafka_ssl_cert_file!r}, key {self.kafka_ssl_key_file!r})"
+            )
+        for name in ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file"):
+            path = getattr(self, name)
+            if path and not under_home(path).is_file():
+                raise ValueError(f"SMOKE_{name.upper()}={path!r}: no such file")
+        return self
+
+    def _files(self) -> dict[str, str]:
+        names = ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file")
+        return {n: str(under_home(getattr(self, n))) for n in names if getattr(self, n)}
+
     def kafka(self, **extra: object) -> dict[str, object]:
-        """librdkafka config shared by producers and consumers (its logs go to Python
-        logging, not straight to stderr)."""
-        return {
+        """librdkafka config shared by every producer, consumer and admin client: the
+        bootstrap servers and the connection's security (its logs go to Python logging,
+        not straight to stderr)."""
+        conf: dict[str, object] = {
             "bootstrap.servers": self.kafka_bootstrap,
             "client.id": "smoke-platform",
             "logger": KAFKA_LOG,
-            **extra,
+            "security.protocol": self.kafka_security_protocol,
         }
+        if self.kafka_security_protocol.startswith("SASL_"):
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            files = self._files()
+            for name, key in (
+                ("kafka_ssl_ca_file", "ssl.ca.location"),
+                ("kafka_ssl_cert_file", "ssl.certificate.location"),
+                ("kafka_ssl_key_file", "ssl.key.location"),
+            ):
+                if name in files:
+                    conf[key] = files[name]
+            verify = "https" if self.kafka_ssl_verify_hostname else "none"
+            conf["ssl.endpoint.identification.algorithm"] = verify
+        return {**conf, **extra}
+
+    def spark_kafka_options(self) -> dict[str, str]:
+        """The same connection as Spark's Kafka source and sink options (`kafka.` + the
+        Java client's names; PEM files read into the options, as Kafka allows)."""
+        opts = {
+            "kafka.bootstrap.servers": self.kafka_bootstrap,
+            "kafka.security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL_"):
+            module = (
+                "plain.PlainLoginModule"
+                if self.kafka_sasl_mechanism == "PLAIN"
+                else "scram.ScramLoginModule"
+            )
+            user = self.kafka_sasl_username.replace("\\", "\\\\").replace('"', '\\"')
+            secret = self.kafka_sasl_password.get_secret_value()
+            secret = secret.replace("\\", "\\\\").replace('"', '\\"')
+            opts["kafka.sasl.mechanism"] = self.kafka_sasl_mechanism
+            opts["kafka.sasl.jaas.config"] = (
+                f"org.apache.kafka.common.security.{module} required "
+                f'username="{user}" password="{secret}";'
+            )
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            files = self._files()
+            if "kafka_ssl_ca_file" in files:
+                opts["kafka.ssl.truststore.type"] = "PEM"
+                opts["kafka.ssl.truststore.location"] = files["kafka_ssl_ca_file"]
+            if "kafka_ssl_cert_file" in files:
+                opts["kafka.ssl.keystore.type"] = "PEM"
+                opts["kafka.ssl.keystore.certificate.chain"] = Path(
+                    files["kafka_ssl_cert_file"]
+                ).read_text()
+                opts["kafka.ssl.keystore.key"] = Path(files["kafka_ssl_key_file"]).read_text()
+            verify = "https" if self.kafka_ssl_verify_hostname else ""
+            opts["kafka.ssl.endpoint.identification.algorithm"] = verify
+        return opts
 
 
 class ServiceSettings(BaseSettings):
@@ -152,6 +244,40 @@ class ServiceSettings(BaseSettings):
         10.0, "burst of failed authentications per address"
     )
     service_workers: str = _f("1", "API worker processes: a whole number >= 1, or cpu_count")
+    service_ssl_cert_file: str = _f(
+        "", "the service's PEM certificate: `bentoml serve` answers HTTPS (with the key)"
+    )
+    service_ssl_key_file: str = _f("", "the PEM private key of the service's certificate")
+    service_ca_file: str = _f(
+        "", "PEM CA the service's certificate is checked against (empty: the system's CAs)"
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _tls(self) -> ServiceSettings:
+        if bool(self.service_ssl_cert_file) != bool(self.service_ssl_key_file):
+            raise ValueError(
+                "HTTPS needs both SMOKE_SERVICE_SSL_CERT_FILE and SMOKE_SERVICE_SSL_KEY_FILE "
+                f"(given: cert {self.service_ssl_cert_file!r}, key {self.service_ssl_key_file!r})"
+            )
+        for name in ("service_ssl_cert_file", "service_ssl_key_file", "service_ca_file"):
+            path = getattr(self, name)
+            if path and not under_home(path).is_file():
+                raise ValueError(f"SMOKE_{name.upper()}={path!r}: no such file")
+        return self
+
+    def ssl(self) -> dict[str, Any]:
+        """BentoML's `ssl` service configuration: HTTPS when a certificate is set."""
+        if not self.service_ssl_cert_file:
+            return {}
+        return {
+            "enabled": True,
+            "certfile": str(under_home(self.service_ssl_cert_file)),
+            "keyfile": str(under_home(self.service_ssl_key_file)),
+        }
+
+    def verify(self) -> str | bool:
+        """How a client checks the service's certificate (httpx's `verify`)."""
+        return str(under_home(self.service_ca_file)) if self.service_ca_file else True
 
     @pydantic.field_validator("service_workers")
     @classmethod

@@ -30,16 +30,20 @@ def rate_by(predictions: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     ].mean()
 
 
-def service_health(url: str, api_key: str = "", timeout_s: float = 3.0) -> dict[str, Any]:
-    """Is the service ready, and which model version does it serve (its own endpoints)."""
+def service_health(
+    url: str, api_key: str = "", timeout_s: float = 3.0, verify: str | bool = True
+) -> dict[str, Any]:
+    """Is the service ready, and which model version does it serve (its own endpoints;
+    `verify`: the CA an HTTPS service's certificate is checked against)."""
     import httpx
 
     from smoke_platform.serving import auth_headers
 
     headers = auth_headers(api_key)
     try:
-        ready = httpx.get(f"{url}/readyz", timeout=timeout_s).status_code == 200
-        info = httpx.post(f"{url}/model_info", json={}, headers=headers, timeout=timeout_s)
+        with httpx.Client(timeout=timeout_s, verify=verify) as client:
+            ready = client.get(f"{url}/readyz").status_code == 200
+            info = client.post(f"{url}/model_info", json={}, headers=headers)
         version = info.json().get("version") if info.status_code == 200 else None
     except httpx.HTTPError as exc:
         return {"url": url, "ready": False, "version": None, "error": type(exc).__name__}

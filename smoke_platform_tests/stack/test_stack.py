@@ -45,6 +45,10 @@ def _group_alive(pgid):
     return True
 
 
+API_KEY = "stack-key-" + "7Hq2xZp9"  # built here: no file holds it whole but this one
+KAFKA_PASSWORD = "kafka-pw-" + "Lm4Rt8Wv"
+
+
 def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_model, tmp_path):
     home = tmp_path / "dagster-home"
     home.mkdir()
@@ -58,7 +62,10 @@ def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_
         "SMOKE_STREAM_DIR": str(tmp_path / "stream"),
         "SMOKE_WINDOWED_DIR": str(tmp_path / "windowed"),
         "SMOKE_SPARK_CHECKPOINT_DIR": str(tmp_path / "checkpoint"),
-        "SMOKE_API_KEY": "",
+        # Secrets every process gets and none may print: the service's API key (the worker,
+        # the dashboard and Dagster send it) and a Kafka password (unused on PLAINTEXT).
+        "SMOKE_API_KEY": API_KEY,
+        "SMOKE_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
         # The fixture's model is the champion (the initial training path is the demo's).
         "SMOKE_MODEL_TAG": served_model.version,
     }
@@ -132,6 +139,15 @@ def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_
     for name in ("dagster", "worker-0", "producer"):
         repeated = _repeated_lines(tmp_path / "stack" / "logs" / f"{name}.log", limit=10)
         assert not repeated, (name, repeated)
+    # No secret in any log, report, state or output file, nor in `smoke config`.
+    config = _smoke(env, "config")
+    assert config.returncode == 0 and "SMOKE_API_KEY" in config.stdout
+    written = [f for f in tmp_path.rglob("*") if f.is_file() and f.stat().st_size < 50_000_000]
+    assert len(written) > 20
+    for secret in (API_KEY, KAFKA_PASSWORD):
+        assert secret not in config.stdout + config.stderr
+        leaked = [str(f) for f in written if secret.encode() in f.read_bytes()]
+        assert not leaked, leaked
 
 
 def _screenshot(url, path):

@@ -48,6 +48,7 @@ class PlatformSettingsResource(dg.ConfigurableResource):
     windowed_dir: str = default(SparkSettings, "windowed_dir")
     service_url: str = default(ServiceSettings, "service_url")
     api_key: str = ""  # SMOKE_API_KEY, bound as an EnvVar: never shown in the UI
+    service_ca_file: str = default(ServiceSettings, "service_ca_file")
     reference_csv: str = default(PathSettings, "reference_csv")
 
     def path(self, *parts: str) -> Path:
@@ -59,6 +60,10 @@ class PlatformSettingsResource(dg.ConfigurableResource):
         p = under_home(self.reports_dir) / name
         p.mkdir(parents=True, exist_ok=True)
         return p
+
+    def service_verify(self) -> str | bool:
+        """How the service's certificate is checked (HTTPS): its CA, else the system's."""
+        return str(under_home(self.service_ca_file)) if self.service_ca_file else True
 
     @property
     def stream_root(self) -> Path:

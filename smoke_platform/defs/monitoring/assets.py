@@ -125,7 +125,9 @@ def model_performance_report(
         )
     threshold = float(info["metadata"]["threshold"])
     training = info["metadata"].get("holdout_metrics", {})
-    service = service_health(settings.service_url, settings.api_key)
+    service = service_health(
+        settings.service_url, settings.api_key, verify=settings.service_verify()
+    )
     outcomes = read_outputs(settings.labels_root, "outcomes")
     path, m = write_performance_report(
         preds, threshold, training, settings.report_dir("performance"), service, outcomes
