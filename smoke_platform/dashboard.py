@@ -73,7 +73,7 @@ class RecentAlerts:
         consumer = Consumer(
             {
                 **self.kafka,
-                "group.id": "smoke-dashboard",  # required by the client; never joined
+                "group.id": "smoke-reader-dashboard",  # required by the client; never joined
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,9 @@ def bentoml_serve(
         str(port),
     ]
     proc = ManagedProcess(f"bentoml serve {target}", cmd, log_path, env=env, cwd=REPO_ROOT)
-    tls = (env or {}).get("SMOKE_SERVICE_SSL_CERT_FILE")  # HTTPS (`ServiceSettings.ssl`)
+    seen = {**os.environ, **(env or {})}  # what the service process gets
+    tls = seen.get("SMOKE_SERVICE_SSL_CERT_FILE")  # HTTPS (`ServiceSettings.ssl`)
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    ca = (env or {}).get("SMOKE_SERVICE_CA_FILE") or None
+    ca = seen.get("SMOKE_SERVICE_CA_FILE") or None
     proc.start().wait_http(f"{url}/readyz", timeout=180, ca=ca)
     return proc, url

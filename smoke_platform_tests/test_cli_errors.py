@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from smoke_platform.cli.app import SCENARIO_NAMES
+from smoke_platform.errors import EXIT_CONFIG
 
 
 def smoke(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
@@ -22,9 +23,9 @@ def smoke(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
     )
 
 
-def _short_error(result, *expected: str) -> None:
+def _short_error(result, *expected: str, code: int = 2) -> None:
     out = result.stdout + result.stderr
-    assert result.returncode == 2, out
+    assert result.returncode == code, out
     assert "Traceback" not in out and "╭" not in out, out
     lines = [line for line in out.splitlines() if line.strip()]
     assert len(lines) <= 2, out
@@ -72,14 +73,20 @@ def test_scenario_names_are_the_simulators():
 
 def test_a_setting_that_is_not_a_number_names_the_variable():
     _short_error(
-        smoke("worker", env={"SMOKE_BATCH_SIZE": "abc"}), "SMOKE_BATCH_SIZE='abc'", "integer"
+        smoke("worker", env={"SMOKE_BATCH_SIZE": "abc"}),
+        "SMOKE_BATCH_SIZE='abc'",
+        "integer",
+        code=EXIT_CONFIG,  # a wrong setting: `smoke up` does not restart it
     )
 
 
 @pytest.mark.slow
 def test_a_dagster_setting_that_is_not_a_number_names_the_variable():
     _short_error(
-        smoke("materialize", env={"SMOKE_ROWS": "abc"}), "SMOKE_ROWS='abc'", "SMOKE_ROWS=60000"
+        smoke("materialize", env={"SMOKE_ROWS": "abc"}),
+        "SMOKE_ROWS='abc'",
+        "SMOKE_ROWS=60000",
+        code=EXIT_CONFIG,
     )
 
 

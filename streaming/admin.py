@@ -4,6 +4,7 @@ topics (created when missing), a topic's id, and reading a topic to its end (rep
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -40,7 +41,10 @@ def probe(conn: Connection, timeout: float = 10.0) -> str | None:
     from confluent_kafka.admin import AdminClient
 
     errors: list[KafkaError] = []
-    admin = AdminClient(client_config(conn, log_level=0, error_cb=errors.append))
+    lines = _Lines()  # librdkafka's own log, kept here (a probe prints nothing)
+    admin = AdminClient(
+        client_config(conn, log_level=6, logger=lines.logger, error_cb=errors.append)
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -54,6 +58,14 @@ def probe(conn: Connection, timeout: float = 10.0) -> str | None:
                 return f"the broker refused this client: {err.str()}; check {_FIXES[err.name()]}"
             if err.name() == "_SSL" or "SSL handshake" in err.str() or "certificate" in err.str():
                 return f"the TLS handshake failed: {err.str()}; check {_FIXES['_SSL']}"
+
+        closed = [m for m in lines.messages if "in state APIVERSION_QUERY" in m]
+        if len(closed) >= 3:  # it accepts connections, then hangs up on the first request
+            return (
+                f"the broker closes every connection before answering ({closed[-1]}): a TLS "
+                "or SASL listener spoken to in plain text? check SMOKE_KAFKA_SECURITY_PROTOCOL "
+                "and SMOKE_KAFKA_BOOTSTRAP's port"
+            )
         if time.monotonic() >= deadline:
             servers = client_config(conn)["bootstrap.servers"]
             return f"no Kafka broker answers at {servers} within {timeout:g} s"
@@ -101,6 +113,19 @@ def missing_acls(
         if ops is not None and not set(ops) & {AclOperation.READ, AclOperation.ALL}:
             missing.append(f"READ group {group}")
     return missing
+
+
+class _Lines(logging.Handler):
+    """librdkafka's log lines of one client, kept in memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self.logger = logging.Logger("smoke.kafka.probe")  # unregistered: never printed
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def answers_metadata(conn: Connection, timeout: float = 2.0) -> bool:
@@ -166,7 +191,7 @@ def read_topic(conn: Connection, topic: str, timeout: float = 60.0) -> list:
         client_config(
             conn,
             **{
-                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                "group.id": f"smoke-reader-{uuid.uuid4().hex[:8]}",  # never joined
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
             },

@@ -94,8 +94,8 @@ class Security:
 
     keystore: Path
     ca: Path
-    users: dict[str, str]
-    node_principal: str  # "User:CN=...", the node certificate's subject
+    users: dict[str, str] = field(repr=False)  # passwords: never in a test's failure output
+    node_principal: str = "User:CN=smoke-kafka"  # the node certificate's subject
 
     def properties(self, node: KafkaNode) -> dict[str, Any]:
         admin = self.users["admin"]

@@ -81,6 +81,9 @@ def spark_session(
         .config("spark.driver.extraJavaOptions", logging)
         .config("spark.sql.shuffle.partitions", str(s.spark_shuffle_partitions))
         .config("spark.ui.enabled", "false")
+        # Spark's default pattern plus the Kafka connection's secrets (JAAS, a PEM key):
+        # redacted wherever Spark prints options (plans, logs, event logs).
+        .config("spark.redaction.regex", r"(?i)secret|password|token|access[.]?key|jaas|\.key$")
         .config("spark.ui.showConsoleProgress", "false")  # no progress bars in logs
         # Local mode talks over loopback; against a cluster, the executors must reach the
         # driver: set SMOKE_SPARK_DRIVER_HOST to this host's name or address.

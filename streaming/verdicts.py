@@ -121,7 +121,7 @@ class LifecycleView:
         consumer = Consumer(
             s.kafka(
                 **{
-                    "group.id": "smoke-lifecycles",  # required by the client; never joined
+                    "group.id": "smoke-reader-lifecycles",  # required by the client; never joined
                     "enable.auto.commit": False,
                     "isolation.level": "read_committed",
                 }

@@ -197,6 +197,9 @@ class StreamWorker(Supervision):
         self.preflight()
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         self.scorer.local.preload()
+        # The served model's explainer, before a batch's raised alert (inside its
+        # transaction) would have to wait for the load.
+        self.explainers.warm(served_model_tag())
         self.sink.topic_id = self.guard.topic_id = topic_id(self.s)
         try:
             self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
@@ -239,8 +242,8 @@ class StreamWorker(Supervision):
         if missing:
             raise ConfigError(
                 f"the broker's ACLs deny {self._principal()} what the worker needs: "
-                f"{'; '.join(missing)} (grant them, e.g. kafka-acls.sh --add "
-                f"--allow-principal {self._principal()} --operation Read --topic {s.topic})"
+                f"{'; '.join(missing)} (grant each with kafka-acls.sh --add "
+                f"--allow-principal {self._principal()} --operation <op> --topic|--group <name>)"
             )
 
     def poll_once(self) -> int:

@@ -45,12 +45,18 @@ def main() -> None:
 
 
 def _exit_code(exc: BaseException) -> int:
-    """2, or the code of the `UserError` behind `exc` (78: a setting is wrong)."""
-    from smoke_platform.errors import UserError
+    """78 (`EXIT_CONFIG`) when a setting is wrong: an invalid SMOKE_* value, or a
+    `ConfigError` (credentials, a CA, a missing ACL), which a supervisor does not restart;
+    else the code of the `UserError` behind `exc`, or 2."""
+    import pydantic
+
+    from smoke_platform.errors import EXIT_CONFIG, UserError
 
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, UserError):
             return cause.exit_code
+        if isinstance(cause, pydantic.ValidationError) and cause.title.endswith("Settings"):
+            return EXIT_CONFIG
         cause = cause.__cause__ or cause.__context__
     return 2

@@ -139,7 +139,9 @@ class Attribution:
             return np.asarray(x, dtype="float64") * self._linear
         if self._tree is None:
             raise ValueError("this model kind has no attribution (see `supported`)")
-        values = np.asarray(self._tree.shap_values(x))
+        # No additivity check: float32 split thresholds against float64 inputs trip it
+        # (a known shap false alarm) and would cost a batch its reasons; tested instead.
+        values = np.asarray(self._tree.shap_values(x, check_additivity=False))
         return values[..., 1] if values.ndim == 3 else values  # the fire class's
 
     def reasons(self, records: list[Mapping[str, Any]], top: int = TOP) -> list[str]:
@@ -189,6 +191,7 @@ class Explainer:
 
     attribution: Attribution | None = None
     profile: Mapping[str, list[float]] | None = None
+    version: str = ""  # the concrete `name:version` (a cache also keys it by this)
 
     def explain(self, records: list[Mapping[str, Any]]) -> list[dict[str, str]]:
         """`reasons` and `drivers` of each raising reading; an explanation that fails
@@ -215,7 +218,7 @@ def explainer_for(model: ScoringModel) -> Explainer:
     except Exception as exc:  # e.g. a tree kind shap cannot read: drivers still explain
         log.warning("%s: no attribution (%s: %s)", model.version, type(exc).__name__, exc)
         attribution = None
-    return Explainer(attribution, model.metadata.get("normal_profile"))
+    return Explainer(attribution, model.metadata.get("normal_profile"), model.version)
 
 
 class VersionCache:
@@ -254,6 +257,9 @@ class VersionCache:
                 return None
             self._failed.pop(model_version, None)
             self._cache[model_version] = loaded
+            concrete = getattr(loaded, "version", "")
+            if concrete:  # warmed by a tag (`name:latest`): scores name the version
+                self._cache.setdefault(concrete, loaded)
             return loaded
 
     def warm(self, model_version: str | None) -> None:

@@ -139,6 +139,12 @@ class KafkaSettings(BaseSettings):
                 f"SMOKE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
                 "SMOKE_KAFKA_SASL_USERNAME and SMOKE_KAFKA_SASL_PASSWORD"
             )
+        secret = self.kafka_sasl_password.get_secret_value()
+        if any(c in text for text in (self.kafka_sasl_username, secret) for c in "\r\n\0"):
+            raise ValueError(
+                "SMOKE_KAFKA_SASL_USERNAME and SMOKE_KAFKA_SASL_PASSWORD may not hold line "
+                "breaks or NUL characters"
+            )
         if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
             raise ValueError(
                 "mutual TLS needs both SMOKE_KAFKA_SSL_CERT_FILE and SMOKE_KAFKA_SSL_KEY_FILE "

@@ -109,3 +109,18 @@ def test_warming_loads_once_in_the_background_and_a_caller_waits_for_it():
     assert got == [{"version": "m:1"}] and calls == ["m:1"]
     cache.warm("m:1")  # loaded: nothing to do
     assert calls == ["m:1"]
+
+
+def test_a_version_warmed_by_its_tag_is_found_by_its_concrete_version():
+    """The worker warms `name:latest`; scores name `name:<version>`: one load serves both."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    def load(tag):
+        calls.append(tag)
+        return SimpleNamespace(version="m:abc123")
+
+    cache = VersionCache(load)
+    loaded = cache("m:latest")
+    assert cache("m:abc123") is loaded and calls == ["m:latest"]

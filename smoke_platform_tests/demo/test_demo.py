@@ -12,6 +12,9 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.dagster, pytest.mark.kafka, pytest.mark.spark]
 
 
+SECRETS = ("demo-key-" + "Qw3rT7yU", "kafka-pw-" + "Zx8Cv2Bn")  # whole only in memory
+
+
 def test_the_demo_runs_end_to_end_quietly_and_leaves_what_was_there(tmp_path):
     home = tmp_path / "home"
     marker = home / "data" / "processed_stream" / "predictions" / "date=2026-01-01" / "mine.txt"
@@ -25,6 +28,10 @@ def test_the_demo_runs_end_to_end_quietly_and_leaves_what_was_there(tmp_path):
         "DAGSTER_HOME": str(tmp_path / "dagster"),
         "BENTOML_HOME": str(tmp_path / "bentoml"),
         "SMOKE_STREAM_DIR": str(home / "data" / "processed_stream"),  # ignored by the demo
+        # Secrets in the environment (the demo's own service is open, its broker PLAINTEXT):
+        # whatever the demo prints or writes, neither may appear in it.
+        "SMOKE_API_KEY": SECRETS[0],
+        "SMOKE_KAFKA_SASL_PASSWORD": SECRETS[1],
     }
     result = subprocess.run(
         [sys.executable, "-m", "smoke_platform.cli", "demo"],
@@ -57,3 +64,7 @@ def test_the_demo_runs_end_to_end_quietly_and_leaves_what_was_there(tmp_path):
     assert ": ready; serving model" in performance.with_suffix(".md").read_text()
     assert marker.read_text() == "a deployment's file"
     assert sorted(p.name for p in marker.parent.iterdir()) == ["mine.txt"]
+    written = [f for f in tmp_path.rglob("*") if f.is_file() and f.stat().st_size < 50_000_000]
+    for secret in SECRETS:
+        assert secret not in out
+        assert not [str(f) for f in written if secret.encode() in f.read_bytes()]

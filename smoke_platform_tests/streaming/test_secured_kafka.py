@@ -27,7 +27,9 @@ from streaming.producer import produce, scenario_records
 from streaming.sink import read_outputs
 from streaming.worker import StreamWorker
 
-USERS = ("admin", "producer", "worker", "stranger")
+pytestmark = [pytest.mark.kafka, pytest.mark.bentoml]
+
+USERS = ("admin", "producer", "worker", "spark", "dagster", "stranger")
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,7 @@ def _settings(secured, user, tmp_path, tag, **over):
         predictions_topic=f"sec-pred-{tag}",
         alerts_topic=f"sec-alerts-{tag}",
         trouble_topic=f"sec-trouble-{tag}",
+        verdicts_topic=f"sec-verdicts-{tag}",
         group_id=f"sec-workers-{tag}",
         worker_id="w",
         transaction_timeout_ms=10_000,
@@ -98,7 +101,8 @@ def _settings(secured, user, tmp_path, tag, **over):
 def _grant(secured, settings: StreamSettings, txn: bool = True) -> None:
     """The ACLs of the platform's principals on `settings`' topics: the producer writes the
     readings topic; the worker reads it in its group and writes its outputs under its
-    transactional id. Nothing else."""
+    transactional id; Spark reads the readings and writes window alerts; Dagster reads
+    alerts, trouble signals and verdicts. Nothing else."""
     from confluent_kafka.admin import (
         AclBinding,
         AclOperation,
@@ -110,17 +114,29 @@ def _grant(secured, settings: StreamSettings, txn: bool = True) -> None:
 
     cluster, security = secured
     admin = AdminClient(security.client(cluster.bootstrap))
-    create_topics(security.client(cluster.bootstrap), platform_topics(settings, 1))
+    create_topics(
+        security.client(cluster.bootstrap),
+        {**platform_topics(settings, 1), settings.verdicts_topic: 1},
+    )
 
-    def allow(kind, name, user, op):
-        return AclBinding(
-            kind, name, ResourcePatternType.LITERAL, f"User:{user}", "*", op,
-            AclPermissionType.ALLOW,
-        )  # fmt: skip
+    def allow(kind, name, user, op, prefix=False):
+        pattern = ResourcePatternType.PREFIXED if prefix else ResourcePatternType.LITERAL
+        return AclBinding(kind, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
 
     s = settings
     bindings = [
         allow(ResourceType.TOPIC, s.topic, "producer", AclOperation.WRITE),
+        # Spark's window job: reads the readings (its source's own consumer groups), writes
+        # window alerts. Dagster (operator labels) and the dashboard: read what was raised
+        # and what operators said.
+        allow(ResourceType.TOPIC, s.topic, "spark", AclOperation.READ),
+        allow(ResourceType.TOPIC, s.alerts_topic, "spark", AclOperation.WRITE),
+        allow(ResourceType.GROUP, "spark-kafka-source-", "spark", AclOperation.READ, True),
+        *(
+            allow(ResourceType.TOPIC, t, "dagster", AclOperation.READ)
+            for t in (s.alerts_topic, s.trouble_topic, s.verdicts_topic)
+        ),
+        allow(ResourceType.GROUP, "smoke-reader-", "dagster", AclOperation.READ, True),
         allow(ResourceType.TOPIC, s.topic, "worker", AclOperation.READ),
         allow(ResourceType.GROUP, s.group_id, "worker", AclOperation.READ),
         *(
@@ -185,8 +201,10 @@ def test_a_principal_without_the_acls_is_refused_naming_them(secured, tmp_path):
         StreamWorker(no_txn).run(idle_stop_s=2)
 
 
-@pytest.mark.parametrize("fault", ["password", "ca"])
-def test_a_wrong_password_or_an_unknown_ca_ends_the_process_in_one_line(secured, tmp_path, fault):
+@pytest.mark.parametrize("fault", ["password", "ca", "protocol"])
+def test_a_wrong_password_an_unknown_ca_or_protocol_ends_the_process_in_one_line(
+    secured, tmp_path, fault
+):
     """`smoke worker` and `smoke produce`, as `smoke up` runs them: exit code 78 within
     15 s, one error line naming the setting, and the password in no output."""
     tag = uuid.uuid4().hex[:6]
@@ -195,10 +213,13 @@ def test_a_wrong_password_or_an_unknown_ca_ends_the_process_in_one_line(secured,
     if fault == "password":
         bad = good.model_copy(update={"kafka_sasl_password": SecretStr("not-the-password")})
         named = "SMOKE_KAFKA_SASL_PASSWORD"
-    else:
+    elif fault == "ca":
         other = Authority(tmp_path / "other-ca", "another-ca")
         bad = good.model_copy(update={"kafka_ssl_ca_file": str(other.ca)})
         named = "SMOKE_KAFKA_SSL_CA_FILE"
+    else:  # a PLAINTEXT client on the SASL_SSL listener
+        bad = good.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
+        named = "SMOKE_KAFKA_SECURITY_PROTOCOL"
     env = {**os.environ, **environment(bad)}
     for command in (["worker"], ["produce", "--count", "5"]):
         started = time.monotonic()
@@ -239,3 +260,58 @@ def test_the_service_certificate_is_checked_against_the_configured_ca(https_serv
     plain = https_service.replace("https://", "http://")
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{plain}/readyz", timeout=5)
+
+
+@pytest.mark.spark
+def test_the_spark_window_job_and_dagsters_verdict_reader_work_over_sasl_ssl(
+    secured, tmp_path, served_model, monkeypatch
+):
+    """Spark's Kafka source and sink with `spark_kafka_options()` (SCRAM over TLS, the CA as
+    a PEM trust store) as the `spark` principal: windows from a burning sensor and its window
+    alert on the alerts topic; then Dagster's Kafka resource, with the connection from the
+    environment as a deployment sets it, folds that alert as the `dagster` principal."""
+    from smoke_platform.defs.common.resources import KafkaResource
+    from streaming.spark_job import spark_session, start_query
+    from streaming.verdicts import lifecycles
+
+    tag = uuid.uuid4().hex[:6]
+    base = _settings(secured, "producer", tmp_path, tag)
+    _grant(secured, base)
+    records = scenario_records(["wood_fire"], seconds=900, seed=4)
+    assert produce(records, base, echo=lambda *_: None).failed == 0
+    spark_settings = _settings(secured, "spark", tmp_path, tag)
+    session = spark_session("local[2]", app="smoke-secured")
+    try:
+        query = start_query(
+            session,
+            spark_settings.spark_kafka_options(),
+            spark_settings.topic,
+            str(tmp_path / "win"),
+            str(tmp_path / "ckpt"),
+            available_now=True,
+            model_tag=served_model.version,
+            alerts_topic=spark_settings.alerts_topic,
+        )
+        query.awaitTermination(600)
+        assert query.exception() is None
+    finally:
+        session.stop()
+    windows = read_outputs(tmp_path / "win")
+    assert len(windows) > 0 and set(windows["sensor_id"]) == {"sensor-000"}
+    cluster, security = secured
+    alerts = read_topic(security.client(cluster.bootstrap), spark_settings.alerts_topic, 60)
+    assert alerts, "the fire's window alert on the alerts topic"
+    # Dagster: the resource takes topics from its config and the connection from the
+    # environment (SMOKE_KAFKA_*), the password never in the resource's config.
+    dagster = _settings(secured, "dagster", tmp_path, tag)
+    for key, value in environment(dagster).items():
+        if key.startswith("SMOKE_KAFKA_"):
+            monkeypatch.setenv(key, value)
+    resource = KafkaResource(
+        kafka_bootstrap=cluster.bootstrap,
+        alerts_topic=dagster.alerts_topic,
+        trouble_topic=dagster.trouble_topic,
+        verdicts_topic=dagster.verdicts_topic,
+    )
+    known = lifecycles(resource.stream_settings(), timeout=30)
+    assert {r.subject for r in known.values()} == {"sensor-000"}

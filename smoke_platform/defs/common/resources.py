@@ -214,7 +214,7 @@ def bind(cls: type[R], resolved: bool = False, **fixed: Any) -> R:
     load, naming the variable, the value and an example."""
     import pydantic
 
-    from smoke_platform.errors import UserError
+    from smoke_platform.errors import SECRET_WORDS, ConfigError
 
     fields: dict[str, Any] = dict(fixed)
     for section in SECTIONS:
@@ -225,11 +225,14 @@ def bind(cls: type[R], resolved: bool = False, **fixed: Any) -> R:
             values = section()
         except pydantic.ValidationError as exc:
             err = exc.errors()[0]
-            name = str(err["loc"][0]) if err.get("loc") else ""
+            message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            if not err.get("loc"):  # a rule over several settings: its message names them
+                raise ConfigError(message) from None
+            name = str(err["loc"][0])
             var = variable(section, name)
-            raise UserError(
-                f"{var}={err.get('input')!r}: {err.get('msg', 'invalid')} "
-                f"(e.g. {var}={default(section, name)})"
+            shown = "***" if any(w in name for w in SECRET_WORDS) else repr(err.get("input"))
+            raise ConfigError(
+                f"{var}={shown}: {message} (e.g. {var}={default(section, name)})"
             ) from None
         for field, var in bound.items():
             value = getattr(values, field)
