@@ -21,12 +21,10 @@ from pydantic import SecretStr
 from bench.common import report
 
 
-def _setup(work: Path):
-    from bench.bench_serving import _model_and_readings
+def _setup(work: Path, model):
     from smoke_platform.serving import bentoml_serve
     from streaming.embedded import start_broker
 
-    model, _ = _model_and_readings()
     broker, bootstrap = start_broker(work / "broker.log")
     service, url = bentoml_serve(
         "bentos.service:SmokeDetector",
@@ -243,13 +241,16 @@ def supervision(model_tag: str) -> None:
 def run() -> None:
     work = Path(tempfile.mkdtemp(prefix="smoke-bench-stream-"))
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
+    from bench.bench_serving import _model_and_readings
     from streaming.demo import latency_ms
     from streaming.sink import read_outputs
 
-    model, broker, bootstrap, service, url = _setup(work)
-    os.environ["SMOKE_MODEL_TAG"] = model.version  # for the local-model run
+    model, _ = _model_and_readings()
+    # The worker core's CPU ratios first, with no broker or service idling beside them.
     supervision(model.version)
     explanations(model.version)
+    model, broker, bootstrap, service, url = _setup(work, model)
+    os.environ["SMOKE_MODEL_TAG"] = model.version  # for the local-model run
     try:
         n = 60_000
         for name, down in (("service", False), ("local", True)):

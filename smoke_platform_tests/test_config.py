@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from smoke_platform.config import MASK, settings_tree, variables
 from smoke_platform_tests.conftest import REPO
 
@@ -170,3 +172,20 @@ def test_an_incomplete_kafka_connection_is_named_and_its_password_never_printed(
     out = done.stdout + done.stderr
     assert done.returncode == EXIT_CONFIG, out  # a wrong setting: never restarted
     assert "SMOKE_KAFKA_SASL_USERNAME" in out and "must-not-print" not in out, out
+
+
+def test_a_certificate_needs_its_key_and_every_pem_file_must_exist(tmp_path):
+    import pydantic
+
+    from smoke_platform.core.settings import KafkaSettings, ServiceSettings
+
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    with pytest.raises(pydantic.ValidationError, match="SMOKE_SERVICE_SSL_KEY_FILE"):
+        ServiceSettings(service_ssl_cert_file=str(cert))
+    with pytest.raises(pydantic.ValidationError, match=r"SMOKE_KAFKA_SSL_CA_FILE='nope\.pem'"):
+        KafkaSettings(kafka_ssl_ca_file="nope.pem")
+    tls = ServiceSettings(service_ssl_cert_file=str(cert), service_ssl_key_file=str(cert))
+    assert tls.ssl() == {"enabled": True, "certfile": str(cert), "keyfile": str(cert)}
+    assert ServiceSettings(service_ca_file=str(cert)).verify() == str(cert)
+    assert ServiceSettings().verify() is True

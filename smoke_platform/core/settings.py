@@ -89,6 +89,20 @@ class DataSettings(BaseSettings):
     sensors: int = _f(8, "sensors the simulator spreads its sessions over", gt=0)
 
 
+def _tls_files(settings: BaseSettings, what: str, cert: str, key: str, ca: str) -> None:
+    """A certificate comes with its key, and every PEM file named exists (the message
+    names the variables; the settings' prefix is SMOKE_)."""
+    if bool(getattr(settings, cert)) != bool(getattr(settings, key)):
+        raise ValueError(
+            f"{what} needs both SMOKE_{cert.upper()} and SMOKE_{key.upper()} (given: cert "
+            f"{getattr(settings, cert)!r}, key {getattr(settings, key)!r})"
+        )
+    for name in (cert, key, ca):
+        path = getattr(settings, name)
+        if path and not under_home(path).is_file():
+            raise ValueError(f"SMOKE_{name.upper()}={path!r}: no such file")
+
+
 class KafkaSettings(BaseSettings):
     """The Kafka connection, topics and consumer group of the streaming side."""
 
@@ -145,15 +159,9 @@ class KafkaSettings(BaseSettings):
                 "SMOKE_KAFKA_SASL_USERNAME and SMOKE_KAFKA_SASL_PASSWORD may not hold line "
                 "breaks or NUL characters"
             )
-        if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
-            raise ValueError(
-                "mutual TLS needs both SMOKE_KAFKA_SSL_CERT_FILE and SMOKE_KAFKA_SSL_KEY_FILE "
-                f"(given: cert {self.kafka_ssl_cert_file!r}, key {self.kafka_ssl_key_file!r})"
-            )
-        for name in ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file"):
-            path = getattr(self, name)
-            if path and not under_home(path).is_file():
-                raise ValueError(f"SMOKE_{name.upper()}={path!r}: no such file")
+        _tls_files(
+            self, "mutual TLS", "kafka_ssl_cert_file", "kafka_ssl_key_file", "kafka_ssl_ca_file"
+        )
         return self
 
     def _files(self) -> dict[str, str]:
@@ -260,15 +268,9 @@ class ServiceSettings(BaseSettings):
 
     @pydantic.model_validator(mode="after")
     def _tls(self) -> ServiceSettings:
-        if bool(self.service_ssl_cert_file) != bool(self.service_ssl_key_file):
-            raise ValueError(
-                "HTTPS needs both SMOKE_SERVICE_SSL_CERT_FILE and SMOKE_SERVICE_SSL_KEY_FILE "
-                f"(given: cert {self.service_ssl_cert_file!r}, key {self.service_ssl_key_file!r})"
-            )
-        for name in ("service_ssl_cert_file", "service_ssl_key_file", "service_ca_file"):
-            path = getattr(self, name)
-            if path and not under_home(path).is_file():
-                raise ValueError(f"SMOKE_{name.upper()}={path!r}: no such file")
+        _tls_files(
+            self, "HTTPS", "service_ssl_cert_file", "service_ssl_key_file", "service_ca_file"
+        )
         return self
 
     def ssl(self) -> dict[str, Any]:
