@@ -263,13 +263,14 @@ def test_the_service_certificate_is_checked_against_the_configured_ca(https_serv
 
 
 @pytest.mark.spark
-def test_the_spark_window_job_and_dagsters_verdict_reader_work_over_sasl_ssl(
+def test_the_spark_window_job_and_dagsters_operator_labels_work_over_sasl_ssl(
     secured, tmp_path, served_model, monkeypatch
 ):
     """Spark's Kafka source and sink with `spark_kafka_options()` (SCRAM over TLS, the CA as
     a PEM trust store) as the `spark` principal: windows from a burning sensor and its window
     alert on the alerts topic; then Dagster's Kafka resource, with the connection from the
-    environment as a deployment sets it, folds that alert as the `dagster` principal."""
+    environment as a deployment sets it, folds that alert as the `dagster` principal, and
+    the `operator_labels` asset materialises through it."""
     from smoke_platform.defs.common.resources import KafkaResource
     from streaming.spark_job import spark_session, start_query
     from streaming.verdicts import lifecycles
@@ -315,3 +316,26 @@ def test_the_spark_window_job_and_dagsters_verdict_reader_work_over_sasl_ssl(
     )
     known = lifecycles(resource.stream_settings(), timeout=30)
     assert {r.subject for r in known.values()} == {"sensor-000"}
+    # ... and the asset that reads them, materialised with that resource.
+    import dagster as dg
+
+    from smoke_platform.defs.common.resources import PlatformSettingsResource
+    from smoke_platform.defs.monitoring.outcomes import operator_labels
+
+    day = min(r.raised_at for r in known.values())[:10]
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("stream_dates", [day])
+        run = dg.materialize(
+            [operator_labels],
+            partition_key=day,
+            instance=instance,
+            resources={
+                "settings": PlatformSettingsResource(
+                    data_dir=str(tmp_path / "data"), stream_dir=str(tmp_path / "stream")
+                ),
+                "kafka": resource,
+            },
+        )
+        assert run.success
+        meta = run.asset_materializations_for_node("operator_labels")[0].metadata
+        assert meta["alerts"].value == len(known)
