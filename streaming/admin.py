@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streaming.config import KAFKA_LOG, StreamSettings
@@ -73,8 +73,8 @@ def probe(conn: Connection, timeout: float = 10.0) -> str | None:
 
 def missing_acls(
     conn: Connection,
-    reads: list[str] = (),  # type: ignore[assignment]
-    writes: list[str] = (),  # type: ignore[assignment]
+    reads: Sequence[str] = (),
+    writes: Sequence[str] = (),
     group: str | None = None,
     timeout: float = 10.0,
 ) -> list[str]:
