@@ -100,7 +100,12 @@ def _records_with_poison(n_sensors_sets, seconds, seed, every=97):
     for i, rec in enumerate(records):
         out.append(rec)
         if i % every == every - 1:
-            out.append({"poison": f'{{"sensor_id": "{rec["sensor_id"]}", "temperature_c": '})
+            out.append(
+                {
+                    "poison": f'{{"sensor_id": "{rec["sensor_id"]}", "temperature_c": ',
+                    "key": rec["sensor_id"],
+                }
+            )
     return out
 
 
@@ -108,7 +113,9 @@ def _produce_mixed(settings, items):
     producer = ReadingProducer(settings)
     for item in items:
         if "poison" in item:
-            producer.send_raw(item["poison"].encode(), b"poison")
+            # Keyed like the reading before it, so every partition carries poison: a batch
+            # drawn from any one partition holds dead letters.
+            producer.send_raw(item["poison"].encode(), item["key"].encode())
         else:
             producer.send(item)
     assert producer.flush() == 0
