@@ -62,7 +62,7 @@ def _run(settings, producer_args: list[str], work: Path):
     import sys
 
     from streaming.demo import wait_for_assignment
-    from streaming.sink import read_outputs
+    from streaming.tables import read_outputs
     from streaming.worker import StreamWorker
 
     worker = StreamWorker(settings)
@@ -243,7 +243,7 @@ def run() -> None:
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
     from bench.bench_serving import _model_and_readings
     from streaming.demo import latency_ms
-    from streaming.sink import read_outputs
+    from streaming.tables import read_outputs
 
     model, _ = _model_and_readings()
     # The worker core's CPU ratios first, with no broker or service idling beside them.

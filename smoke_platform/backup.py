@@ -6,8 +6,10 @@ Parts (each a folder the settings name, resolved under SMOKE_HOME when relative)
 - `dagster`: the Dagster instance (`$DAGSTER_HOME`): its SQLite databases copied with
   SQLite's online backup (a consistent copy while Dagster runs), its other files as
   they are;
-- `data`: the asset store (`SMOKE_DATA_DIR`), `reports`, `stream` (the worker's output
-  and partition state) and `windowed` (the Spark job's output).
+- `data`: the asset store (`SMOKE_DATA_DIR`), `reports`, `stream` (the worker's tables
+  and partition state) and `windowed` (the Spark job's output). Each Delta table is
+  copied at one version (its log up to it and the files it reads: consistent while the
+  worker writes), after the partition state, so a table is never behind the state.
 
 An archive is a gzip tar with `manifest.json` first. Restore writes into empty folders
 only; over existing ones only when told, by naming the root (`--replace <SMOKE_HOME>`),
@@ -62,13 +64,19 @@ def _postgres_instance(dagster_home: Path) -> bool:
     return config.exists() and "postgres" in config.read_text().lower()
 
 
-def _stage(part: Part, into: Path) -> int:
-    """Copy `part` into `into` (databases through SQLite's backup); the files copied."""
+def _stage(part: Part, into: Path) -> tuple[int, dict[str, int]]:
+    """Copy `part` into `into` (databases through SQLite's backup, Delta tables at one
+    version); the files copied and each table's version."""
+    from streaming.tables import copy_table, is_table, tables_under
+
+    tables = {"": part.path} if is_table(part.path) else dict(tables_under(part.path))
     count = 0
     for source in sorted(part.path.rglob("*")):
         relative = source.relative_to(part.path)
         if SKIP & set(relative.parts) or not source.is_file():
             continue
+        if any(source.is_relative_to(t) for t in tables.values()):
+            continue  # below, at one version
         target = into / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.suffix == ".db":
@@ -82,7 +90,13 @@ def _stage(part: Part, into: Path) -> int:
         else:
             shutil.copy2(source, target)
         count += 1
-    return count
+    # After the partition state (above): a table is then never behind the state that
+    # says what it holds; a restored worker replays the difference into it.
+    versions = {}
+    for name, path in tables.items():
+        versions[f"{part.name}/{name}".rstrip("/")], n = copy_table(path, into / name)
+        count += n
+    return count, versions
 
 
 def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
@@ -102,11 +116,18 @@ def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
     }
     with tempfile.TemporaryDirectory(prefix="smoke-backup-") as tmp:
         staging = Path(tmp)
-        files = {}
+        files: dict[str, int] = {}
+        tables: dict[str, int] = {}
         for part in chosen:
-            files[part.name] = _stage(part, staging / part.name) if part.path.is_dir() else 0
+            files[part.name], versions = (
+                _stage(part, staging / part.name) if part.path.is_dir() else (0, {})
+            )
+            tables |= versions
             echo(f"  {part.name:<8} {files[part.name]:>6} files  from {part.path}")
+        for name, version in tables.items():
+            echo(f"  table {name} at version {version}")
         manifest["files"] = files
+        manifest["tables"] = tables
         manifest["champion"] = _champion()
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
         out.parent.mkdir(parents=True, exist_ok=True)

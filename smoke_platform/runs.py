@@ -11,14 +11,14 @@ from typing import Any
 
 def selected_keys(definitions: object, selection: str) -> list:
     """Unpartitioned asset keys for `selection`; "*" leaves out monitoring, which needs
-    stream output (the demo runs it after streaming). Partitioned assets run per
-    partition (see `register_stream_days`)."""
+    stream output (the demo runs it after streaming), and the tables' maintenance (on its
+    schedules). Partitioned assets run per partition (see `register_stream_days`)."""
     import dagster as dg
 
     graph = definitions.resolve_asset_graph()  # type: ignore[attr-defined]
     chosen = dg.AssetSelection.from_string(selection)
     if selection == "*":
-        chosen = chosen - dg.AssetSelection.groups("monitoring")
+        chosen = chosen - dg.AssetSelection.groups("monitoring", "maintenance")
     return sorted(k for k in chosen.resolve(graph) if not graph.get(k).is_partitioned)
 
 

@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
+
+from streaming.tables import Tables, read_outputs, stats
 
 pytestmark = [pytest.mark.dagster, pytest.mark.bentoml, pytest.mark.slow]
 
@@ -54,9 +57,16 @@ def test_backup_wipe_restore_brings_back_model_history_and_stream_output(tmp_pat
     root.mkdir()
     trained = _smoke(root, "materialize", "--select", "*smoke_classifier")
     assert trained.returncode == 0, trained.stdout + trained.stderr
-    stream_file = root / "data/processed_stream/predictions/date=2026-11-29/part-0.parquet"
-    stream_file.parent.mkdir(parents=True)
-    stream_file.write_bytes(b"PAR1 the worker's output stands in here PAR1")
+    stream = root / "data/processed_stream"
+    tables = Tables(stream)
+    for day in ("2026-11-28", "2026-11-29"):
+        tables.append("predictions", [{"ts": f"{day}T10:00:00+00:00", "offset": 1, "p": 0.5}])
+    tables.append("alerts", [{"ts": "2026-11-29T10:00:00+00:00", "alert_id": "a1"}])
+    state = stream / "_state" / "smoke_sensor_data-p0.json"
+    state.parent.mkdir()
+    state.write_text('{"hwm": 1, "sensors": {}}')
+    query = [("predictions", ["2026-11-29"]), ("predictions", None), ("alerts", None)]
+    answers = [read_outputs(stream, kind, days) for kind, days in query]
     champion, runs = _champion(root), _runs(root / ".dagster_home")
     assert champion.startswith("smoke_detector:") and runs
 
@@ -64,6 +74,7 @@ def test_backup_wipe_restore_brings_back_model_history_and_stream_output(tmp_pat
     made = _smoke(root, "backup", "--out", str(archive))
     assert made.returncode == 0, made.stdout + made.stderr
     assert f"champion {champion}" in made.stdout
+    assert "table stream/predictions at version 1" in made.stdout
     again = _smoke(root, "backup", "--out", str(archive))
     assert again.returncode == 2 and "never overwrites" in again.stderr  # nothing clobbered
 
@@ -73,7 +84,10 @@ def test_backup_wipe_restore_brings_back_model_history_and_stream_output(tmp_pat
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert _champion(root) == champion
     assert _runs(root / ".dagster_home") == runs
-    assert stream_file.read_bytes() == b"PAR1 the worker's output stands in here PAR1"
+    assert state.read_text() == '{"hwm": 1, "sensors": {}}'
+    for (kind, days), answer in zip(query, answers, strict=True):
+        pd.testing.assert_frame_equal(read_outputs(stream, kind, days), answer)
+    assert stats(stream / "predictions")["version"] == 1
 
     # Something that is not a backup is refused in one line, and nothing is written.
     junk = tmp_path / "junk.tar.gz"

@@ -14,7 +14,7 @@ from streaming.admin import create_topics, platform_topics
 from streaming.config import StreamSettings
 from streaming.embedded import start_broker
 from streaming.producer import produce, scenario_records
-from streaming.sink import read_outputs
+from streaming.tables import read_outputs
 from streaming.worker import StreamWorker
 
 SCENARIOS = ("wood_fire", "cooking_steam", "gas_fire", "normal_indoor")
@@ -151,5 +151,7 @@ def _summary(settings: StreamSettings, echo: Any) -> dict:
             f"end-to-end latency (reading time -> prediction written): p50 {lat.median():.0f} ms, "
             f"p99 {lat.quantile(0.99):.0f} ms"
         )
-    echo(f"stream outputs under {settings.stream_dir}/ (predictions/, alerts/ by date)")
+    echo(
+        f"stream outputs under {settings.stream_dir}/ (Delta tables: predictions, alerts, trouble)"
+    )
     return {"predictions": len(preds), "alerts": alerts, "latency_ms": lat}

@@ -57,14 +57,14 @@ OFFSET_BEGINNING = -2  # librdkafka's logical offset: the partition's first mess
 @dataclass(frozen=True)
 class ResumePlan:
     start: int  # the offset to consume from
-    replay_until: int | None  # below this offset: into the files only (already published)
+    replay_until: int | None  # below this offset: into the tables only (already published)
 
 
 def resume_plan(hwm: int, committed: int) -> ResumePlan:
-    """Where a partition resumes, from the files' high-water mark (`hwm`: the last offset
+    """Where a partition resumes, from the state's high-water mark (`hwm`: the last offset
     whose outputs are durable, -1 for none) and the group's committed offset (the next to
-    publish; negative for none): right after the files; what lies between the files and the
-    committed offset was published and committed already, so it is replayed into the files
+    publish; negative for none): right after the state; what lies between it and the
+    committed offset was published and committed already, so it is replayed into the tables
     only."""
     if committed >= 0 and committed > hwm + 1:
         return ResumePlan(hwm + 1 if hwm >= 0 else OFFSET_BEGINNING, committed)

@@ -1,7 +1,7 @@
 """The stream worker's supervision between batches: trouble signals (`core.trouble`) judged
 on every tick, published in a Kafka transaction of their own, stored with the partition's
 state, counted, logged and notified. A part of `StreamWorker` (a mixin: it uses the
-worker's producer, transaction calls, sink and core)."""
+worker's producer, transaction calls, sink, tables and core)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import logging
 import time
 from typing import Any
 
-import pandas as pd
 from pydantic_core import to_json
 
 from streaming.processor import BatchOutput
@@ -24,6 +23,7 @@ class Supervision:
     s: Any
     core: Any
     sink: Any
+    tables: Any
     metrics: Any
     notifier: Any
     platform: Any
@@ -102,23 +102,18 @@ class Supervision:
             log.warning("trouble signals not published (%s): judged again", exc)
             self._abort_after_failure()
             return
-        tag = f"-t{int(wall * 1000)}"
+        # Judged between batches: stored in one commit, then each partition's state
+        # (which remembers them open); the platform's own signals in the same commit.
+        self.tables.append("trouble", events)
         for partition in sorted({e["partition"] for e in events if e["partition"] is not None}):
-            hwm = self.core.hwm(partition)
-            mine = pd.DataFrame([e for e in events if e["partition"] == partition])
-            snapshot = self.core.snapshot(partition)
-            self.sink.write(partition, hwm + 1, hwm, {"trouble": mine}, snapshot, tag=tag)
-        self._store_platform(events, wall)
+            self.sink.write(partition, self.core.snapshot(partition))
         self._announce_trouble(events)
 
-    def _store_platform(self, events: list[dict[str, Any]], now: float) -> None:
-        """The platform's own signals (no partition) in files of this worker's."""
+    def _store_platform(self, events: list[dict[str, Any]]) -> None:
+        """The platform's own signals of a batch (no partition: no application transaction)."""
         mine = [e for e in events if e["partition"] is None]
-        if not mine:
-            return  # the usual batch: no frame built
-        platform = pd.DataFrame(mine)
-        name = f"platform-{self.transactional_id}-t{int(now * 1000)}"
-        self.sink.write_events("trouble", name, platform)
+        if mine:
+            self.tables.append("trouble", mine)
 
     def _sensor_gauges(self) -> None:
         totals = {"known": 0, "silent": 0, "stuck": 0}
@@ -156,6 +151,6 @@ class Supervision:
 
 def live_trouble(out: BatchOutput, live: set[tuple[int, int]]) -> list[dict[str, Any]]:
     """A batch's trouble signals to publish: the platform's, and those of partitions with
-    live messages (a replay into the files publishes nothing again)."""
+    live messages (a replay into the tables publishes nothing again)."""
     partitions = {p for p, _ in live}
     return [e for e in out.trouble if e["partition"] is None or e["partition"] in partitions]

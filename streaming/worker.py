@@ -4,15 +4,17 @@ Per batch: consume (`read_committed`) -> validate (`streaming.processor`) -> beg
 Kafka transaction -> dead letters -> score (service, or the local model while the
 circuit is open) -> per-sensor z-scores and alert machine -> `smoke_predictions`,
 `smoke_alerts` and the consumer offsets (`send_offsets_to_transaction`) -> commit the
-transaction -> Parquet files + partition state (idempotent by offset).
+transaction -> Delta table commits (`streaming.tables`) + partition state.
 
 Exactly once: outputs and offsets commit together, and the transactional id is stable
 per worker instance (`SMOKE_GROUP_ID`-`SMOKE_WORKER_ID`), so a restarted instance fences
-its zombie and aborts whatever it left open. The files are written after the commit; a
-crash between the two leaves the files behind the committed offset, and the partition
-resumes at the files' high-water mark in *replay* mode up to the committed offset: those
-messages are scored again (same model, same sensor state, so the same rows and alert
-ids) into the files only, never published twice. SIGTERM/SIGINT finish the current
+its zombie and aborts whatever it left open. The tables commit after the transaction, each
+with the batch's next offset per source partition as an application transaction, then the
+partition's state; a crash in between leaves the state behind the committed offset, and
+the partition resumes at the state's high-water mark in *replay* mode up to the committed
+offset: those messages are scored again (same model, same sensor state, so the same rows
+and alert ids) into the tables only (which keep just the rows they lack), never published
+twice. SIGTERM/SIGINT finish the current
 batch, commit and leave the group.
 
 Every transactional call has a deadline of its own (`StreamWorker.call_grace_s` past the
@@ -31,11 +33,9 @@ import logging
 import signal
 import threading
 import time
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
 from pydantic_core import to_json
 
 from smoke_platform.core.explain import VersionCache
@@ -53,6 +53,7 @@ from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor, r
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
 from streaming.sink import PartitionSink, unwritable_rows
 from streaming.supervision import Supervision
+from streaming.tables import Tables, app_id, legacy_folders
 
 log = logging.getLogger("smoke.worker")
 
@@ -96,6 +97,7 @@ class StreamWorker(Supervision):
             probe_timeout_s=settings.request_timeout_s,
         )
         self.sink = PartitionSink(under_home(settings.stream_dir), settings.topic)
+        self.tables = Tables(under_home(settings.stream_dir))
         self.guard = PoisonGuard(under_home(settings.stream_dir), settings.topic)
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")
         self.replay_until: dict[int, int] = {}  # partition -> committed offset to replay up to
@@ -154,11 +156,13 @@ class StreamWorker(Supervision):
 
     def _resume(self, partitions: list[Any]) -> None:
         """Load each partition's durable state and choose where to start: right after the
-        files' high-water mark; messages before the committed offset are replayed into the
-        files only (they were published and committed already)."""
+        state's high-water mark; messages before the committed offset are replayed into the
+        tables only (they were published and committed already)."""
         committed = {
             tp.partition: tp.offset for tp in self.consumer.committed(partitions, timeout=30)
         }
+        for kind in ("predictions", "alerts", "trouble"):
+            self.tables.table(kind, refresh=True)  # the previous owner's commits
         for tp in partitions:
             state = self.core.load(tp.partition, self.sink.load(tp.partition))
             self.guard.load(tp.partition)
@@ -169,7 +173,7 @@ class StreamWorker(Supervision):
             if plan.replay_until is not None:
                 self.replay_until[tp.partition] = plan.replay_until
                 log.warning(
-                    "partition %d: files end at offset %d, committed %d: replaying into files",
+                    "partition %d: state ends at offset %d, committed %d: replaying into tables",
                     tp.partition,
                     hwm,
                     done,
@@ -228,7 +232,15 @@ class StreamWorker(Supervision):
         """Before anything starts: the broker accepts these credentials and its ACLs allow
         what the worker does, else one line naming the setting or the ACL (`ConfigError`:
         exit code 78, which `smoke up` does not restart). No broker answering within 10 s
-        is no setting's fault (they may be starting): the worker goes on and waits."""
+        is no setting's fault (they may be starting): the worker goes on and waits. Output
+        of an earlier release (Parquet files) under SMOKE_STREAM_DIR is never written over."""
+        legacy = legacy_folders(self.tables.root)
+        if legacy:
+            raise ConfigError(
+                f"SMOKE_STREAM_DIR holds Parquet output of an earlier release ({legacy[0]}): "
+                f"move {self.tables.root} aside, then `smoke tables import <its new path>` "
+                "copies it into the tables"
+            )
         conn = self.s.kafka()
         why = probe(conn, timeout=10.0)
         if why is not None and why.startswith("no Kafka broker answers"):
@@ -344,7 +356,7 @@ class StreamWorker(Supervision):
             self._persist(fresh, out)
         except INFRASTRUCTURE:
             self.guard.take_back(step)
-            raise  # committed: the restarted worker replays it into the files
+            raise  # committed: the restarted worker replays it into the tables
         self._observe(out, {(m.partition, m.offset) for m in live})
         for m in fresh:  # the replay of a partition ends at its committed offset
             if self.replay_until.get(m.partition, -1) <= m.offset + 1:
@@ -564,32 +576,39 @@ class StreamWorker(Supervision):
                     value=to_json(event, fallback=str),
                 )
 
+    def app(self, partition: int) -> str:
+        """The tables' application-transaction id of a source partition."""
+        return app_id(self.s.group_id, self.s.topic, self.sink.topic_id, partition)
+
     def _persist(self, msgs: list[InMessage], out: BatchOutput) -> None:
-        by_partition: dict[int, list[int]] = defaultdict(list)
+        """One commit per table: the rows it lacks, with each partition's next offset as
+        its application-transaction version; then each partition's state."""
+        ends: dict[int, int] = {}
+        firsts: dict[int, int] = {}
         for m in msgs:
-            by_partition[m.partition].append(m.offset)
-        for partition, offsets in by_partition.items():
-            self.core.state(partition).hwm = max(offsets)
-            frames = {
-                "predictions": pd.DataFrame([r for r in out.rows if r["partition"] == partition]),
-                "alerts": pd.DataFrame([a for a in out.alerts if a["partition"] == partition]),
-                "trouble": pd.DataFrame([t for t in out.trouble if t["partition"] == partition]),
-            }
-            self.sink.write(
-                partition, min(offsets), max(offsets), frames, self.core.snapshot(partition)
-            )
+            ends[m.partition] = max(ends.get(m.partition, -1), m.offset)
+            firsts[m.partition] = min(firsts.get(m.partition, m.offset), m.offset)
+        apps = {p: self.app(p) for p in ends}
+        versions = {apps[p]: last + 1 for p, last in ends.items()}
+        for kind, rows in (("predictions", out.rows), ("alerts", out.alerts)):
+            fresh = self.tables.new_rows(kind, rows, apps)
+            if fresh:
+                self.tables.append(kind, fresh, versions)
+        trouble = [t for t in out.trouble if t["partition"] in ends]
+        if trouble:
+            fresh = self.tables.new_events("trouble", trouble, firsts, apps)
+            if fresh:
+                self.tables.append("trouble", fresh, versions)
+        for partition, last in ends.items():
+            self.core.state(partition).hwm = last
+            self.sink.write(partition, self.core.snapshot(partition))
 
     def _observe(self, out: BatchOutput, live: set[tuple[int, int]]) -> None:
         now = time.time()
         if out.dead_letters:
             self.dead_times.append((now, len(out.dead_letters)))
         live_partitions = {p for p, _ in live}
-        platform = [e for e in out.trouble if e["partition"] is None]
-        if platform:
-            frame = pd.DataFrame(platform)
-            self.sink.write_events(
-                "trouble", f"platform-{self.transactional_id}-t{int(now * 1000)}", frame
-            )
+        self._store_platform(out.trouble)
         self._announce_trouble(
             [e for e in out.trouble if e["partition"] in live_partitions or e["partition"] is None]
         )
@@ -608,7 +627,7 @@ class StreamWorker(Supervision):
             self.metrics.e2e_latency.observe(max(0.0, now - _epoch(row["ts"])))
         for event in out.alerts:
             if (event["partition"], event["offset"]) not in live:
-                continue  # replayed into the files: announced when it was published
+                continue  # replayed into the tables: announced when it was published
             self.metrics.alerts.labels(event["event"], event["severity"]).inc()
             if event["event"] in ("open", "escalate"):
                 self.metrics.sensor_alarms.labels(event["sensor_id"], event["severity"]).inc()

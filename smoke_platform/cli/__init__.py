@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from smoke_platform.cli import alerts, data, ops, stack, stream  # noqa: F401  (registers the commands)
+from smoke_platform.cli import alerts, data, ops, stack, stream, tables  # noqa: F401
 from smoke_platform.cli.app import app
 from smoke_platform.runs import default_homes
 

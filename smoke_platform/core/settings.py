@@ -439,6 +439,9 @@ class MonitoringSettings(BaseSettings):
     # population, so below this many live readings drift is reported, never acted on.
     drift_min_rows: int = _f(5_000, "live readings below which drift is never acted on", ge=0)
     stream_retention_days: int = _f(30, "days of stream output kept", gt=0)
+    table_vacuum_retention_hours: int = _f(
+        168, "hours of table history (time travel) a vacuum keeps the files of", ge=0
+    )
     stream_refresh_minutes: int = _f(
         60, "how often today's stream output is registered with Dagster", gt=0
     )

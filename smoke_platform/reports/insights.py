@@ -81,7 +81,7 @@ def insights(
     }
 
 
-def write_insights_report(figures: dict[str, Any], removed: list[str], directory: Path) -> Path:
+def write_insights_report(figures: dict[str, Any], directory: Path) -> Path:
     rep = MarkdownReport("Weekly insights", directory)
     precision = figures["alert_precision"]
     rep.text(
@@ -104,12 +104,6 @@ def write_insights_report(figures: dict[str, Any], removed: list[str], directory
             rep.text("No false alarms this week.")
         else:
             rep.table(figures[key])
-    rep.heading("Retention")
-    rep.text(
-        f"Removed {len(removed)} stream-output folders past retention: {', '.join(removed)}"
-        if removed
-        else "Nothing past retention (raw data is never removed)."
-    )
     plt = pyplot()
     daily = figures["daily"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))

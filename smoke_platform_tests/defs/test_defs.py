@@ -27,6 +27,8 @@ EXPECTED_ASSETS = QUALITY_ASSETS | {
     "model_performance_report",
     "feature_drift",
     "weekly_insights",
+    "stream_table_compaction",
+    "stream_table_retention",
 }
 RAW_CHECKS = {
     f"raw_sensor_readings_{n}"
@@ -98,6 +100,11 @@ def test_performance_schedule_every_twelve_hours(definitions):
 def test_weekly_insights_on_sundays_and_drift_retrains(definitions):
     schedule = definitions.resolve_schedule_def("insights_job_schedule")
     assert (schedule.cron_schedule, schedule.job_name) == ("0 3 * * 0", "insights_job")
+    retention = definitions.resolve_schedule_def("stream_table_retention_job_schedule")
+    assert (retention.cron_schedule, retention.job_name) == (
+        "0 4 * * *",
+        "stream_table_retention_job",
+    )
     assert definitions.resolve_sensor_def("drift_sensor").job_name == "training_job"
     performance = definitions.resolve_job_def("performance_job")
     assert {k.to_user_string() for k in performance.asset_layer.selected_asset_keys} == {
@@ -266,9 +273,16 @@ def test_demo_materialises_everything_but_stream_monitoring_first(definitions):
         "training_report",
         "real_reference_evaluation",
         "smoke_detector_bento",
+        "stream_table_compaction",
+        "stream_table_retention",
     }
+    maintenance = {"stream_table_compaction", "stream_table_retention"}
+    assert {
+        k.to_user_string()
+        for k in dg.AssetSelection.groups("maintenance").resolve(definitions.resolve_asset_graph())
+    } == maintenance
     first = {k.to_user_string() for k in selected_keys(definitions, "*")}
-    assert first == EXPECTED_ASSETS - monitoring
+    assert first == EXPECTED_ASSETS - monitoring - maintenance
     later = {k.to_user_string() for k in selected_keys(definitions, MONITORING_REPORTS)}
     # The partitioned stream assets run per day (register_stream_days), the reports after.
     assert later == monitoring - {"stream_predictions", "windowed_analytics", "operator_labels"}

@@ -18,10 +18,11 @@ from smoke_platform.defs.common.resources import (
 )
 from smoke_platform.defs.monitoring.assets import feature_drift, weekly_insights
 from smoke_platform.defs.monitoring.checks import feature_drift_below_threshold
-from smoke_platform.defs.monitoring.sensors import drift_sensor, run_failure_notifier
+from smoke_platform.defs.monitoring.sensors import drift_sensor
+from smoke_platform.defs.monitoring.tables import stream_table_compaction, stream_table_retention
 from smoke_platform.reports.insights import insights
 from smoke_platform_tests.conftest import assert_html_twin
-from streaming.sink import PartitionSink, output_days
+from streaming.tables import Tables, output_days, read_outputs, stats
 
 pytestmark = pytest.mark.dagster
 
@@ -44,10 +45,7 @@ def _as_worker_output(root, readings: pd.DataFrame, first: int = 0) -> None:
         partition=0,
         offset=range(first, first + len(readings)),
     ).drop(columns=["cnt", "row_index"])
-    last = first + len(preds) - 1
-    PartitionSink(root, "smoke_sensor_data").write(
-        0, first, last, {"predictions": preds}, {"hwm": last, "sensors": {}}
-    )
+    Tables(root).append("predictions", preds)
 
 
 def _drift_run(tmp_path, readings, live, webhook_url="", model_name="drift_no_champion"):
@@ -202,7 +200,8 @@ def test_insights_equal_a_hand_computation():
     assert f["daily"]["anomaly_share"].tolist() == pytest.approx([1 / 3, 0])
 
 
-def test_weekly_insights_report_and_retention(tmp_path, readings):
+def _two_months(tmp_path, readings):
+    """Stream output of today and of 40 days ago, old windows, and raw data."""
     stream, windowed = tmp_path / "stream", tmp_path / "windowed"
     today = pd.Timestamp.now(tz="UTC").normalize()
     old = readings.iloc[:100].assign(ts=today - pd.Timedelta(days=40))
@@ -221,19 +220,15 @@ def test_weekly_insights_report_and_retention(tmp_path, readings):
         windowed_dir=str(windowed),
         reports_dir=str(tmp_path / "reports"),
     )
-    result = dg.materialize(
-        [weekly_insights],
-        resources={
-            "settings": settings,
-            "monitoring": MonitoringSettingsResource(stream_retention_days=30),
-        },
-    )
+    return settings, today, raw
+
+
+def test_weekly_insights_report(tmp_path, readings):
+    settings, _today, _raw = _two_months(tmp_path, readings)
+    result = dg.materialize([weekly_insights], resources={"settings": settings})
     meta = result.asset_materializations_for_node("weekly_insights")[0].metadata
-    assert meta["readings"].value == len(readings)  # the old day is in the newest 7 folders
+    assert meta["readings"].value == len(readings)  # the old day is in the newest 7 days
     assert math.isnan(meta["alert_precision"].value)  # no alerts, so no precision
-    assert len(meta["removed_past_retention"].value) == 2  # old predictions + old windows
-    assert output_days(stream, "predictions") == [f"{today:%Y-%m-%d}"]
-    assert output_days(windowed) == [] and raw.exists()
     report = (tmp_path / "reports" / "insights" / "report.md").read_text()
     assert_html_twin(tmp_path / "reports" / "insights" / "report.md", charts=1)
     assert (
@@ -241,27 +236,65 @@ def test_weekly_insights_report_and_retention(tmp_path, readings):
     )
 
 
-def test_a_failed_run_is_posted_to_the_webhook(webhook):
-    @dg.op
-    def explode():
-        raise RuntimeError("sensor file unreadable")
+def test_retention_deletes_old_days_vacuums_and_keeps_raw_data(tmp_path, readings):
+    settings, today, raw = _two_months(tmp_path, readings)
+    stream = settings.stream_root
+    before = stats(stream / "predictions")
+    result = dg.materialize(
+        [stream_table_retention],
+        resources={
+            "settings": settings,
+            "monitoring": MonitoringSettingsResource(
+                stream_retention_days=30, table_vacuum_retention_hours=0
+            ),
+        },
+    )
+    meta = result.asset_materializations_for_node("stream_table_retention")[0].metadata
+    assert len(meta["removed_past_retention"].value) == 2  # old predictions + old windows
+    assert output_days(stream, "predictions") == [f"{today:%Y-%m-%d}"]
+    assert output_days(settings.windowed_root) == [] and raw.exists()
+    assert meta["files_vacuumed"].value["predictions"] >= 1  # the old day's file is gone
+    assert meta["predictions_rows"].value == len(readings) - 100 < before["rows"]
+    assert meta["predictions_version"].value > before["version"]
+    assert len(read_outputs(stream, "predictions")) == len(readings) - 100
+    # a checkpoint: a new reader starts from it
+    assert list((stream / "predictions" / "_delta_log").glob("*.checkpoint.parquet"))
 
-    @dg.job
-    def broken_job():
-        explode()
 
+def test_compaction_merges_a_days_files_and_keeps_every_row(tmp_path, readings):
+    stream = tmp_path / "stream"
+    day = readings.assign(ts=pd.Timestamp("2026-11-20T10:00:00Z"))
+    for i in range(0, 600, 100):  # six commits, as six worker batches would
+        _as_worker_output(stream, day.iloc[i : i + 100], first=i)
+    before = read_outputs(stream, "predictions")
+    settings = PlatformSettingsResource(stream_dir=str(stream), windowed_dir=str(tmp_path / "w"))
     with dg.DagsterInstance.ephemeral() as instance:
-        result = broken_job.execute_in_process(instance=instance, raise_on_error=False)
-        assert not result.success
-        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-        ctx = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_notifier",
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            dagster_event=failure,
-            resources={"notifier": NotifierResource(webhook_url=webhook.url)},
-        ).for_run_failure()
-        run_failure_notifier(ctx)
-    [post] = webhook.posts
-    assert post["text"].startswith("[critical] Dagster run failed: broken_job")
-    assert any(result.run_id in f["text"] for b in post["blocks"] for f in b.get("fields", []))
+        instance.add_dynamic_partitions("stream_dates", ["2026-11-20"])
+        result = dg.materialize(
+            [stream_table_compaction],
+            partition_key="2026-11-20",
+            resources={"settings": settings},
+            instance=instance,
+        )
+    meta = result.asset_materializations_for_node("stream_table_compaction")[0].metadata
+    assert meta["files_removed"].value == 6 and meta["files_added"].value == 1
+    assert meta["predictions_files"].value == 1
+    after = read_outputs(stream, "predictions")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_the_compaction_schedule_asks_for_the_day_that_just_closed(tmp_path):
+    from datetime import UTC, datetime
+
+    from smoke_platform.defs.monitoring.tables import stream_table_compaction_schedule
+
+    at = datetime(2026, 11, 21, 0, 30, tzinfo=UTC)
+    with (
+        dg.DagsterInstance.local_temp(str(tmp_path)) as instance,
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=at) as ctx,
+    ):
+        skipped = stream_table_compaction_schedule(ctx)
+        assert isinstance(skipped, dg.SkipReason) and "2026-11-20" in skipped.skip_message
+        instance.add_dynamic_partitions("stream_dates", ["2026-11-20", "2026-11-21"])
+        request = stream_table_compaction_schedule(ctx)
+        assert isinstance(request, dg.RunRequest) and request.partition_key == "2026-11-20"

@@ -13,7 +13,7 @@ from smoke_platform.defs.common.resources import (
 from smoke_platform.defs.monitoring.assets import stream_predictions
 from smoke_platform.defs.monitoring.partitions import stream_dates
 from smoke_platform.defs.monitoring.sensors import stream_partition_sensor
-from streaming.sink import PartitionSink
+from streaming.tables import Tables, stats
 
 pytestmark = pytest.mark.dagster
 
@@ -48,13 +48,8 @@ def _worker_output(root, day, first, n, fire):
         if fire
         else (pd.DataFrame())
     )
-    PartitionSink(root, "smoke_sensor_data").write(
-        0,
-        first,
-        first + n - 1,
-        {"predictions": preds, "alerts": alerts},
-        {"hwm": first + n - 1, "sensors": {}},
-    )
+    Tables(root).append("predictions", preds)
+    Tables(root).append("alerts", alerts)
 
 
 def test_a_partition_appears_for_each_day_of_stream_output(tmp_path):
@@ -79,6 +74,9 @@ def test_a_partition_appears_for_each_day_of_stream_output(tmp_path):
         )
         meta = mat.asset_materializations_for_node("stream_predictions")[0].metadata
         assert meta["dagster/row_count"].value == 50 and meta["alerts_opened"].value == 1
+        # the table as the run read it: both days' rows, one commit per write so far
+        assert meta["table_rows"].value == stats(root / "predictions")["rows"] > 50
+        assert meta["table_version"].value == stats(root / "predictions")["version"] >= 1
         # A day that is already known asks for no new partition, and the same files for
         # no run at all; a new file for a finished day asks for one run of that day.
         again = stream_partition_sensor(

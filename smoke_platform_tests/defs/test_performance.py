@@ -15,7 +15,7 @@ from smoke_platform.defs.monitoring.assets import model_performance_report
 from smoke_platform.defs.monitoring.checks import model_performance_report_no_degradation
 from smoke_platform.defs.monitoring.sensors import degradation_notifier
 from smoke_platform_tests.conftest import assert_html_twin
-from streaming.sink import PartitionSink
+from streaming.tables import Tables
 
 pytestmark = pytest.mark.dagster
 
@@ -171,6 +171,4 @@ def _stream(tmp_path, sessions, labels, probs, version):
             "offset": range(n),
         }
     )
-    PartitionSink(tmp_path / "processed_stream", "smoke_sensor_data").write(
-        0, 0, n - 1, {"predictions": preds}, {"hwm": n - 1, "sensors": {}}
-    )
+    Tables(tmp_path / "processed_stream").append("predictions", preds)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from smoke_platform.procs import free_port, port_open
-from streaming.sink import read_outputs
+from streaming.tables import read_outputs
 
 pytestmark = [pytest.mark.kafka, pytest.mark.bentoml, pytest.mark.spark, pytest.mark.dagster]
 

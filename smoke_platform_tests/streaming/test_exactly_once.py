@@ -16,7 +16,7 @@ from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
 from smoke_platform.serving import bentoml_serve
 from streaming.admin import create_topics, platform_topics, read_topic
 from streaming.producer import ReadingProducer, produce, scenario_records
-from streaming.sink import read_outputs
+from streaming.tables import read_outputs
 from streaming.worker import StreamWorker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.bentoml, pytest.mark.slow]

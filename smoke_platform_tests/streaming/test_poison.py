@@ -31,7 +31,7 @@ from streaming.admin import read_topic
 from streaming.alerts import AlertConfig
 from streaming.processor import InMessage, Processor
 from streaming.producer import ReadingProducer, live_source
-from streaming.sink import read_outputs
+from streaming.tables import read_outputs
 from streaming.worker import StreamWorker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.bentoml]

@@ -24,7 +24,7 @@ from streaming.admin import create_topics, platform_topics, read_topic
 from streaming.config import StreamSettings
 from streaming.embedded import KafkaCluster, Security
 from streaming.producer import produce, scenario_records
-from streaming.sink import read_outputs
+from streaming.tables import read_outputs
 from streaming.worker import StreamWorker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.bentoml]

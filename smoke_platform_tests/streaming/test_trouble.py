@@ -14,7 +14,7 @@ from smoke_platform_tests.streaming.conftest import worker_process
 from streaming.admin import read_topic
 from streaming.demo import wait_for_assignment
 from streaming.producer import ReadingProducer, live_source
-from streaming.sink import read_outputs
+from streaming.tables import read_outputs
 from streaming.worker import StreamWorker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.bentoml]

@@ -19,7 +19,7 @@ from smoke_platform.serving import bentoml_serve
 from smoke_platform_tests.streaming.conftest import worker_process
 from streaming.admin import read_topic
 from streaming.producer import ReadingProducer, live_source, produce, scenario_records
-from streaming.sink import read_outputs
+from streaming.tables import read_outputs
 from streaming.worker import StreamWorker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.bentoml]

@@ -129,6 +129,7 @@ class MonitoringSettingsResource(dg.ConfigurableResource):
     drift_window_days: int = default(MonitoringSettings, "drift_window_days")
     drift_min_rows: int = default(MonitoringSettings, "drift_min_rows")
     stream_retention_days: int = default(MonitoringSettings, "stream_retention_days")
+    table_vacuum_retention_hours: int = default(MonitoringSettings, "table_vacuum_retention_hours")
     stream_refresh_minutes: int = default(MonitoringSettings, "stream_refresh_minutes")
 
 

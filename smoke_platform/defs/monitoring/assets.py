@@ -28,7 +28,7 @@ from smoke_platform.defs.common.resources import (
 )
 from smoke_platform.defs.monitoring.partitions import stream_dates
 from smoke_platform.reports.markdown import markdown_table, report_metadata
-from streaming.sink import output_days, read_outputs, remove_days_before
+from streaming.tables import output_days, read_outputs, stats
 
 
 def stream_sources(settings: PlatformSettingsResource) -> dict[dg.AssetKey, Path]:
@@ -71,19 +71,24 @@ def read_day(root: Path | str, kind: str, date: str) -> tuple[pd.DataFrame, Path
     return frame, folder
 
 
-@dg.asset(kinds={"kafka", "parquet"}, **STREAM_DAY)
+@dg.asset(kinds={"kafka", "deltalake"}, **STREAM_DAY)
 def stream_predictions(
     context: dg.AssetExecutionContext, settings: PlatformSettingsResource
 ) -> dg.MaterializeResult:
-    """One day of the stream worker's scored readings and alerts (data/processed_stream)."""
+    """One day of the stream worker's scored readings and alerts (the Delta tables under
+    data/processed_stream, read with the day's predicate)."""
     date = context.partition_key
     root = settings.stream_root
     preds, folder = read_day(root, "predictions", date)
     alerts = read_outputs(root, "alerts", [date])
     opened = alerts[alerts["event"] == "open"] if not alerts.empty else alerts
+    table = stats(root / "predictions")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(preds),
+            "table_version": table["version"],  # the Delta table as this run read it
+            "table_rows": table["rows"],
+            "table_files": table["files"],
             "sensors": int(preds["sensor_id"].nunique()),
             "fire_share": float(preds["is_fire"].mean()),
             "alerts_opened": len(opened),
@@ -240,11 +245,9 @@ def feature_drift(
     owners=["team:data-platform"],
     deps=[stream_predictions, windowed_analytics],
 )
-def weekly_insights(
-    settings: PlatformSettingsResource, monitoring: MonitoringSettingsResource
-) -> dg.MaterializeResult:
+def weekly_insights(settings: PlatformSettingsResource) -> dg.MaterializeResult:
     """The week in the stream: sessions, fires, alerts and their precision, noisy sensors,
-    false-alarm causes, data-quality trend; then stream output past retention is removed."""
+    false-alarm causes, data-quality trend (retention: `stream_table_retention`)."""
     from smoke_platform.reports.insights import insights, write_insights_report
 
     root = settings.stream_root
@@ -255,15 +258,7 @@ def weekly_insights(
     figures = insights(
         preds, read_outputs(root, "alerts", days), read_outputs(settings.windowed_root, "", days)
     )
-    cutoff = (
-        pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=monitoring.stream_retention_days)
-    ).strftime("%Y-%m-%d")
-    removed = [
-        *remove_days_before(root, cutoff, "predictions"),
-        *remove_days_before(root, cutoff, "alerts"),
-        *remove_days_before(settings.windowed_root, cutoff),
-    ]
-    path = write_insights_report(figures, removed, settings.report_dir("insights"))
+    path = write_insights_report(figures, settings.report_dir("insights"))
     precision = figures["alert_precision"]
     return dg.MaterializeResult(
         metadata={
@@ -274,7 +269,6 @@ def weekly_insights(
             "alert_precision": dg.MetadataValue.float(
                 float("nan") if precision is None else precision
             ),
-            "removed_past_retention": dg.MetadataValue.json(removed),
             **report_metadata(path),
         }
     )

@@ -25,7 +25,8 @@ from smoke_platform.defs.common.resources import (
 from smoke_platform.defs.monitoring.assets import stream_predictions
 from smoke_platform.defs.monitoring.partitions import stream_dates
 from smoke_platform.defs.training.schedules import training_job
-from streaming.sink import atomic_write, read_outputs
+from streaming.sink import atomic_write
+from streaming.tables import read_outputs
 
 CHAMPION_ALERTS = "operator_alerts"  # the champion's metadata: the alerts it learnt from
 

@@ -15,7 +15,7 @@ performance_job_schedule = utc_schedule(performance_job, "0 */12 * * *")
 insights_job = dg.define_asset_job(
     "insights_job",
     selection=["weekly_insights"],
-    description="The week in the stream, then retention of old stream output.",
+    description="The week in the stream.",
 )
 
 # Sundays 03:00 UTC, after the nightly training.

@@ -1,0 +1,144 @@
+"""Maintenance of the stream's Delta tables (`streaming.tables`), as assets on schedules.
+
+- `stream_table_compaction`, one partition per day: merges a closed day's small files
+  (the worker commits a few per batch) into few large ones, in every table. Scheduled
+  each night for the day before.
+- `stream_table_retention`: deletes the days past `SMOKE_STREAM_RETENTION_DAYS`, vacuums
+  the files no version within `SMOKE_TABLE_VACUUM_RETENTION_HOURS` needs, and writes a
+  checkpoint. Raw data is never touched. Scheduled daily.
+
+Both record each table's version, files, rows and bytes, so the Dagster UI shows the
+tables' history beside the runs that changed them.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from smoke_platform.defs.common.automation import utc_schedule
+from smoke_platform.defs.common.resources import (
+    MonitoringSettingsResource,
+    PlatformSettingsResource,
+)
+from smoke_platform.defs.monitoring.partitions import stream_dates
+from streaming.tables import compact, output_days, remove_days_before, stats, tables_under, vacuum
+
+MAINTENANCE: dict[str, Any] = {
+    "group_name": "maintenance",
+    "owners": ["team:data-platform"],
+    "kinds": {"deltalake"},
+}
+
+
+def stream_tables(settings: PlatformSettingsResource) -> dict[str, Path]:
+    """Every stream table: the worker's (predictions, alerts, trouble) and the Spark
+    job's windows once they are a table."""
+    found = tables_under(settings.stream_root)
+    if (settings.windowed_root / "_delta_log").is_dir():
+        found["windows"] = settings.windowed_root
+    return found
+
+
+def _table_metadata(tables: dict[str, Path]) -> dict[str, Any]:
+    return {
+        f"{name}_{key}": value
+        for name, path in tables.items()
+        for key, value in stats(path).items()
+    }
+
+
+@dg.asset(partitions_def=stream_dates, deps=["stream_predictions"], **MAINTENANCE)
+def stream_table_compaction(
+    context: dg.AssetExecutionContext, settings: PlatformSettingsResource
+) -> dg.MaterializeResult:
+    """One day of every stream table compacted into few large files (one commit each;
+    readers of earlier versions are unaffected until the files are vacuumed)."""
+    day = context.partition_key
+    tables = stream_tables(settings)
+    if not tables:
+        raise dg.Failure(f"no stream tables under {settings.stream_root}")
+    merged = {}
+    for name, path in tables.items():
+        if day in output_days(path):
+            merged[name] = compact(path, day)
+            context.log.info("%s %s: %s", name, day, merged[name])
+    return dg.MaterializeResult(
+        metadata={
+            "day": day,
+            "files_removed": sum(m["files_removed"] for m in merged.values()),
+            "files_added": sum(m["files_added"] for m in merged.values()),
+            **_table_metadata(tables),
+        }
+    )
+
+
+@dg.asset(**MAINTENANCE)
+def stream_table_retention(
+    context: dg.AssetExecutionContext,
+    settings: PlatformSettingsResource,
+    monitoring: MonitoringSettingsResource,
+) -> dg.MaterializeResult:
+    """Stream output past retention deleted (raw data is always kept), unreferenced files
+    vacuumed, a checkpoint written."""
+    import pandas as pd
+
+    cutoff = (
+        pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=monitoring.stream_retention_days)
+    ).strftime("%Y-%m-%d")
+    removed = [
+        *[
+            d
+            for kind in ("predictions", "alerts", "trouble")
+            for d in remove_days_before(settings.stream_root, cutoff, kind)
+        ],
+        *remove_days_before(settings.windowed_root, cutoff),
+    ]
+    tables = stream_tables(settings)
+    vacuumed = {
+        name: len(vacuum(path, monitoring.table_vacuum_retention_hours))
+        for name, path in tables.items()
+    }
+    context.log.info("removed %s; vacuumed %s", removed, vacuumed)
+    return dg.MaterializeResult(
+        metadata={
+            "cutoff": cutoff,
+            "removed_past_retention": dg.MetadataValue.json(removed),
+            "files_vacuumed": dg.MetadataValue.json(vacuumed),
+            **_table_metadata(tables),
+        }
+    )
+
+
+compaction_job = dg.define_asset_job(
+    "stream_table_compaction_job",
+    selection=[stream_table_compaction],
+    description="Compact the previous day of every stream table.",
+)
+
+
+@dg.schedule(
+    job=compaction_job,
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def stream_table_compaction_schedule(
+    context: dg.ScheduleEvaluationContext,
+) -> dg.RunRequest | dg.SkipReason:
+    """00:30 UTC: the day that just closed, if the stream wrote it."""
+    day = (context.scheduled_execution_time - timedelta(days=1)).strftime("%Y-%m-%d")
+    if not context.instance.has_dynamic_partition("stream_dates", day):
+        return dg.SkipReason(f"no stream output on {day}")
+    return dg.RunRequest(run_key=f"compact-{day}", partition_key=day)
+
+
+retention_job = dg.define_asset_job(
+    "stream_table_retention_job",
+    selection=[stream_table_retention],
+    description="Delete stream output past retention, vacuum, checkpoint.",
+)
+
+# 04:00 UTC, after the nightly compaction and training.
+retention_job_schedule = utc_schedule(retention_job, "0 4 * * *")

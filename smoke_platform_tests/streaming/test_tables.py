@@ -1,0 +1,118 @@
+"""The stream's Delta tables and the partition state, without a broker (pure filesystem)."""
+
+import pandas as pd
+import pytest
+
+from streaming.sink import PartitionSink
+from streaming.tables import (
+    Tables,
+    app_id,
+    copy_table,
+    output_days,
+    read_outputs,
+    remove_days_before,
+    stats,
+)
+
+
+def _rows(n: int, start: int = 0, partition: int = 0, day: str = "2026-11-27") -> list[dict]:
+    return [
+        {"ts": f"{day}T10:00:00+00:00", "partition": partition, "offset": o, "p": 0.5}
+        for o in range(start, start + n)
+    ]
+
+
+def test_a_replayed_batch_keeps_only_the_rows_past_the_tables_version(tmp_path):
+    tables = Tables(tmp_path)
+    apps = {0: app_id("g", "t", "id1", 0), 1: app_id("g", "t", "id1", 1)}
+    tables.append("predictions", _rows(10) + _rows(5, partition=1), {apps[0]: 10, apps[1]: 5})
+    # a replay cut differently: offsets 5..14 of partition 0 and 0..9 of partition 1
+    replay = _rows(10, start=5) + _rows(10, partition=1)
+    fresh = tables.new_rows("predictions", replay, apps)
+    assert sorted((r["partition"], r["offset"]) for r in fresh) == sorted(
+        [(0, o) for o in range(10, 15)] + [(1, o) for o in range(5, 10)]
+    )
+    tables.append("predictions", fresh, {apps[0]: 15, apps[1]: 10})
+    rows = read_outputs(tmp_path, "predictions")
+    assert len(rows) == 25 and not rows.duplicated(["partition", "offset"]).any()
+    # another process sees the versions the commits recorded
+    assert Tables(tmp_path).version("predictions", apps[0]) == 15
+    assert Tables(tmp_path).version("predictions", app_id("g", "t", "id2", 0)) == -1
+
+
+def test_the_schema_is_enforced_and_new_columns_merge_in(tmp_path):
+    tables = Tables(tmp_path)
+    first = [{**r, "note": None} for r in _rows(2)]  # nulls only: left out until a value
+    tables.append("alerts", first)
+    later = [{**r, "note": "hello"} for r in _rows(2, start=2)]
+    tables.append("alerts", later)
+    rows = read_outputs(tmp_path, "alerts")
+    assert list(rows["note"].fillna("-")) == ["-", "-", "hello", "hello"]
+    with pytest.raises(Exception, match="p"):  # text where the table holds numbers
+        tables.append("alerts", [{**_rows(1, start=9)[0], "p": "not a number"}])
+    assert len(read_outputs(tmp_path, "alerts")) == 4
+
+
+def test_days_are_partitions_read_by_predicate_and_removed_by_retention(tmp_path):
+    tables = Tables(tmp_path)
+    for i, day in enumerate(["2026-11-25", "2026-11-26", "2026-11-27"]):
+        tables.append("predictions", _rows(3, start=3 * i, day=day))
+    assert output_days(tmp_path, "predictions") == ["2026-11-25", "2026-11-26", "2026-11-27"]
+    day = read_outputs(tmp_path, "predictions", ["2026-11-26"])
+    assert list(day["offset"]) == [3, 4, 5] and "date" not in day.columns
+    assert read_outputs(tmp_path, "predictions", []).empty
+    removed = remove_days_before(tmp_path, "2026-11-27", "predictions")
+    assert len(removed) == 2 and output_days(tmp_path, "predictions") == ["2026-11-27"]
+    with pytest.raises(ValueError, match="cutoff"):
+        remove_days_before(tmp_path, "2026-11-27' OR 1=1 --", "predictions")
+
+
+def test_offsetless_events_of_a_replay_across_the_version_are_kept_once(tmp_path):
+    tables = Tables(tmp_path)
+    app = {0: app_id("g", "t", None, 0)}
+    event = {"trouble_id": "stuck:s1@x", "event": "open", "partition": 0}
+    event["ts"] = "2026-11-27T10:00:00+00:00"
+    tables.append("trouble", [event], {app[0]: 20})
+    other = {**event, "trouble_id": "stuck:s2@x"}
+    # a batch across the version (10..29): what is held is not written again
+    assert tables.new_events("trouble", [event, other], {0: 10}, app) == [other]
+    assert tables.new_events("trouble", [event], {0: 20}, app) == [event]  # past it: all
+
+
+def test_a_new_topic_id_voids_the_partition_state(tmp_path):
+    """Offsets mean something only within one incarnation of a topic (ids in standard
+    base64 may hold '/' and '+')."""
+    old = PartitionSink(tmp_path, "t", topic_id="AaIdaaH/e3OHWCJ9WN+mNQ")
+    old.write(0, {**old.load(0), "hwm": 9})
+    assert old.load(0)["hwm"] == 9
+    new = PartitionSink(tmp_path, "t", topic_id="Zx1dbbH_e3OHWCJ9WNumNQ")
+    assert new.load(0)["hwm"] == -1
+    assert app_id("g", "t", "AaIdaaH/e3OHWCJ9WN+mNQ", 0) != app_id(
+        "g", "t", "Zx1dbbH_e3OHWCJ9WNumNQ", 0
+    )
+
+
+def test_parquet_day_folders_are_still_read(tmp_path):
+    """The Spark job's windows are folders of Parquet days."""
+    folder = tmp_path / "date=2026-11-27"
+    folder.mkdir()
+    pd.DataFrame(_rows(3)).to_parquet(folder / "batch-00000001.parquet", index=False)
+    assert len(read_outputs(tmp_path, "", ["2026-11-27"])) == 3
+    assert output_days(tmp_path) == ["2026-11-27"]
+
+
+def test_a_copy_holds_one_version_whatever_was_committed_after_it(tmp_path):
+    tables = Tables(tmp_path / "live")
+    for i, day in enumerate(["2026-11-25", "2026-11-26", "2026-11-27"]):
+        tables.append("predictions", _rows(2, start=2 * i, day=day))
+    from deltalake import DeltaTable
+
+    DeltaTable(str(tables.path("predictions"))).create_checkpoint()  # at version 2
+    tables.append("predictions", _rows(2, start=6, day="2026-11-28"))  # a writer goes on
+    version, _files = copy_table(tables.path("predictions"), tmp_path / "copy" / "t", version=1)
+    assert version == 1
+    copied = read_outputs(tmp_path / "copy", "t")
+    assert list(copied["offset"]) == [0, 1, 2, 3]  # version 1: two commits, nothing newer
+    assert stats(tmp_path / "copy" / "t")["version"] == 1
+    newest, _ = copy_table(tables.path("predictions"), tmp_path / "copy" / "u")
+    assert newest == 3 and len(read_outputs(tmp_path / "copy", "u")) == 8

@@ -1,0 +1,311 @@
+"""The stream's outputs as Delta Lake tables (delta-rs), partitioned by `date`.
+
+`<root>/predictions`, `<root>/alerts` and `<root>/trouble` are Delta tables: ACID commits,
+one schema (new columns merge in; a value of the wrong type is refused), time travel, and
+one format that Spark, pandas, Polars and DuckDB read.
+
+Exactly once by Delta's own mechanism: the worker commits each batch with an *application
+transaction* per source partition (`app_id`: consumer group, topic, the topic's Kafka id
+and partition; version: the next offset after the batch). A table holds every row of a
+partition whose offset is below that version and none above it, so a replayed batch keeps
+only the rows at or past it (`Tables.new_rows`): no file names, no orphan clean-up.
+
+Readers push the date predicate down to the partitions (`read_outputs(..., days)`).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pandas as pd
+import pyarrow as pa
+
+KINDS = ("predictions", "alerts", "trouble")
+PARTITION = "date"
+
+
+def app_id(group: str, topic: str, topic_id: str | None, partition: int) -> str:
+    """The application-transaction id of one source partition (one incarnation of the
+    topic: a recreated topic starts again at offset 0 under a new id)."""
+    return f"{group}:{topic}:{topic_id or '-'}:{partition}"
+
+
+def is_table(path: str | Path) -> bool:
+    return Path(path, "_delta_log").is_dir()
+
+
+class Tables:
+    """The Delta tables under one root, kept open (each commit updates its snapshot
+    incrementally instead of reading the log again)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._open: dict[str, Any] = {}
+
+    def path(self, kind: str) -> Path:
+        return self.root / kind
+
+    def table(self, kind: str, refresh: bool = False) -> Any:
+        """The open table of `kind` (None before its first commit); `refresh` reads the
+        log's newest commits (another writer's)."""
+        from deltalake import DeltaTable
+
+        dt = self._open.get(kind)
+        if dt is None and is_table(self.path(kind)):
+            dt = self._open[kind] = DeltaTable(str(self.path(kind)))
+        elif dt is not None and refresh:
+            dt.update_incremental()
+        return dt
+
+    def version(self, kind: str, app: str) -> int:
+        """The version the table holds for application `app` (-1: none)."""
+        dt = self.table(kind)
+        found = dt.transaction_version(app) if dt is not None else None
+        return -1 if found is None else int(found)
+
+    def new_rows(
+        self, kind: str, rows: list[dict[str, Any]], apps: Mapping[int, str]
+    ) -> list[dict[str, Any]]:
+        """The rows (with `partition` and `offset`) the table does not hold yet."""
+        done = {p: self.version(kind, app) for p, app in apps.items()}
+        return [r for r in rows if r["offset"] >= done.get(r["partition"], -1)]
+
+    def new_events(
+        self,
+        kind: str,
+        events: list[dict[str, Any]],
+        firsts: Mapping[int, int],
+        apps: Mapping[int, str],
+        key: tuple[str, ...] = ("trouble_id", "event"),
+    ) -> list[dict[str, Any]]:
+        """A batch's events that carry no offset (trouble signals), of partitions whose
+        batch started at `firsts`: all of a batch past the table's version, none of one
+        wholly below it; across it (a replay cut differently), those whose `key` the
+        partition's rows do not hold yet."""
+        out = []
+        for partition, app in apps.items():
+            mine = [e for e in events if e["partition"] == partition]
+            done = self.version(kind, app)
+            if not mine or firsts[partition] >= done:
+                out += mine
+                continue
+            held = read_outputs(self.root, kind, {str(e["ts"])[:10] for e in mine})
+            if not held.empty:
+                held = held[held["partition"] == partition]
+            seen = set(held[list(key)].itertuples(index=False, name=None)) if len(held) else set()
+            out += [e for e in mine if tuple(e[k] for k in key) not in seen]
+        return out
+
+    def append(
+        self,
+        kind: str,
+        rows: list[dict[str, Any]] | pd.DataFrame,
+        versions: Mapping[str, int] | None = None,
+    ) -> int:
+        """Append rows (each with an ISO `ts`) in one commit, recording `versions` as
+        application transactions; returns the number of rows written. Nothing to write and
+        no version to record: no commit."""
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+        if frame.empty and not versions:
+            return 0
+        dt = self.table(kind)
+        data = to_arrow(frame, pa.schema(dt.schema().to_arrow()) if dt is not None else None)
+        txns = [Transaction(app, int(v)) for app, v in (versions or {}).items()]
+        self.path(kind).mkdir(parents=True, exist_ok=True)
+        write_deltalake(
+            dt if dt is not None else str(self.path(kind)),
+            data,
+            mode="append",
+            partition_by=[PARTITION],
+            schema_mode="merge",
+            commit_properties=CommitProperties(app_transactions=txns or None),
+        )
+        if dt is None:
+            self.table(kind)
+        return len(frame)
+
+
+def to_arrow(frame: pd.DataFrame, schema: Any = None) -> pa.Table:
+    """`frame` with its `date` partition column, typed as the table's `schema` where the
+    table has the column; a column of nulls only that the table lacks is left out (it
+    merges in once it holds a value)."""
+    frame = frame.assign(**{PARTITION: frame["ts"].astype(str).str[:10]}) if len(frame) else frame
+    data = pa.Table.from_pandas(frame, preserve_index=False)
+    known = {f.name: f.type for f in schema} if schema is not None else {}
+    for name in list(data.column_names):
+        column = data.column(name)
+        if name in known and column.type != known[name]:
+            i = data.column_names.index(name)
+            data = data.set_column(i, name, column.cast(known[name]))
+        elif pa.types.is_null(column.type):
+            data = data.drop_columns([name])
+    return data
+
+
+def output_days(root: str | Path, kind: str = "") -> list[str]:
+    """The dates (YYYY-MM-DD) holding output under `root/kind`, oldest first."""
+    path = Path(root, kind)
+    if is_table(path):
+        from deltalake import DeltaTable
+
+        return sorted({p[PARTITION] for p in DeltaTable(str(path)).partitions()})
+    return sorted(p.name.split("=", 1)[1] for p in path.glob("date=*") if p.is_dir())
+
+
+def read_outputs(
+    root: str | Path, kind: str = "", days: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Rows of one output kind (`predictions`, `alerts`, `trouble`; "" for the Spark job's
+    windows), of all days or of the given ones (the predicate reaches the partitions), in
+    time order."""
+    path = Path(root, kind)
+    if is_table(path):
+        from deltalake import DeltaTable
+
+        filters = None if days is None else [(PARTITION, "in", sorted(days))]
+        if filters is not None and not filters[0][2]:
+            return pd.DataFrame()
+        frame = DeltaTable(str(path)).to_pandas(filters=filters).drop(columns=[PARTITION])
+        order = [c for c in ("ts", "partition", "offset") if c in frame.columns]
+        # files come in no set order: rows in time order, as the stream made them
+        return frame.sort_values(order, kind="stable", ignore_index=True) if order else frame
+    # Parquet folders `date=<day>/*.parquet` (the Spark job's windows)
+    if days is None:
+        files = sorted(path.glob("date=*/*.parquet"))
+    else:
+        files = sorted(f for d in days for f in (path / f"date={d}").glob("*.parquet"))
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def remove_days_before(root: str | Path, cutoff: str, kind: str = "") -> list[str]:
+    """Retention for derived stream output (never raw data): days older than `cutoff`
+    (YYYY-MM-DD) are deleted from a table (their files go at the next vacuum) or, in a
+    folder of Parquet days, removed. Returns what was removed."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", cutoff):
+        raise ValueError(f"cutoff {cutoff!r}: expected a date YYYY-MM-DD")
+    path = Path(root, kind)
+    old = [d for d in output_days(root, kind) if d < cutoff]
+    if not old:
+        return []
+    if is_table(path):
+        from deltalake import DeltaTable
+
+        DeltaTable(str(path)).delete(f"{PARTITION} < '{cutoff}'")
+        return [f"{path} {PARTITION}={d}" for d in old]
+    for day in old:
+        shutil.rmtree(path / f"date={day}")
+    return [str(path / f"date={d}") for d in old]
+
+
+def stats(path: str | Path) -> dict[str, Any]:
+    """A table's version, files, rows and bytes (what `smoke tables` and Dagster show),
+    from its log alone: no data file is read."""
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(str(path))
+    adds = pa.table(dt.get_add_actions(flatten=True))
+    records = adds.column("num_records").to_pylist() if adds.num_rows else []
+    return {
+        "version": dt.version(),
+        "files": adds.num_rows,
+        "rows": int(sum(r or 0 for r in records)),
+        "bytes": int(sum(adds.column("size_bytes").to_pylist())) if adds.num_rows else 0,
+        "days": len({p[PARTITION] for p in dt.partitions()}),
+    }
+
+
+def compact(path: str | Path, day: str) -> dict[str, Any]:
+    """Merge one (closed) day's small files into few large ones, in one commit; readers
+    of the previous version are unaffected (its files go at the next vacuum)."""
+    from deltalake import DeltaTable
+
+    metrics = DeltaTable(str(path)).optimize.compact(partition_filters=[(PARTITION, "=", day)])
+    return {"files_removed": metrics["numFilesRemoved"], "files_added": metrics["numFilesAdded"]}
+
+
+def vacuum(path: str | Path, retention_hours: int) -> list[str]:
+    """Delete the files no version newer than `retention_hours` needs (Delta's own
+    retention check applies: time travel within it keeps working), then write a
+    checkpoint so readers start from it instead of replaying every commit."""
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(str(path))
+    removed = dt.vacuum(
+        retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False
+    )
+    dt.create_checkpoint()
+    dt.cleanup_metadata()
+    return list(removed)
+
+
+def tables_under(root: str | Path) -> dict[str, Path]:
+    """The Delta tables directly under `root` (one level), by name."""
+    base = Path(root)
+    return {p.name: p for p in sorted(base.iterdir()) if is_table(p)} if base.is_dir() else {}
+
+
+def legacy_folders(root: str | Path) -> list[Path]:
+    """Output folders under `root` in the Parquet-file layout of earlier releases (files,
+    no Delta log): a table must not be created over them (a vacuum would delete files it
+    does not know)."""
+    base = Path(root)
+    return [
+        base / kind
+        for kind in KINDS
+        if not is_table(base / kind) and any((base / kind).glob("date=*/*.parquet"))
+    ]
+
+
+def import_parquet(source: str | Path, root: str | Path) -> dict[str, int]:
+    """Copy the rows of earlier releases' Parquet output (`source/<kind>/date=*/*.parquet`)
+    into the tables under `root`, one commit per table; the source is only read. The
+    commit records the import as an application transaction, so importing the same
+    folder again adds nothing. Returns rows imported per table."""
+    src = Path(source).resolve()
+    if src == Path(root).resolve():
+        raise ValueError(f"PATH {src} is the tables' own folder: move the old output aside first")
+    tables = Tables(root)
+    done = {}
+    for kind in KINDS:
+        files = sorted((src / kind).glob("date=*/*.parquet"))
+        app = f"import:{src}:{kind}"
+        if not files or tables.version(kind, app) >= 1:
+            continue
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        done[kind] = tables.append(kind, frame, {app: 1})
+    return done
+
+
+def copy_table(path: str | Path, into: str | Path, version: int | None = None) -> tuple[int, int]:
+    """Copy the table at one version (default: its newest) into `into`: the log up to
+    that version and the data files that version reads; commits made meanwhile are left
+    out, so the copy is consistent while a writer goes on. Returns (version, files)."""
+    from deltalake import DeltaTable
+
+    src, dst = Path(path), Path(into)
+    dt = DeltaTable(str(src), version=version)
+    v = dt.version()
+    (dst / "_delta_log").mkdir(parents=True, exist_ok=True)
+    count = 0
+    for f in sorted((src / "_delta_log").iterdir()):
+        stem = f.name.split(".", 1)[0]
+        # commits and checkpoints up to `v`; `_last_checkpoint` may name a newer one
+        if f.is_file() and stem.isdigit() and int(stem) <= v:
+            shutil.copy2(f, dst / "_delta_log" / f.name)
+            count += 1
+    paths = pa.table(dt.get_add_actions(flatten=True)).column("path").to_pylist()
+    for rel in paths:
+        target = dst / unquote(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / unquote(rel), target)
+        count += 1
+    return v, count
