@@ -32,7 +32,7 @@ $(DEV_STAMP): $(STAMP) requirements/dev-lock.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements/dev-lock.txt
 	touch $@
 
-# Apache Kafka's broker and Spark's Kafka connector: jars from Maven Central, resolved by
+# Apache Kafka's broker, Spark's Kafka and Delta Lake connectors: jars from Maven Central, resolved by
 # the machine's mvn from the pinned coordinates in jvm/*/pom.xml into .jars/ (git-ignored).
 JARS := .jars
 MVN_COPY = mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime
@@ -47,7 +47,12 @@ $(JARS)/spark-kafka/.installed: jvm/spark-kafka/pom.xml
 	rm -rf $(JARS)/spark-kafka && $(MVN_COPY) -f jvm/spark-kafka/pom.xml -DoutputDirectory=$(CURDIR)/$(JARS)/spark-kafka
 	touch $@
 
-jars: $(JARS)/kafka/.installed $(JARS)/spark-kafka/.installed
+$(JARS)/spark-delta/.installed: jvm/spark-delta/pom.xml
+	@$(MAKE) --no-print-directory maven
+	rm -rf $(JARS)/spark-delta && $(MVN_COPY) -f jvm/spark-delta/pom.xml -DoutputDirectory=$(CURDIR)/$(JARS)/spark-delta
+	touch $@
+
+jars: $(JARS)/kafka/.installed $(JARS)/spark-kafka/.installed $(JARS)/spark-delta/.installed
 
 # A system tool from Debian: installed through apt when running as root, otherwise named.
 # $(call debian,COMMAND,PACKAGE,WHAT IT IS FOR) (no commas in the arguments)
@@ -114,7 +119,7 @@ validate: setup
 	$(BIN)/dagster definitions validate -m smoke_platform.definitions
 
 # Each area in its own process (each sets up its own stores and services).
-BENCH_AREAS := gen graph train serving stream spark
+BENCH_AREAS := gen graph train serving stream spark tables
 bench: setup dagster-home
 	@for area in $(BENCH_AREAS); do $(BIN)/python -m bench $$area || exit 1; done
 

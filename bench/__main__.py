@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-AREAS = ("gen", "graph", "train", "serving", "stream", "spark")
+AREAS = ("gen", "graph", "train", "serving", "stream", "spark", "tables")
 
 
 def main(argv: list[str]) -> int:

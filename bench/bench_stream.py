@@ -170,6 +170,70 @@ def explanations(model_tag: str) -> None:
     )
 
 
+def _files_sink(root: Path, out, partition: int, first: int, last: int) -> None:
+    """The Parquet-file path the tables replaced, as the anchor: one file per partition,
+    batch and day (temporary file, fsync, rename), then the partition's state file."""
+    import json
+
+    from streaming.sink import atomic_write
+
+    for kind, rows in (("predictions", out.rows), ("alerts", out.alerts)):
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            continue
+        for date, part in frame.groupby(frame["ts"].str[:10]):
+            path = root / kind / f"date={date}" / f"p{partition}-o{first:012d}-{last:012d}.parquet"
+            atomic_write(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
+    state = root / "_state" / f"t-p{partition}.json"
+    atomic_write(state, lambda tmp: tmp.write_text(json.dumps({"hwm": last})))
+
+
+def tables_vs_files(model_tag: str) -> None:
+    """The worker's core and its outputs over the same batches, into the Delta tables
+    (one commit per table and batch) and into the Parquet-file path they replaced,
+    interleaved in the same run: throughput on tables as a share of the files'."""
+    import time
+
+    from streaming.alerts import AlertConfig
+    from streaming.processor import Processor
+    from streaming.scoring import LocalScorer
+    from streaming.tables import Tables, app_id
+
+    scorer = LocalScorer(model_tag)
+    records, batches = _live_batches()
+    work = Path(tempfile.mkdtemp(prefix="smoke-bench-tables-vs-files-"))
+    runs = iter(range(1_000))
+
+    def arm(tables: bool) -> float:
+        root = work / f"{'tables' if tables else 'files'}-{next(runs)}"
+        core, sink = Processor(AlertConfig(), 65_536), Tables(root)
+        app = {0: app_id("bench", "t", None, 0)}
+        started = time.perf_counter()
+        for batch in batches:
+            out = core.process(batch, scorer)
+            first, last = batch[0].offset, batch[-1].offset
+            if tables:
+                for kind, rows in (("predictions", out.rows), ("alerts", out.alerts)):
+                    fresh = sink.new_rows(kind, rows, app)
+                    if fresh:
+                        sink.append(kind, fresh, {app[0]: last + 1})
+                _files_sink(root, type(out)(), 0, first, last)  # the state file only
+            else:
+                _files_sink(root, out, 0, first, last)
+        return time.perf_counter() - started
+
+    overhead, wall = _paired(arm, 6)
+    report(
+        "stream",
+        "tables_vs_files_pct",
+        100.0 / (1.0 + overhead / 100.0),
+        "%",
+        f"worker core + outputs, Delta tables vs Parquet files, {len(records):,} readings in "
+        f"batches of {len(batches[0]):,}, median of 6 pairs "
+        f"({min(wall[False]):.2f} s files, {min(wall[True]):.2f} s tables); target >= 90",
+    )
+
+
 def supervision(model_tag: str) -> None:
     """What trouble signals cost, measured side by side in this run: the worker's core
     (validate, rises, local scoring, z-scores, alerts) over the same batches with and
@@ -249,6 +313,7 @@ def run() -> None:
     # The worker core's CPU ratios first, with no broker or service idling beside them.
     supervision(model.version)
     explanations(model.version)
+    tables_vs_files(model.version)
     model, broker, bootstrap, service, url = _setup(work, model)
     os.environ["SMOKE_MODEL_TAG"] = model.version  # for the local-model run
     try:

@@ -1,9 +1,11 @@
 """Spark Structured Streaming: event-time windows per sensor over `smoke_sensor_data`.
 
 5-minute windows sliding every minute, a watermark for late data, 25+ statistics per
-window and a data-quality score; written to `data/windowed/date=.../batch-<id>.parquet`
-in `foreachBatch` (one file per batch id, so a retried batch overwrites itself) with a
-checkpoint so a restarted query resumes where it stopped.
+window and a data-quality score; appended in `foreachBatch` to the Delta Lake table
+`data/windowed` (partitioned by `date`) with Delta's Spark connector and its idempotent
+writes (`txnAppId` = the query's checkpoint, `txnVersion` = the batch id: a batch retried
+after a restart is skipped, never doubled), with a checkpoint so a restarted query resumes
+where it stopped.
 
 Over 400 lines: it is one query (source, parse, rises, scoring, the window's statistics,
 quality and silence, the sink and its alerts) whose parts share the column names and the
@@ -35,29 +37,37 @@ def reading_schema() -> str:
     return ", ".join(f"{f.name} {_SPARK_TYPES[f.dtype]}" for f in FIELDS)
 
 
-def kafka_connector_jars(jars_dir: str | Path | None = None) -> list[str]:
-    """Spark's Kafka connector and its dependencies (`make setup` resolves them from
-    Maven Central into `.jars/spark-kafka`); handed to Spark with `spark.jars`, so nothing
-    is downloaded at run time and a standalone cluster's executors get them too."""
+def connector_jars(settings: Any = None) -> list[str]:
+    """Spark's Kafka connector and Delta Lake's Spark connector with their dependencies
+    (`make setup` resolves them from Maven Central into `.jars/`); handed to Spark with
+    `spark.jars`, so nothing is downloaded at run time and a standalone cluster's
+    executors get them too."""
     from streaming.config import StreamSettings
 
-    folder = Path(jars_dir or StreamSettings().spark_kafka_jars_dir)
-    if not folder.is_absolute():
-        folder = Path(__file__).resolve().parents[1] / folder
-    jars = sorted(str(p) for p in folder.glob("*.jar"))
-    if not any("spark-sql-kafka" in j for j in jars):
-        raise FileNotFoundError(
-            f"Spark's Kafka connector is not in {folder}: run 'make setup' (it resolves "
-            "jvm/spark-kafka/pom.xml from Maven Central with mvn), or set "
-            "SMOKE_SPARK_KAFKA_JARS_DIR to a folder holding spark-sql-kafka-0-10 and its "
-            "dependencies"
-        )
+    s = settings or StreamSettings()
+    jars = []
+    for setting, folder_name, marker, pom in (
+        ("SMOKE_SPARK_KAFKA_JARS_DIR", s.spark_kafka_jars_dir, "spark-sql-kafka", "spark-kafka"),
+        ("SMOKE_SPARK_DELTA_JARS_DIR", s.spark_delta_jars_dir, "delta-spark", "spark-delta"),
+    ):
+        folder = Path(folder_name)
+        if not folder.is_absolute():
+            folder = Path(__file__).resolve().parents[1] / folder
+        found = sorted(str(p) for p in folder.glob("*.jar"))
+        if not any(marker in j for j in found):
+            raise FileNotFoundError(
+                f"{marker} is not in {folder}: run 'make setup' (it resolves "
+                f"jvm/{pom}/pom.xml from Maven Central with mvn), or set {setting} to a "
+                f"folder holding {marker} and its dependencies"
+            )
+        jars += found
     return jars
 
 
 # PySpark's own state serializer (applyInPandasWithState) concatenates empty frames, which
 # pandas 2 warns about on every batch: not ours to fix, so its Python workers do not print it.
 _SPARK_PANDAS_WARNING = "ignore::FutureWarning:pyspark.sql.pandas.serializers"
+_DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 
 def spark_session(
@@ -77,7 +87,13 @@ def spark_session(
     spark = (
         SparkSession.builder.master(master or s.spark_master)
         .appName(app)
-        .config("spark.jars", ",".join(kafka_connector_jars()))
+        .config("spark.jars", ",".join(connector_jars(s)))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
+        # Delta rebuilds a table's state in this many tasks (default 50: slow on 2 cores)
+        .config("spark.databricks.delta.snapshotPartitions", str(s.spark_shuffle_partitions))
         .config("spark.driver.extraJavaOptions", logging)
         .config("spark.sql.shuffle.partitions", str(s.spark_shuffle_partitions))
         .config("spark.ui.enabled", "false")
@@ -353,23 +369,40 @@ def window_alerts(frame: Any, profile: Any = None) -> list[dict[str, Any]]:
     ]
 
 
-def batch_writer(out_dir: str | Path, alert_sink: Any = None, profile: Any = None) -> Any:
-    """foreachBatch sink: one Parquet file per batch id and date, overwritten on retry;
+def batch_writer(
+    out_dir: str | Path, app_id: str, alert_sink: Any = None, profile: Any = None
+) -> Any:
+    """foreachBatch sink: the batch appended to the Delta table `out_dir` (partition
+    `date` of the window's start) as application transaction `app_id` at version =
+    batch id, so a batch Spark runs again after a restart is skipped by Delta itself;
     window alerts to `alert_sink` (keyed by alert id, so a retried batch repeats ids)."""
-    from streaming.sink import atomic_write
+    from pyspark.sql import functions as F
 
-    root = Path(out_dir)
+    root = str(out_dir)
 
     def write(batch: Any, batch_id: int) -> None:
-        frame = batch.toPandas()
-        if frame.empty:
-            return
-        frame["batch_id"] = batch_id
-        for date, part in frame.groupby(frame["window_start"].dt.strftime("%Y-%m-%d")):
-            path = root / f"date={date}" / f"batch-{batch_id:08d}.parquet"
-            atomic_write(path, lambda tmp, p=part: p.to_parquet(tmp, index=False))
-        if alert_sink is not None:
-            alert_sink(window_alerts(frame, profile), batch.sparkSession)
+        # Computed once, up front: the table and the alerts read the cached batch, and the
+        # state store commits even when Delta skips a batch it already holds (Spark
+        # validates that foreachBatch consumed every state partition).
+        batch = batch.persist()
+        batch.count()
+        try:
+            out = batch.withColumn("date", F.date_format("window_start", "yyyy-MM-dd"))
+            (
+                out.withColumn("batch_id", F.lit(batch_id).cast("long"))
+                .write.format("delta")
+                .mode("append")
+                .option("txnAppId", app_id)
+                .option("txnVersion", batch_id)
+                .partitionBy("date")
+                .save(root)
+            )
+            if alert_sink is not None:
+                hot = batch.where(F.col("fire_share") >= ALERT_FIRE_SHARE).toPandas()
+                if not hot.empty:
+                    alert_sink(window_alerts(hot, profile), batch.sparkSession)
+        finally:
+            batch.unpersist()
 
     return write
 
@@ -419,7 +452,14 @@ def start_query(
     writer = (
         windowed(readings, watermark, silent_after_s)
         .writeStream.outputMode("append")
-        .foreachBatch(batch_writer(out_dir, sink, normal_profile(tag) if sink else None))
+        .foreachBatch(
+            batch_writer(
+                out_dir,
+                f"smoke-windows:{checkpoint}",  # one query per checkpoint, across restarts
+                sink,
+                normal_profile(tag) if sink else None,
+            )
+        )
         .option("checkpointLocation", checkpoint)
     )
     writer = (

@@ -15,8 +15,10 @@ Readers push the date predicate down to the partitions (`read_outputs(..., days)
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 KINDS = ("predictions", "alerts", "trouble")
+COMMIT_ATTEMPTS = 8
 PARTITION = "date"
 
 
@@ -43,8 +46,9 @@ class Tables:
     """The Delta tables under one root, kept open (each commit updates its snapshot
     incrementally instead of reading the log again)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, writer: str = "") -> None:
         self.root = Path(root)
+        self.writer = writer  # recorded in each commit's info (the table's history says who)
         self._open: dict[str, Any] = {}
 
     def path(self, kind: str) -> Path:
@@ -109,33 +113,52 @@ class Tables:
     ) -> int:
         """Append rows (each with an ISO `ts`) in one commit, recording `versions` as
         application transactions; returns the number of rows written. Nothing to write and
-        no version to record: no commit."""
+        no version to record: no commit.
+
+        Several writers append to one table at once (workers of a group): appends do not
+        conflict, and a commit that lost a race (another writer created the table or
+        changed its schema first) is made again on the table's newest snapshot. Only a
+        batch bringing a new column changes the schema."""
         from deltalake import CommitProperties, Transaction, write_deltalake
+        from deltalake.exceptions import CommitFailedError, DeltaError
 
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
         if frame.empty and not versions:
             return 0
-        dt = self.table(kind)
-        data = to_arrow(frame, pa.schema(dt.schema().to_arrow()) if dt is not None else None)
         txns = [Transaction(app, int(v)) for app, v in (versions or {}).items()]
         self.path(kind).mkdir(parents=True, exist_ok=True)
-        write_deltalake(
-            dt if dt is not None else str(self.path(kind)),
-            data,
-            mode="append",
-            partition_by=[PARTITION],
-            schema_mode="merge",
-            commit_properties=CommitProperties(app_transactions=txns or None),
-        )
-        if dt is None:
+        for attempt in range(COMMIT_ATTEMPTS):
+            dt = self.table(kind, refresh=attempt > 0)
+            schema = pa.schema(dt.schema().to_arrow()) if dt is not None else None
+            data = to_arrow(frame, schema)
+            new_columns = schema is None or bool(set(data.column_names) - set(schema.names))
+            try:
+                write_deltalake(
+                    dt if dt is not None else str(self.path(kind)),
+                    data,
+                    mode="append",
+                    partition_by=[PARTITION],
+                    schema_mode="merge" if new_columns else None,
+                    commit_properties=CommitProperties(
+                        app_transactions=txns or None,
+                        custom_metadata={"writer": self.writer} if self.writer else None,
+                    ),
+                )
+                break
+            except (CommitFailedError, DeltaError):
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                self._open.pop(kind, None)  # read the table again: someone committed first
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        if kind not in self._open:
             self.table(kind)
         return len(frame)
 
 
 def to_arrow(frame: pd.DataFrame, schema: Any = None) -> pa.Table:
-    """`frame` with its `date` partition column, typed as the table's `schema` where the
-    table has the column; a column of nulls only that the table lacks is left out (it
-    merges in once it holds a value)."""
+    """`frame` with its `date` partition column, typed and ordered as the table's
+    `schema`, the table's columns it lacks as nulls; a column of nulls only that the table
+    lacks is left out (it merges in once it holds a value)."""
     frame = frame.assign(**{PARTITION: frame["ts"].astype(str).str[:10]}) if len(frame) else frame
     data = pa.Table.from_pandas(frame, preserve_index=False)
     known = {f.name: f.type for f in schema} if schema is not None else {}
@@ -146,6 +169,11 @@ def to_arrow(frame: pd.DataFrame, schema: Any = None) -> pa.Table:
             data = data.set_column(i, name, column.cast(known[name]))
         elif pa.types.is_null(column.type):
             data = data.drop_columns([name])
+    for name, type_ in known.items():  # the table's columns this batch lacks: nulls
+        if name not in data.column_names:
+            data = data.append_column(name, pa.nulls(data.num_rows, type_))
+    ordered = [n for n in known if n in data.column_names]
+    data = data.select(ordered + [n for n in data.column_names if n not in known])
     return data
 
 
@@ -173,6 +201,9 @@ def read_outputs(
         if filters is not None and not filters[0][2]:
             return pd.DataFrame()
         frame = DeltaTable(str(path)).to_pandas(filters=filters).drop(columns=[PARTITION])
+        for name in frame.columns:  # Spark's timestamps (UTC): naive UTC, as pandas had them
+            if isinstance(frame[name].dtype, pd.DatetimeTZDtype):
+                frame[name] = frame[name].dt.tz_convert("UTC").dt.tz_localize(None)
         order = [c for c in ("ts", "partition", "offset") if c in frame.columns]
         # files come in no set order: rows in time order, as the stream made them
         return frame.sort_values(order, kind="stable", ignore_index=True) if order else frame

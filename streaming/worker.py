@@ -97,7 +97,9 @@ class StreamWorker(Supervision):
             probe_timeout_s=settings.request_timeout_s,
         )
         self.sink = PartitionSink(under_home(settings.stream_dir), settings.topic)
-        self.tables = Tables(under_home(settings.stream_dir))
+        self.tables = Tables(
+            under_home(settings.stream_dir), writer=f"{settings.group_id}-{settings.instance_id()}"
+        )
         self.guard = PoisonGuard(under_home(settings.stream_dir), settings.topic)
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")
         self.replay_until: dict[int, int] = {}  # partition -> committed offset to replay up to

@@ -377,6 +377,7 @@ class SparkSettings(BaseSettings):
     spark_log_level: str = _f("WARN", "Spark's own driver log level")
     kafka_jars_dir: str = _f(".jars/kafka", "Apache Kafka's jars (relative to the checkout)")
     spark_kafka_jars_dir: str = _f(".jars/spark-kafka", "Spark's Kafka connector jars")
+    spark_delta_jars_dir: str = _f(".jars/spark-delta", "Delta Lake's Spark connector jars")
 
 
 class NotifySettings(BaseSettings):

@@ -158,3 +158,10 @@ def test_spark_kafka_connector_matches_the_pinned_pyspark():
     assert connector == pyspark.__version__
     lock = (REPO / "requirements" / "lock.txt").read_text()
     assert f"pyspark=={connector}" in lock
+
+
+def test_spark_delta_connector_is_built_for_the_pinned_pyspark():
+    import pyspark
+
+    minor = _pom_property(REPO / "jvm" / "spark-delta" / "pom.xml", "spark.minor")
+    assert minor == ".".join(pyspark.__version__.split(".")[:2])

@@ -16,7 +16,7 @@ from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
 from smoke_platform.serving import bentoml_serve
 from streaming.admin import create_topics, platform_topics, read_topic
 from streaming.producer import ReadingProducer, produce, scenario_records
-from streaming.tables import read_outputs
+from streaming.tables import is_table, read_outputs
 from streaming.worker import StreamWorker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.bentoml, pytest.mark.slow]
@@ -245,16 +245,33 @@ def test_files_lost_after_the_commit_are_replayed_without_republishing(
 
 
 def _members(bootstrap, group):
-    """{member client host/id: set of partitions} of a consumer group."""
+    """{member client host/id: set of partitions} of a consumer group ({} while the
+    group's coordinator is still being elected or loaded: a retriable state)."""
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     [desc] = admin.describe_consumer_groups([group], request_timeout=10).values()
-    group_desc = desc.result()
+    try:
+        group_desc = desc.result()
+    except KafkaException as exc:
+        not_yet = ("NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE")
+        if exc.args[0].name() not in not_yet:
+            raise
+        return {}
     return {
         m.member_id: {tp.partition for tp in m.assignment.topic_partitions}
         for m in group_desc.members
     }
+
+
+def _writers(settings):
+    from deltalake import DeltaTable
+
+    path = f"{settings.stream_dir}/predictions"
+    if not is_table(path):
+        return set()
+    return {c.get("writer") for c in DeltaTable(path).history() if c.get("operation") == "WRITE"}
 
 
 def test_failover_the_survivor_owns_every_partition_and_nothing_is_lost(
@@ -284,6 +301,10 @@ def test_failover_the_survivor_owns_every_partition_and_nothing_is_lost(
         )
         owned = _members(broker, settings.group_id)
         assert sorted(p for ps in owned.values() for p in ps) == [0, 1, 2, 3]
+        # Both members append to the same tables at once: each one's commits are in the
+        # predictions table's history before one of them is killed.
+        writers = {f"{settings.group_id}-member-a", f"{settings.group_id}-member-b"}
+        a.wait_until(lambda: writers <= _writers(settings), 120, "both members committing")
         a.wait_until(
             lambda: len(read_outputs(settings.stream_dir, "predictions")) > 1_000, 120, "scoring"
         )

@@ -14,6 +14,7 @@ from streaming.admin import create_topics
 from streaming.config import StreamSettings
 from streaming.producer import produce, scenario_records
 from streaming.spark_job import spark_session, start_query
+from streaming.tables import read_outputs
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
@@ -83,8 +84,7 @@ def _windows(spark, settings, out, ckpt, model_tag):
         model_tag=model_tag,
     )
     q.awaitTermination(600)
-    files = sorted(Path(out).glob("date=*/*.parquet"))
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame = read_outputs(out, "")
     keys = ["sensor_id", "window_start"]
     return frame.drop(columns=["batch_id"]).sort_values(keys).reset_index(drop=True)
 

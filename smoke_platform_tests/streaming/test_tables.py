@@ -116,3 +116,43 @@ def test_a_copy_holds_one_version_whatever_was_committed_after_it(tmp_path):
     assert stats(tmp_path / "copy" / "t")["version"] == 1
     newest, _ = copy_table(tables.path("predictions"), tmp_path / "copy" / "u")
     assert newest == 3 and len(read_outputs(tmp_path / "copy", "u")) == 8
+
+
+_WRITER = """
+import sys, time
+from streaming.tables import Tables, app_id
+i, root, start = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+tables = Tables(root, writer=f"w{i}")
+while time.time() < start:
+    time.sleep(0.001)
+for b in range(20):
+    rows = [{"ts": "2026-11-20T00:00:00+00:00", "partition": i, "offset": b * 10 + k, "p": 0.1}
+            for k in range(10)]
+    if i == 1 and b >= 10:
+        rows = [{**r, "note": "a new column"} for r in rows]  # a schema change mid-race
+    tables.append("predictions", rows, {app_id("g", "t", None, i): b * 10 + 10})
+"""
+
+
+def test_writers_racing_to_create_and_append_lose_no_commit(tmp_path):
+    """Three processes create the same table at once and append 20 commits each, one of
+    them adding a column: every commit lands, once."""
+    import subprocess
+    import sys
+    import time
+
+    start = str(time.time() + 3)  # all three past their imports
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(i), str(tmp_path), start])
+        for i in range(3)
+    ]
+    assert [p.wait(120) for p in procs] == [0, 0, 0]
+    rows = read_outputs(tmp_path, "predictions")
+    assert len(rows) == 600 and not rows.duplicated(["partition", "offset"]).any()
+    assert rows["note"].notna().sum() == 100
+    from deltalake import DeltaTable
+
+    writers = [c.get("writer") for c in DeltaTable(str(tmp_path / "predictions")).history()]
+    assert sorted(w for w in writers if w) == sorted(["w0", "w1", "w2"] * 20)
+    tables = Tables(tmp_path)
+    assert [tables.version("predictions", app_id("g", "t", None, i)) for i in range(3)] == [200] * 3
