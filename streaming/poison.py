@@ -110,7 +110,7 @@ class PoisonGuard:
                     after.append(m)
                     continue
                 poisoned = {}
-                if m is msgs[0] and self._gave_up(partition, m.offset):
+                if self._gave_up(partition, m.offset):  # wherever the step starts
                     poisoned[(partition, m.offset)] = self._why(partition)
                 singles.append(Step([m], poisoned))
         steps = [Step(calm, {})] if calm else []
@@ -143,6 +143,11 @@ class PoisonGuard:
             if (partition, first) in step.poisoned:
                 continue  # not tried: given up
             rec = self.attempts.get(partition)
+            if rec is not None and last < rec.first:
+                # Wholly before an unfinished attempt: the replay of batches that finished
+                # before the crash (their table commits were still pending); the count of
+                # the attempt that crashed stands for when the partition gets back to it.
+                continue
             same = rec is not None and rec.first == first and rec.single == (first == last)
             if rec is not None and same:
                 rec.tries, rec.last = rec.tries + 1, max(rec.last, last)

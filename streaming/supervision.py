@@ -38,6 +38,7 @@ class Supervision:
 
     def _transaction(self, open_: bool) -> None: ...
     def _txn(self, call: Any, what: str) -> None: ...
+    def flush(self) -> None: ...
     def _abort_after_failure(self) -> None: ...
 
     def _lags(self) -> dict[int, int | None]:
@@ -102,8 +103,10 @@ class Supervision:
             log.warning("trouble signals not published (%s): judged again", exc)
             self._abort_after_failure()
             return
-        # Judged between batches: stored in one commit, then each partition's state
-        # (which remembers them open); the platform's own signals in the same commit.
+        # Judged between batches: stored in one commit (the platform's own signals too),
+        # then each partition's state, which remembers them open; what batches left
+        # pending goes first, so no state is ahead of the tables.
+        self.flush()
         self.tables.append("trouble", events)
         for partition in sorted({e["partition"] for e in events if e["partition"] is not None}):
             self.sink.write(partition, self.core.snapshot(partition))

@@ -155,6 +155,66 @@ class Tables:
         return len(frame)
 
 
+class PendingCommits:
+    """The worker's outputs of several batches gathered into one commit per table: a
+    table's commit costs grow with its files, so it commits every `interval_s` (or at
+    `max_rows`) instead of every batch. Each batch's Kafka transaction commits at once
+    as before; what is pending is re-derived after a crash, since the partition state
+    written after the tables' commits stays behind them (`PartitionSink`)."""
+
+    def __init__(self, tables: Tables, interval_s: float, max_rows: int) -> None:
+        self.tables = tables
+        self.interval_s = interval_s
+        self.max_rows = max_rows
+        self.rows: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+        self.versions: dict[int, tuple[str, int]] = {}  # partition -> (app id, next offset)
+        self.states: dict[int, dict[str, Any]] = {}  # partition -> state after its last batch
+        self.since: float | None = None
+
+    def add(self, kind: str, rows: list[dict[str, Any]]) -> None:
+        self.rows[kind] += rows
+
+    def mark(self, partition: int, app: str, next_offset: int, state: dict[str, Any]) -> None:
+        """A batch of `partition` is done up to `next_offset`, its state `state`."""
+        self.versions[partition] = (app, next_offset)
+        self.states[partition] = state
+        if self.since is None:
+            self.since = time.monotonic()
+
+    def due(self) -> bool:
+        if self.since is None:
+            return False
+        held = sum(len(r) for r in self.rows.values())
+        return held >= self.max_rows or time.monotonic() - self.since >= self.interval_s
+
+    def flush(self, write_state: Any) -> None:
+        """One commit per table holding rows, every pending version recorded in each;
+        then each partition's state (`write_state(partition, state)`)."""
+        versions = dict(self.versions.values())
+        for kind, rows in self.rows.items():
+            if rows:
+                self.tables.append(kind, rows, versions)
+        for partition, state in self.states.items():
+            write_state(partition, state)
+        self.clear()
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget what is pending of `partitions` (lost to another member, which replays
+        it from their state)."""
+        gone = set(partitions)
+        for kind in KINDS:
+            self.rows[kind] = [r for r in self.rows[kind] if r.get("partition") not in gone]
+        for p in gone:
+            self.versions.pop(p, None)
+            self.states.pop(p, None)
+
+    def clear(self) -> None:
+        self.rows = {k: [] for k in KINDS}
+        self.versions.clear()
+        self.states.clear()
+        self.since = None
+
+
 def to_arrow(frame: pd.DataFrame, schema: Any = None) -> pa.Table:
     """`frame` with its `date` partition column, typed and ordered as the table's
     `schema`, the table's columns it lacks as nulls; a column of nulls only that the table
@@ -255,11 +315,21 @@ def stats(path: str | Path) -> dict[str, Any]:
 
 
 def compact(path: str | Path, day: str) -> dict[str, Any]:
-    """Merge one (closed) day's small files into few large ones, in one commit; readers
-    of the previous version are unaffected (its files go at the next vacuum)."""
+    """Merge one day's small files into few large ones, in one commit, while writers go
+    on appending to it (appends do not conflict with it); readers of the previous version
+    are unaffected (its files go at the next vacuum)."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import CommitFailedError
 
-    metrics = DeltaTable(str(path)).optimize.compact(partition_filters=[(PARTITION, "=", day)])
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            dt = DeltaTable(str(path))
+            metrics = dt.optimize.compact(partition_filters=[(PARTITION, "=", day)])
+            break
+        except CommitFailedError:  # another compaction of the day won: read it again
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.2))
     return {"files_removed": metrics["numFilesRemoved"], "files_added": metrics["numFilesAdded"]}
 
 

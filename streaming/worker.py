@@ -53,7 +53,7 @@ from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor, r
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
 from streaming.sink import PartitionSink, unwritable_rows
 from streaming.supervision import Supervision
-from streaming.tables import Tables, app_id, legacy_folders
+from streaming.tables import PendingCommits, Tables, app_id, legacy_folders
 
 log = logging.getLogger("smoke.worker")
 
@@ -99,6 +99,9 @@ class StreamWorker(Supervision):
         self.sink = PartitionSink(under_home(settings.stream_dir), settings.topic)
         self.tables = Tables(
             under_home(settings.stream_dir), writer=f"{settings.group_id}-{settings.instance_id()}"
+        )
+        self.pending = PendingCommits(
+            self.tables, settings.table_commit_interval_s, settings.table_commit_max_rows
         )
         self.guard = PoisonGuard(under_home(settings.stream_dir), settings.topic)
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")
@@ -182,17 +185,28 @@ class StreamWorker(Supervision):
                 )
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        # Batches run between polls and commit before the next one, so nothing is in flight.
+        # Batches run between polls and commit before the next one, so nothing is in flight;
+        # what the tables have not committed yet goes now, before the next owner starts.
+        self.flush()
+        self._forget(partitions)
+        log.info("revoked partitions %s", [tp.partition for tp in partitions])
+
+    def _forget(self, partitions: list[Any]) -> None:
         for tp in partitions:
             self.core.states.pop(tp.partition, None)
             self.replay_until.pop(tp.partition, None)
             self.guard.drop(tp.partition)
-        log.info("revoked partitions %s", [tp.partition for tp in partitions])
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
-        # Another member may own them already; its transactions fence ours.
+        # Another member may own them already; its transactions fence ours, and it replays
+        # into the tables what was pending here (from the partitions' state).
         log.warning("lost partitions %s (session timed out)", [tp.partition for tp in partitions])
-        self._on_revoke(consumer, partitions)
+        self.pending.drop(tp.partition for tp in partitions)
+        self._forget(partitions)
+
+    def flush(self) -> None:
+        """Commit what is pending to the tables, then the partitions' state."""
+        self.pending.flush(self.sink.write)
 
     def open(self) -> None:
         """Serve metrics, start loading the local fallback model, learn the topic's id (see
@@ -264,6 +278,8 @@ class StreamWorker(Supervision):
         """Consume and process one batch; returns how many new messages it handled."""
         msgs = self.consumer.consume(self.s.batch_size, self.s.poll_timeout_s)
         handled = self.process([_in(m) for m in msgs if self._usable(m)])
+        if self.pending.due():  # after a batch, or on a quiet poll: nothing waits for long
+            self.flush()
         if time.monotonic() - self.lag_at >= 5.0:
             self._update_lag()
         if time.monotonic() - self.judged_at >= self.supervision_interval_s:
@@ -279,6 +295,10 @@ class StreamWorker(Supervision):
                 self.metrics.lag.labels(str(partition)).set(lag)
 
     def close(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            log.exception("could not commit the pending outputs to the tables")
         self.consumer.close()  # leaves the group; offsets were committed per batch
         self.notifier.close()
         log.info("worker stopped")
@@ -533,7 +553,9 @@ class StreamWorker(Supervision):
         self.metrics.transaction_open.set(1 if open_ else 0)
 
     def _rewind(self) -> None:
-        """After an aborted transaction: back to the durable state and committed offsets."""
+        """After an aborted transaction: back to the durable state and committed offsets
+        (what is pending is of committed batches: it goes to the tables first)."""
+        self.flush()
         assignment = self.consumer.assignment()
         self._resume(assignment)
         for tp in assignment:
@@ -583,27 +605,23 @@ class StreamWorker(Supervision):
         return app_id(self.s.group_id, self.s.topic, self.sink.topic_id, partition)
 
     def _persist(self, msgs: list[InMessage], out: BatchOutput) -> None:
-        """One commit per table: the rows it lacks, with each partition's next offset as
-        its application-transaction version; then each partition's state."""
+        """The batch's rows each table lacks, pending with each partition's next offset
+        (the tables' application-transaction version) and state; committed together every
+        `SMOKE_TABLE_COMMIT_INTERVAL_S` by `poll_once` (`PendingCommits`)."""
         ends: dict[int, int] = {}
         firsts: dict[int, int] = {}
         for m in msgs:
             ends[m.partition] = max(ends.get(m.partition, -1), m.offset)
             firsts[m.partition] = min(firsts.get(m.partition, m.offset), m.offset)
         apps = {p: self.app(p) for p in ends}
-        versions = {apps[p]: last + 1 for p, last in ends.items()}
         for kind, rows in (("predictions", out.rows), ("alerts", out.alerts)):
-            fresh = self.tables.new_rows(kind, rows, apps)
-            if fresh:
-                self.tables.append(kind, fresh, versions)
+            self.pending.add(kind, self.tables.new_rows(kind, rows, apps))
         trouble = [t for t in out.trouble if t["partition"] in ends]
         if trouble:
-            fresh = self.tables.new_events("trouble", trouble, firsts, apps)
-            if fresh:
-                self.tables.append("trouble", fresh, versions)
+            self.pending.add("trouble", self.tables.new_events("trouble", trouble, firsts, apps))
         for partition, last in ends.items():
             self.core.state(partition).hwm = last
-            self.sink.write(partition, self.core.snapshot(partition))
+            self.pending.mark(partition, apps[partition], last + 1, self.core.snapshot(partition))
 
     def _observe(self, out: BatchOutput, live: set[tuple[int, int]]) -> None:
         now = time.time()

@@ -321,6 +321,10 @@ class WorkerSettings(BaseSettings):
     breaker_failures: int = _f(3, "failed calls that open the circuit to the service", gt=0)
     breaker_reset_s: float = _f(5.0, "seconds between probes while the circuit is open", gt=0)
     stream_dir: str = _f("data/processed_stream", "the worker's predictions, alerts and state")
+    table_commit_interval_s: float = _f(
+        10.0, "seconds between the worker's commits to its tables (fewer, larger files)", gt=0
+    )
+    table_commit_max_rows: int = _f(100_000, "rows that make the worker commit sooner", gt=0)
     worker_metrics_port: int = _f(0, "Prometheus metrics port (0: none)", ge=0)
     worker_metrics_host: str = _f("127.0.0.1", "metrics address (0.0.0.0 in a container)")
 

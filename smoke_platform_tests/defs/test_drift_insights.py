@@ -283,18 +283,23 @@ def test_compaction_merges_a_days_files_and_keeps_every_row(tmp_path, readings):
     pd.testing.assert_frame_equal(before, after)
 
 
-def test_the_compaction_schedule_asks_for_the_day_that_just_closed(tmp_path):
+def test_the_compaction_schedule_asks_for_today_hourly_and_for_the_day_that_closed(tmp_path):
     from datetime import UTC, datetime
 
     from smoke_platform.defs.monitoring.tables import stream_table_compaction_schedule
 
-    at = datetime(2026, 11, 21, 0, 30, tzinfo=UTC)
-    with (
-        dg.DagsterInstance.local_temp(str(tmp_path)) as instance,
-        dg.build_schedule_context(instance=instance, scheduled_execution_time=at) as ctx,
-    ):
-        skipped = stream_table_compaction_schedule(ctx)
+    def tick(instance, at):
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=at) as ctx:
+            return stream_table_compaction_schedule(ctx)
+
+    midnight, morning = (
+        datetime(2026, 11, 21, 0, 30, tzinfo=UTC),
+        datetime(2026, 11, 21, 9, 30, tzinfo=UTC),
+    )
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        skipped = tick(instance, midnight)
         assert isinstance(skipped, dg.SkipReason) and "2026-11-20" in skipped.skip_message
         instance.add_dynamic_partitions("stream_dates", ["2026-11-20", "2026-11-21"])
-        request = stream_table_compaction_schedule(ctx)
-        assert isinstance(request, dg.RunRequest) and request.partition_key == "2026-11-20"
+        assert [r.partition_key for r in tick(instance, midnight)] == ["2026-11-20", "2026-11-21"]
+        [today] = tick(instance, morning)
+        assert today.partition_key == "2026-11-21" and today.run_key.endswith("T09")

@@ -148,8 +148,12 @@ def test_sigkill_twice_one_inside_a_transaction_loses_and_duplicates_nothing(
     tag = served_model.version
     try:
         first = _worker(settings, tmp_path / "w1.log", tag, "kill-test")
+        # Progress from the worker's metrics: its tables commit every 10 s (what a SIGKILL
+        # leaves pending there, the next worker replays into them).
         first.wait_until(
-            lambda: len(read_outputs(settings.stream_dir, "predictions")) > 3_000, 180, "scoring"
+            lambda: (_metric(metrics_port, "smoke_worker_consumed_total") or 0) > 3_000,
+            180,
+            "scoring",
         )
         # Freeze the service: the next batch opens its transaction, dead-letters its poison
         # message and then waits on the frozen service with the transaction open.

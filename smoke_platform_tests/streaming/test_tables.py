@@ -156,3 +156,48 @@ def test_writers_racing_to_create_and_append_lose_no_commit(tmp_path):
     assert sorted(w for w in writers if w) == sorted(["w0", "w1", "w2"] * 20)
     tables = Tables(tmp_path)
     assert [tables.version("predictions", app_id("g", "t", None, i)) for i in range(3)] == [200] * 3
+
+
+def test_pending_batches_commit_together_and_a_lost_partitions_rows_are_dropped(tmp_path):
+    from streaming.tables import PendingCommits
+
+    tables = Tables(tmp_path)
+    pending = PendingCommits(tables, interval_s=3600, max_rows=25)
+    apps = {p: app_id("g", "t", None, p) for p in (0, 1)}
+    for first in (0, 10):  # two batches of both partitions: 20 rows, not due yet
+        for p in (0, 1):
+            pending.add("predictions", _rows(5, start=first, partition=p))
+            pending.mark(p, apps[p], first + 5, {"hwm": first + 4})
+    assert not pending.due() and tables.table("predictions") is None
+    pending.drop([1])  # lost to another member: it replays them
+    pending.add("predictions", _rows(20, start=20))
+    assert pending.due()  # 30 rows held
+    states = {}
+    pending.flush(lambda p, state: states.update({p: state}))
+    rows = read_outputs(tmp_path, "predictions")
+    assert set(rows["partition"]) == {0} and len(rows) == 30
+    assert states == {0: {"hwm": 14}}  # the state after its last batch, after the commit
+    assert tables.version("predictions", apps[0]) == 15
+    assert tables.version("predictions", apps[1]) == -1
+    assert not pending.due() and pending.since is None
+
+
+def test_compaction_while_a_writer_appends_to_the_same_day_loses_nothing(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from streaming.tables import compact
+
+    tables = Tables(tmp_path)
+    for b in range(10):
+        tables.append("predictions", _rows(10, start=1_000 + 10 * b, partition=9, day="2026-11-20"))
+    start = str(time.time() + 2)
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, "0", str(tmp_path), start])
+    while time.time() < float(start):
+        time.sleep(0.01)
+    merged = [compact(tmp_path / "predictions", "2026-11-20") for _ in range(4)]
+    assert writer.wait(120) == 0
+    assert merged[0]["files_removed"] >= 10
+    rows = read_outputs(tmp_path, "predictions")
+    assert len(rows) == 300 and not rows.duplicated(["partition", "offset"]).any()

@@ -1,8 +1,9 @@
 """Maintenance of the stream's Delta tables (`streaming.tables`), as assets on schedules.
 
-- `stream_table_compaction`, one partition per day: merges a closed day's small files
-  (the worker commits a few per batch) into few large ones, in every table. Scheduled
-  each night for the day before.
+- `stream_table_compaction`, one partition per day: merges a day's small files (each
+  worker commits one per table every `SMOKE_TABLE_COMMIT_INTERVAL_S`) into few large
+  ones, in every table. Scheduled hourly for today, whose growing file list slows every
+  commit, and at 00:30 for the day that closed.
 - `stream_table_retention`: deletes the days past `SMOKE_STREAM_RETENTION_DAYS`, vacuums
   the files no version within `SMOKE_TABLE_VACUUM_RETENTION_HOURS` needs, and writes a
   checkpoint. Raw data is never touched. Scheduled daily.
@@ -53,8 +54,9 @@ def _table_metadata(tables: dict[str, Path]) -> dict[str, Any]:
 def stream_table_compaction(
     context: dg.AssetExecutionContext, settings: PlatformSettingsResource
 ) -> dg.MaterializeResult:
-    """One day of every stream table compacted into few large files (one commit each;
-    readers of earlier versions are unaffected until the files are vacuumed)."""
+    """One day of every stream table compacted into few large files (one commit each,
+    while the workers go on appending; readers of earlier versions are unaffected until
+    the files are vacuumed)."""
     day = context.partition_key
     tables = stream_tables(settings)
     if not tables:
@@ -114,24 +116,31 @@ def stream_table_retention(
 compaction_job = dg.define_asset_job(
     "stream_table_compaction_job",
     selection=[stream_table_compaction],
-    description="Compact the previous day of every stream table.",
+    description="Compact one day of every stream table.",
 )
 
 
 @dg.schedule(
     job=compaction_job,
-    cron_schedule="30 0 * * *",
+    cron_schedule="30 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 def stream_table_compaction_schedule(
     context: dg.ScheduleEvaluationContext,
-) -> dg.RunRequest | dg.SkipReason:
-    """00:30 UTC: the day that just closed, if the stream wrote it."""
-    day = (context.scheduled_execution_time - timedelta(days=1)).strftime("%Y-%m-%d")
-    if not context.instance.has_dynamic_partition("stream_dates", day):
-        return dg.SkipReason(f"no stream output on {day}")
-    return dg.RunRequest(run_key=f"compact-{day}", partition_key=day)
+) -> list[dg.RunRequest] | dg.SkipReason:
+    """Every hour at :30 UTC, today's partition (the workers append to it all day, and a
+    table's commits slow down as its files grow); at 00:30 the day that just closed too."""
+    at = context.scheduled_execution_time
+    days = [at.strftime("%Y-%m-%d")]
+    if at.hour == 0:
+        days.insert(0, (at - timedelta(days=1)).strftime("%Y-%m-%d"))
+    known = [d for d in days if context.instance.has_dynamic_partition("stream_dates", d)]
+    if not known:
+        return dg.SkipReason(f"no stream output on {' or '.join(days)}")
+    return [
+        dg.RunRequest(run_key=f"compact-{day}-{at:%Y%m%dT%H}", partition_key=day) for day in known
+    ]
 
 
 retention_job = dg.define_asset_job(
