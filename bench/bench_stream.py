@@ -323,6 +323,100 @@ def supervision(model_tag: str) -> None:
     report("stream", "supervision_stored_bytes_per_sensor", stored / 100_000, "bytes", "as stored")
 
 
+def worker_cpu(bootstrap: str, work: Path, model_tag: str, n: int = 100_000) -> None:
+    """The worker's own CPU per reading (process CPU: its Python thread and librdkafka's
+    and delta-rs's threads) over a pre-filled topic of the fleet simulator's readings,
+    local scoring, from its first poll to its last table commit; beside, in the same run,
+    a bare confluent-kafka consume loop over the same topic and the worker's core alone
+    (validation, rises, scoring, z-scores, alerts, supervision) over the same readings.
+    What is left is the outputs: producing predictions and alerts, the transactions and
+    the tables."""
+    import itertools
+    import json
+    import time
+
+    from confluent_kafka import Consumer
+
+    from streaming.alerts import AlertConfig
+    from streaming.processor import InMessage, Processor
+    from streaming.producer import ReadingProducer, live_source
+    from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
+    from streaming.worker import StreamWorker
+
+    s = _settings(bootstrap, "http://127.0.0.1:9", work, "cpu")
+    records = list(itertools.islice(live_source(seed=7, sensors=500), n))
+    producer = ReadingProducer(s)
+    for rec in records:
+        producer.send(rec)
+    assert producer.flush() == 0
+    bare = Consumer(
+        s.kafka(
+            **{
+                "group.id": "bench-bare",
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
+    )
+    bare.subscribe([s.topic])
+    got, deadline = 0, time.monotonic() + 300
+    started = time.process_time()
+    while got < n and time.monotonic() < deadline:
+        got += sum(1 for m in bare.consume(s.batch_size, 1.0) if m.error() is None)
+    consume_cpu = time.process_time() - started
+    bare.close()
+    assert got == n, (got, n)
+
+    scorer = LocalScorer(model_tag)
+    core = Processor(AlertConfig(), 65_536)
+    size = s.batch_size
+    batches = [
+        [
+            InMessage(s.topic, 0, i, r["sensor_id"].encode(), json.dumps(r).encode())
+            for i, r in enumerate(records[k : k + size], start=k)
+        ]
+        for k in range(0, n, size)
+    ]
+    started = time.process_time()
+    for batch in batches:
+        core.process(batch, scorer)
+    core_cpu = time.process_time() - started
+
+    local = FallbackScorer(
+        RemoteScorer("http://127.0.0.1:9", "", 0.1), scorer, CircuitBreaker(1, 3600)
+    )
+    worker = StreamWorker(s, scorer=local)
+    worker.open()
+    try:
+        handled, deadline = 0, time.monotonic() + 600
+        started = time.process_time()
+        while handled < n and time.monotonic() < deadline:
+            handled += worker.poll_once()
+        worker.flush()
+        worker_cpu = time.process_time() - started
+    finally:
+        worker.close()
+    assert handled == n, (handled, n)
+    per = {k: v / n * 1e6 for k, v in (("c", consume_cpu), ("k", core_cpu), ("w", worker_cpu))}
+    report("stream", "bare_consume_cpu_us_per_reading", per["c"], "us", "anchor: consume only")
+    report("stream", "worker_core_cpu_us_per_reading", per["k"], "us", "anchor: the core only")
+    report(
+        "stream",
+        "worker_cpu_us_per_reading",
+        per["w"],
+        "us",
+        f"{n:,} readings of 500 sensors, local scoring, process CPU; target <= 40",
+    )
+    report(
+        "stream",
+        "worker_outputs_cpu_us_per_reading",
+        per["w"] - per["k"] - per["c"],
+        "us",
+        "the rest: producing predictions and alerts, transactions, tables",
+    )
+
+
 def run() -> None:
     work = Path(tempfile.mkdtemp(prefix="smoke-bench-stream-"))
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
@@ -338,6 +432,7 @@ def run() -> None:
     model, broker, bootstrap, service, url = _setup(work, model)
     os.environ["SMOKE_MODEL_TAG"] = model.version  # for the local-model run
     try:
+        worker_cpu(bootstrap, work, model.version)
         n = 60_000
         for name, down in (("service", False), ("local", True)):
             s = _settings(bootstrap, url, work, f"sustained-{name}")  # default batch size

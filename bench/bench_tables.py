@@ -47,7 +47,8 @@ def predictions(model_tag: str, n: int = ROWS) -> pd.DataFrame:
 
 def run() -> None:
     from bench.bench_serving import _model_and_readings
-    from streaming.tables import Tables, app_id, compact, read_outputs, stats
+    from streaming.table_maintenance import compact, stats
+    from streaming.tables import Tables, app_id, read_outputs
 
     model, _ = _model_and_readings()
     frame = predictions(model.version)

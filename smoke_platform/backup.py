@@ -67,7 +67,8 @@ def _postgres_instance(dagster_home: Path) -> bool:
 def _stage(part: Part, into: Path) -> tuple[int, dict[str, int]]:
     """Copy `part` into `into` (databases through SQLite's backup, Delta tables at one
     version); the files copied and each table's version."""
-    from streaming.tables import copy_table, is_table, tables_under
+    from streaming.table_maintenance import copy_table, tables_under
+    from streaming.tables import is_table
 
     tables = {"": part.path} if is_table(part.path) else dict(tables_under(part.path))
     count = 0

@@ -12,7 +12,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from streaming.tables import Tables, read_outputs, stats
+from streaming.table_maintenance import stats
+from streaming.tables import Tables, read_outputs
 
 pytestmark = [pytest.mark.dagster, pytest.mark.bentoml, pytest.mark.slow]
 

@@ -53,7 +53,8 @@ from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor, r
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
 from streaming.sink import PartitionSink, unwritable_rows
 from streaming.supervision import Supervision
-from streaming.tables import PendingCommits, Tables, app_id, legacy_folders
+from streaming.table_maintenance import legacy_folders
+from streaming.tables import PendingCommits, Tables, app_id
 
 log = logging.getLogger("smoke.worker")
 

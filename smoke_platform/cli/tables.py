@@ -31,7 +31,8 @@ def show(ctx: typer.Context) -> None:
         return
     from tabulate import tabulate
 
-    from streaming.tables import is_table, legacy_folders, stats, tables_under
+    from streaming.table_maintenance import legacy_folders, stats, tables_under
+    from streaming.tables import is_table
 
     stream, windowed = _roots()
     found = tables_under(stream)
@@ -70,7 +71,7 @@ def import_(
     """Copy earlier releases' Parquet output into the tables; deletes nothing, and
     importing the same folder twice adds nothing."""
     from smoke_platform.errors import UserError
-    from streaming.tables import import_parquet
+    from streaming.table_maintenance import import_parquet
 
     if not path.is_dir():
         raise UserError(f"PATH {path}: no such folder")

@@ -22,7 +22,8 @@ from smoke_platform.defs.monitoring.sensors import drift_sensor
 from smoke_platform.defs.monitoring.tables import stream_table_compaction, stream_table_retention
 from smoke_platform.reports.insights import insights
 from smoke_platform_tests.conftest import assert_html_twin
-from streaming.tables import Tables, output_days, read_outputs, stats
+from streaming.table_maintenance import stats
+from streaming.tables import Tables, output_days, read_outputs
 
 pytestmark = pytest.mark.dagster
 

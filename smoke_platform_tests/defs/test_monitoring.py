@@ -13,7 +13,8 @@ from smoke_platform.defs.common.resources import (
 from smoke_platform.defs.monitoring.assets import stream_predictions
 from smoke_platform.defs.monitoring.partitions import stream_dates
 from smoke_platform.defs.monitoring.sensors import stream_partition_sensor
-from streaming.tables import Tables, stats
+from streaming.table_maintenance import stats
+from streaming.tables import Tables
 
 pytestmark = pytest.mark.dagster
 

@@ -14,7 +14,8 @@ from streaming.admin import create_topics
 from streaming.config import StreamSettings
 from streaming.producer import ReadingProducer, produce, scenario_records
 from streaming.spark_job import PERCENTILE_CHANNELS, STATS_CHANNELS, spark_session, start_query
-from streaming.tables import is_table, read_outputs, stats
+from streaming.table_maintenance import stats
+from streaming.tables import is_table, read_outputs
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 

@@ -4,15 +4,8 @@ import pandas as pd
 import pytest
 
 from streaming.sink import PartitionSink
-from streaming.tables import (
-    Tables,
-    app_id,
-    copy_table,
-    output_days,
-    read_outputs,
-    remove_days_before,
-    stats,
-)
+from streaming.table_maintenance import copy_table, stats
+from streaming.tables import Tables, app_id, output_days, read_outputs, remove_days_before
 
 
 def _rows(n: int, start: int = 0, partition: int = 0, day: str = "2026-11-27") -> list[dict]:
@@ -187,7 +180,7 @@ def test_compaction_while_a_writer_appends_to_the_same_day_loses_nothing(tmp_pat
     import sys
     import time
 
-    from streaming.tables import compact
+    from streaming.table_maintenance import compact
 
     tables = Tables(tmp_path)
     for b in range(10):

@@ -28,7 +28,8 @@ from smoke_platform.defs.common.resources import (
 )
 from smoke_platform.defs.monitoring.partitions import stream_dates
 from smoke_platform.reports.markdown import markdown_table, report_metadata
-from streaming.tables import output_days, read_outputs, stats
+from streaming.table_maintenance import stats
+from streaming.tables import output_days, read_outputs
 
 
 def stream_sources(settings: PlatformSettingsResource) -> dict[dg.AssetKey, Path]:

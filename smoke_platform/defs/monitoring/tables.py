@@ -24,7 +24,8 @@ from smoke_platform.defs.common.resources import (
     PlatformSettingsResource,
 )
 from smoke_platform.defs.monitoring.partitions import stream_dates
-from streaming.tables import compact, output_days, remove_days_before, stats, tables_under, vacuum
+from streaming.table_maintenance import compact, stats, tables_under, vacuum
+from streaming.tables import output_days, remove_days_before
 
 MAINTENANCE: dict[str, Any] = {
     "group_name": "maintenance",
