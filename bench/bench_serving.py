@@ -118,6 +118,11 @@ def _inprocess(model, readings, size: int = 1_000, n: int = 20) -> float:
     return size * n / (time.perf_counter() - started)
 
 
+# Each bulk route's rows/s as a share of the model's own rate in process, measured in the
+# same run (the machine's limit for the service, whatever the machine).
+PCT_TARGETS = {"batch1000": 50, "columns1000": 65, "arrow5000": 90}
+
+
 def run() -> None:
     work = Path(tempfile.mkdtemp(prefix="smoke-bench-serving-"))
     os.environ["BENTOML_HOME"] = str(work / "bentoml")  # before bentoml is imported
@@ -187,30 +192,32 @@ def run() -> None:
         frame = readings[list(REQUIRED)]
         for size in (1_000, 5_000):
             rows = records[:size]
-            figures: dict[str, tuple[str, dict | bytes, str, int]] = {
-                "batch": ("predict_batch", {"readings": rows}, "application/json", 100_000),
+            figures: dict[str, tuple[str, dict | bytes, str]] = {
+                "batch": ("predict_batch", {"readings": rows}, "application/json"),
                 "columns": (
                     "predict_columns",
                     {"columns": columns_from_records(rows)},
                     "application/json",
-                    200_000,
                 ),
-                "arrow": (
-                    "predict_arrow",
-                    frame_to_arrow(frame.iloc[:size]),
-                    ARROW_MEDIA_TYPE,
-                    200_000,
-                ),
+                "arrow": ("predict_arrow", frame_to_arrow(frame.iloc[:size]), ARROW_MEDIA_TYPE),
             }
-            for name, (route, body, ctype, target) in figures.items():
+            for name, (route, body, ctype) in figures.items():
                 rate = _batches(url, route, body, size, n=max(8, 40_000 // size), ctype=ctype)
                 report(
                     "serving",
                     f"{name}{size}_rows_per_s",
                     rate,
                     "rows/s",
-                    f"/{route}, {size:,} readings per request; target >= {target:,}; "
-                    f"{rate / ceiling:.0%} of the in-process ceiling",
+                    f"/{route}, {size:,} readings per request",
+                )
+                target = PCT_TARGETS.get(f"{name}{size}")
+                report(
+                    "serving",
+                    f"{name}{size}_pct_of_inprocess",
+                    rate / ceiling * 100,
+                    "%",
+                    f"/{route} at {size:,} rows against the model in process, same run"
+                    + (f"; target >= {target}" if target else ""),
                 )
     finally:
         proc.stop()

@@ -55,6 +55,7 @@ def _is_utf8(raw: bytes) -> bool:
 @given(raw=hostile_bytes(GOOD_MESSAGE))
 @example(raw=UTF8_CASE)
 @example(raw=b'{"sensor_id": "\xff\xfe\xfa"}')
+@example(raw=GOOD_MESSAGE.replace(b'+00:00"', b'\\u0000+00:00"'))  # found by hypothesis
 def test_the_column_wise_decoder_never_raises_and_passes_only_what_pydantic_accepts(raw):
     [record] = json_records([raw])
     if record is not None:  # plainly valid: the reference accepts it with the same values
@@ -174,3 +175,16 @@ def test_the_producers_csv_replay_refuses_hostile_files_with_a_user_error(tmp_pa
             assert str(path) in str(exc)
 
     check()
+
+
+def test_a_timestamp_cut_at_an_escaped_nul_is_left_to_pydantic_in_bulk_requests_too():
+    """msgspec stops reading a timestamp at an escaped NUL and drops its zone; pydantic
+    refuses it, so the fast bulk path hands such a body to the model that names it."""
+    from smoke_platform.core.columns import json_measurements
+
+    good = b'{"readings": [' + GOOD_MESSAGE + b"]}"
+    assert json_measurements(good, "readings") is not None
+    cut = good.replace(b'+00:00"', b'\\u0000+05:00"')
+    assert json_measurements(cut, "readings") is None
+    with pytest.raises(ReadingValidationError, match="ts"):
+        parse_reading(GOOD_MESSAGE.replace(b'+00:00"', b'\\u0000+05:00"'))

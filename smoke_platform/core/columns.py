@@ -115,6 +115,9 @@ def _within_window(stamps: list[datetime]) -> bool:
 # A time of day with more than six fractional digits: left to pydantic, whose reading of
 # it (truncated to the microsecond) is the contract.
 _SUB_MICROSECOND = re.compile(rb"\d:\d\d[.,]\d{7}")
+# An escaped NUL: msgspec (0.22) stops reading a timestamp at it and drops the rest (its
+# zone), where pydantic refuses the value; left to pydantic.
+_ESCAPED_NUL = b"\\u0000"
 
 
 def json_records(messages: list[bytes]) -> list[dict[str, Any] | None]:
@@ -127,9 +130,9 @@ def json_records(messages: list[bytes]) -> list[dict[str, Any] | None]:
     decode = _decoders()["record"].decode
     structs: list[Any] = []
     for raw in messages:
-        if _SUB_MICROSECOND.search(raw):
-            structs.append(None)  # msgspec rounds such a time, pydantic truncates it
-            continue
+        if _SUB_MICROSECOND.search(raw) or _ESCAPED_NUL in raw:
+            structs.append(None)  # msgspec rounds such a time (pydantic truncates it) or
+            continue  # cuts it at a NUL
         try:
             structs.append(decode(raw))
         except Exception:  # untrusted bytes (msgspec raises UnicodeDecodeError on invalid
@@ -181,6 +184,8 @@ def json_measurements(body: bytes, key: str) -> np.ndarray | None:
     `key` is `readings` (a list of reading objects) or `columns` (one list per field).
     Untrusted bytes: whatever fails here (msgspec raises `UnicodeDecodeError` on invalid
     UTF-8 inside a string) is the pydantic model's to name, never a server error."""
+    if _ESCAPED_NUL in body:
+        return None  # msgspec would cut a timestamp at it (see `json_records`)
     try:
         return _json_measurements(body, key)
     except Exception:
