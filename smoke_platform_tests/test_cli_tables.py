@@ -43,6 +43,11 @@ def test_import_copies_old_output_once_and_tables_lists_it(tmp_path):
 def test_import_refuses_a_missing_folder_and_the_tables_own(tmp_path):
     home = {"SMOKE_HOME": str(tmp_path)}
     _short_error(smoke("tables", "import", str(tmp_path / "nope"), env=home), "no such folder")
+    broken = _old_output(tmp_path / "broken")
+    bad = broken / "alerts" / "date=2026-11-01" / "p0-o000000000001-000000000003.parquet"
+    bad.write_bytes(b"PAR1 cut short")  # predictions readable, alerts not: nothing imported
+    _short_error(smoke("tables", "import", str(broken), env=home), str(bad), "nothing imported")
+    assert not (tmp_path / "data" / "processed_stream" / "predictions").exists()
     stream = _old_output(tmp_path / "data" / "processed_stream")
     _short_error(smoke("tables", "import", str(stream), env=home), "the tables' own folder")
     shown = smoke("tables", env=home)

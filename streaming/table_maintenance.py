@@ -96,15 +96,15 @@ def import_parquet(source: str | Path, root: str | Path) -> dict[str, int]:
     if src == Path(root).resolve():
         raise ValueError(f"PATH {src} is the tables' own folder: move the old output aside first")
     tables = Tables(root)
-    done = {}
-    for kind in KINDS:
+    frames = {}
+    for kind in KINDS:  # every file read before anything is written
         files = sorted((src / kind).glob("date=*/*.parquet"))
-        app = f"import:{src}:{kind}"
-        if not files or tables.version(kind, app) >= 1:
-            continue
-        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-        done[kind] = tables.append(kind, frame, {app: 1})
-    return done
+        if files and tables.version(kind, f"import:{src}:{kind}") < 1:
+            frames[kind] = pd.concat([_read_old(f) for f in files], ignore_index=True)
+    return {
+        kind: tables.append(kind, frame, {f"import:{src}:{kind}": 1})
+        for kind, frame in frames.items()
+    }
 
 
 def copy_table(path: str | Path, into: str | Path, version: int | None = None) -> tuple[int, int]:
@@ -131,3 +131,12 @@ def copy_table(path: str | Path, into: str | Path, version: int | None = None) -
         shutil.copy2(src / unquote(rel), target)
         count += 1
     return v, count
+
+
+def _read_old(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:  # nothing imported yet
+        raise ValueError(
+            f"{path} is not a readable Parquet file ({exc}): nothing imported"
+        ) from None
