@@ -554,9 +554,11 @@ class StreamWorker(Supervision):
         self.metrics.transaction_open.set(1 if open_ else 0)
 
     def _rewind(self) -> None:
-        """After an aborted transaction: back to the durable state and committed offsets
-        (what is pending is of committed batches: it goes to the tables first)."""
-        self.flush()
+        """After an aborted transaction: back to the durable state and committed offsets.
+        What is pending is dropped, not committed: the partitions may be another member's
+        by now (a fenced transaction), and the failed batch may have changed the state it
+        would store; the replay from the stored state derives it again."""
+        self.pending.clear()
         assignment = self.consumer.assignment()
         self._resume(assignment)
         for tp in assignment:
@@ -615,11 +617,17 @@ class StreamWorker(Supervision):
             ends[m.partition] = max(ends.get(m.partition, -1), m.offset)
             firsts[m.partition] = min(firsts.get(m.partition, m.offset), m.offset)
         apps = {p: self.app(p) for p in ends}
-        for kind, rows in (("predictions", out.rows), ("alerts", out.alerts)):
-            self.pending.add(kind, self.tables.new_rows(kind, rows, apps))
+        # Everything that can fail first; then the batch is pending as a whole, or not at all.
+        fresh = {
+            kind: self.tables.new_rows(kind, rows, apps)
+            for kind, rows in (("predictions", out.rows), ("alerts", out.alerts))
+        }
         trouble = [t for t in out.trouble if t["partition"] in ends]
-        if trouble:
-            self.pending.add("trouble", self.tables.new_events("trouble", trouble, firsts, apps))
+        fresh["trouble"] = (
+            self.tables.new_events("trouble", trouble, firsts, apps) if trouble else []
+        )
+        for kind, rows in fresh.items():
+            self.pending.add(kind, rows)
         for partition, last in ends.items():
             self.core.state(partition).hwm = last
             self.pending.mark(partition, apps[partition], last + 1, self.core.snapshot(partition))

@@ -194,3 +194,28 @@ def test_compaction_while_a_writer_appends_to_the_same_day_loses_nothing(tmp_pat
     assert merged[0]["files_removed"] >= 10
     rows = read_outputs(tmp_path, "predictions")
     assert len(rows) == 300 and not rows.duplicated(["partition", "offset"]).any()
+
+
+def test_a_flush_behind_the_table_neither_lowers_its_version_nor_writes_twice(tmp_path):
+    """A worker killed after its predictions commit but before its state write: the next
+    owner replays behind the table's version, and a flush mid-replay (for its other
+    partitions) must keep the table's version and add none of the rows it holds."""
+    from streaming.tables import PendingCommits
+
+    apps = {p: app_id("g", "t", None, p) for p in (0, 1)}
+    Tables(tmp_path).append("predictions", _rows(100), {apps[0]: 100})  # the killed worker
+    tables = Tables(tmp_path)
+    pending = PendingCommits(tables, interval_s=3600, max_rows=10**6)
+    pending.add("predictions", _rows(50, start=20))  # replaying 20..69 of partition 0
+    pending.mark(0, apps[0], 70, {"hwm": 69})
+    pending.add("predictions", _rows(10, partition=1))
+    pending.mark(1, apps[1], 10, {"hwm": 9})
+    pending.flush(lambda p, state: None)
+    assert tables.version("predictions", apps[0]) == 100  # not 70
+    rows = read_outputs(tmp_path, "predictions")
+    assert len(rows) == 110 and not rows.duplicated(["partition", "offset"]).any()
+    # a flush made again after a failure half-way commits nothing twice either
+    pending.add("predictions", _rows(10, partition=1))
+    pending.mark(1, apps[1], 10, {"hwm": 9})
+    pending.flush(lambda p, state: None)
+    assert len(read_outputs(tmp_path, "predictions")) == 110
