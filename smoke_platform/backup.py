@@ -64,9 +64,11 @@ def _postgres_instance(dagster_home: Path) -> bool:
     return config.exists() and "postgres" in config.read_text().lower()
 
 
-def _stage(part: Part, into: Path) -> tuple[int, dict[str, int]]:
+def _stage(part: Part, into: Path, nested: list[Path]) -> tuple[int, dict[str, int]]:
     """Copy `part` into `into` (databases through SQLite's backup, Delta tables at one
-    version); the files copied and each table's version."""
+    version), leaving out the `nested` folders of other parts (the stream's tables live
+    under the data folder by default: copied once, by their own part, at one version);
+    the files copied and each table's version."""
     from streaming.table_maintenance import copy_table, tables_under
     from streaming.tables import is_table
 
@@ -76,7 +78,7 @@ def _stage(part: Part, into: Path) -> tuple[int, dict[str, int]]:
         relative = source.relative_to(part.path)
         if SKIP & set(relative.parts) or not source.is_file():
             continue
-        if any(source.is_relative_to(t) for t in tables.values()):
+        if any(source.is_relative_to(t) for t in [*tables.values(), *nested]):
             continue  # below, at one version
         target = into / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,9 @@ def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
         tables: dict[str, int] = {}
         for part in chosen:
             files[part.name], versions = (
-                _stage(part, staging / part.name) if part.path.is_dir() else (0, {})
+                _stage(part, staging / part.name, _nested(part, chosen))
+                if part.path.is_dir()
+                else (0, {})
             )
             tables |= versions
             echo(f"  {part.name:<8} {files[part.name]:>6} files  from {part.path}")
@@ -140,6 +144,16 @@ def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
                     tar.add(staging / part.name, arcname=part.name)
         partial.rename(out)  # a killed backup leaves a .partial, never a short archive
     return manifest
+
+
+def _nested(part: Part, chosen: list[Part]) -> list[Path]:
+    """The other parts' folders inside `part`'s."""
+    mine = part.path.resolve()
+    return [
+        p.path
+        for p in chosen
+        if p is not part and p.path.resolve() != mine and p.path.resolve().is_relative_to(mine)
+    ]
 
 
 def _champion() -> str:
