@@ -608,7 +608,7 @@ class StreamWorker(Supervision):
         return app_id(self.s.group_id, self.s.topic, self.sink.topic_id, partition)
 
     def _persist(self, msgs: list[InMessage], out: BatchOutput) -> None:
-        """The batch's rows each table lacks, pending with each partition's next offset
+        """The batch's rows, pending with each partition's next offset
         (the tables' application-transaction version) and state; committed together every
         `SMOKE_TABLE_COMMIT_INTERVAL_S` by `poll_once` (`PendingCommits`)."""
         ends: dict[int, int] = {}
@@ -618,10 +618,8 @@ class StreamWorker(Supervision):
             firsts[m.partition] = min(firsts.get(m.partition, m.offset), m.offset)
         apps = {p: self.app(p) for p in ends}
         # Everything that can fail first; then the batch is pending as a whole, or not at all.
-        fresh = {
-            kind: self.tables.new_rows(kind, rows, apps)
-            for kind, rows in (("predictions", out.rows), ("alerts", out.alerts))
-        }
+        # rows the tables hold already (a replay) are left out when they commit (`flush`)
+        fresh = {"predictions": out.rows, "alerts": out.alerts}
         trouble = [t for t in out.trouble if t["partition"] in ends]
         fresh["trouble"] = (
             self.tables.new_events("trouble", trouble, firsts, apps) if trouble else []
