@@ -8,7 +8,6 @@ counted and reported; progress every few seconds and a final count.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 import time
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pandas as pd
 
 from smoke_platform.core.io import read_kaggle_csv, to_canonical, to_records
@@ -26,6 +26,16 @@ from smoke_platform.core.simulate import live_readings
 from streaming.config import StreamSettings
 
 log = logging.getLogger("smoke.producer")
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar (a caller's frame) as the Python value JSON can hold."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise NotImplementedError(f"cannot send a {type(value).__name__} in a reading")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_plain)
 
 
 @dataclass
@@ -59,9 +69,7 @@ def live_source(
     kwargs: dict[str, Any] = {"seed": seed, "n_sensors": sensors, "scenarios": scenarios}
     if start is not None:
         kwargs["start_epoch"] = start
-    for row in live_readings(**kwargs):
-        row.pop("row_index", None)
-        yield {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
+    yield from live_readings(**kwargs)
 
 
 def with_prefix(records: Iterable[dict[str, Any]], prefix: str) -> Iterator[dict[str, Any]]:
@@ -160,7 +168,7 @@ class ReadingProducer:
             self.stats.invalid += 1
             log.warning("not sending invalid reading: %s", exc)
             return False
-        value = json.dumps(record, separators=(",", ":")).encode()
+        value = _ENCODER.encode(record)
         ts_ms = int(reading.ts.timestamp() * 1000)  # type: ignore[attr-defined]
         self.send_raw(value, str(record["sensor_id"]).encode(), ts_ms)
         return True

@@ -29,15 +29,13 @@ class Supervision:
     platform: Any
     producer: Any
     consumer: Any
-    transactional_id: str
     judged_at: float
     dead_times: list[tuple[float, int]]
     stopping: bool
     in_transaction: bool
-    call_timeout_s: float
 
-    def _transaction(self, open_: bool) -> None: ...
-    def _txn(self, call: Any, what: str) -> None: ...
+    def _begin(self) -> None: ...
+    def _commit(self, offsets: list[Any]) -> None: ...
     def flush(self) -> None: ...
     def _abort_after_failure(self) -> None: ...
 
@@ -93,11 +91,9 @@ class Supervision:
         from confluent_kafka import KafkaException
 
         try:
-            self.producer.begin_transaction()
-            self._transaction(open_=True)
+            self._begin()
             self._publish_trouble(events)
-            self._txn(lambda p: p.commit_transaction(self.call_timeout_s), "commit trouble signals")
-            self._transaction(open_=False)
+            self._commit([])
         except (KafkaException, RuntimeError) as exc:  # RuntimeError: TransactionStuck
             # Not published: judged again at the next tick (the state was not stored).
             log.warning("trouble signals not published (%s): judged again", exc)

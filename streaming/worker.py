@@ -15,7 +15,9 @@ the partition resumes at the state's high-water mark in *replay* mode up to the 
 offset: those messages are scored again (same model, same sensor state, so the same rows
 and alert ids) into the tables only (which keep just the rows they lack), never published
 twice. SIGTERM/SIGINT finish the current
-batch, commit and leave the group.
+batch, commit and leave the group. `SMOKE_PROCESSING_GUARANTEE=at_least_once` (Kafka
+Streams' name) trades the transaction for an idempotent producer whose outputs are all
+delivered before the batch's offsets commit: a crash between them publishes the batch again.
 
 Every transactional call has a deadline of its own (`StreamWorker.call_grace_s` past the
 timeout it is given): librdkafka's `send_offsets_to_transaction` can block past its timeout,
@@ -132,18 +134,31 @@ class StreamWorker(Supervision):
         # Producers whose call never returned: kept (never destroyed under a live call).
         self.abandoned: list[Any] = []
 
+    @property
+    def transactional(self) -> bool:
+        """Exactly once (the default): a Kafka transaction per batch; else at least once."""
+        return self.s.processing_guarantee == "exactly_once"
+
     def _new_producer(self) -> Any:
         from confluent_kafka import Producer
 
-        return Producer(
-            self.s.kafka(
-                **{
-                    "transactional.id": self.transactional_id,
-                    "transaction.timeout.ms": self.s.transaction_timeout_ms,
-                    "linger.ms": 5,
-                }
-            )
-        )
+        if self.transactional:
+            extra = {
+                "transactional.id": self.transactional_id,
+                "transaction.timeout.ms": self.s.transaction_timeout_ms,
+            }
+        else:  # idempotent; a failed delivery fails the batch before its offsets commit
+            extra = {
+                "enable.idempotence": True,
+                "on_delivery": self._delivery_failed,
+                "delivery.report.only.error": True,
+            }
+        self.undelivered: list[Any] = []
+        return Producer(self.s.kafka(**{**extra, "linger.ms": 5}))
+
+    def _delivery_failed(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.undelivered.append(err)
 
     # -- lifecycle ---------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -223,7 +238,7 @@ class StreamWorker(Supervision):
         self.explainers.warm(served_model_tag())
         self.sink.topic_id = self.guard.topic_id = topic_id(self.s)
         try:
-            self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
+            self._init_producer()
         except KafkaException as exc:
             if exc.args[0].name() != "TRANSACTIONAL_ID_AUTHORIZATION_FAILED":
                 raise
@@ -277,7 +292,12 @@ class StreamWorker(Supervision):
 
     def poll_once(self) -> int:
         """Consume and process one batch; returns how many new messages it handled."""
-        msgs = self.consumer.consume(self.s.batch_size, self.s.poll_timeout_s)
+        # As Kafka's own poll(): wait for a first message, then take what has arrived (up to
+        # a batch) without waiting for a batch to fill: a quiet stream is scored at once,
+        # a busy one in full batches.
+        msgs = self.consumer.consume(1, self.s.poll_timeout_s)
+        if msgs and self.s.batch_size > 1:
+            msgs += self.consumer.consume(self.s.batch_size - 1, 0)
         handled = self.process([_in(m) for m in msgs if self._usable(m)])
         if self.pending.due():  # after a batch, or on a quiet poll: nothing waits for long
             self.flush()
@@ -392,7 +412,7 @@ class StreamWorker(Supervision):
         from confluent_kafka import KafkaException
 
         try:
-            if self.in_transaction:
+            if self.in_transaction and self.transactional:
                 self._txn(lambda p: p.abort_transaction(self.call_timeout_s), "abort")
         except (KafkaException, TransactionStuck) as exc:
             log.warning("could not abort (%s): starting a new producer", exc)
@@ -412,8 +432,7 @@ class StreamWorker(Supervision):
         valid, dead = self.core.validate(fresh, poisoned)
         publishing = bool(live)
         if publishing:
-            self.producer.begin_transaction()
-            self._transaction(open_=True)
+            self._begin()
             for letter in dead:
                 if (letter.message.partition, letter.message.offset) in live:
                     self._dead_letter(letter)
@@ -446,16 +465,53 @@ class StreamWorker(Supervision):
                     if e["partition"] in live_partitions or e["partition"] is None
                 ]
             )
-            offsets = self._next_offsets(fresh, live)
-            group = self.consumer.consumer_group_metadata()
-            # A coordinator moving to another broker (one died) is retriable: retry the call.
-            self._txn(
-                lambda p: p.send_offsets_to_transaction(offsets, group, self.call_timeout_s),
-                "add the offsets to the transaction",
-            )
-            self._txn(lambda p: p.commit_transaction(self.call_timeout_s), "commit the transaction")
-            self._transaction(open_=False)
+            self._commit(self._next_offsets(fresh, live))
         return out
+
+    def _begin(self) -> None:
+        """Open a batch's outputs: a Kafka transaction (exactly once), or nothing to open."""
+        if self.transactional:
+            self.producer.begin_transaction()
+        self._transaction(open_=True)
+
+    def _commit(self, offsets: list[Any]) -> None:
+        """Outputs and the consumed offsets: one transaction's commit; or, at least once,
+        every output delivered, then the offsets committed (a crash in between publishes
+        the batch again; the tables keep each row once)."""
+        if self.transactional:
+            if offsets:
+                group = self.consumer.consumer_group_metadata()
+                # A coordinator moving to another broker (one died) is retriable: retry.
+                self._txn(
+                    lambda p: p.send_offsets_to_transaction(offsets, group, self.call_timeout_s),
+                    "add the offsets to the transaction",
+                )
+            self._txn(lambda p: p.commit_transaction(self.call_timeout_s), "commit the transaction")
+        else:
+            self._txn(self._deliver, "deliver the outputs")
+            if offsets:
+                _retrying(
+                    lambda: self.consumer.commit(offsets=offsets, asynchronous=False),
+                    "commit the offsets",
+                )
+        self._transaction(open_=False)
+
+    def _deliver(self, producer: Any) -> None:
+        """Every output produced so far acknowledged by the brokers, or the first error."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        left = producer.flush(self.call_timeout_s)
+        failed, self.undelivered = self.undelivered, []
+        if failed:
+            raise KafkaException(failed[0])
+        if left:
+            raise KafkaException(
+                KafkaError(KafkaError._MSG_TIMED_OUT, f"{left} outputs undelivered")
+            )
+
+    def _init_producer(self) -> None:
+        if self.transactional:  # fences an earlier incarnation, aborts what it left open
+            self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
 
     def _unwritable(self, out: BatchOutput, fresh: list[InMessage]) -> list[DeadLetter]:
         """Take the rows the output files cannot hold out of `out`: dead letters instead of
@@ -487,7 +543,7 @@ class StreamWorker(Supervision):
         try:
             if err.fatal():
                 raise KafkaException(err)
-            if self.in_transaction:
+            if self.in_transaction and self.transactional:
                 self._txn(
                     lambda p: p.abort_transaction(self.call_timeout_s), "abort the transaction"
                 )
@@ -514,7 +570,7 @@ class StreamWorker(Supervision):
         if isinstance(why, TransactionStuck):
             self.abandoned.append(self.producer)  # the stuck call still holds it
         self.producer = self._new_producer()
-        self._txn(lambda p: p.init_transactions(self.call_timeout_s), "initialise transactions")
+        self._init_producer()
 
     def _after_failed_transaction(self) -> None:
         self._transaction(open_=False)

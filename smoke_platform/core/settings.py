@@ -312,7 +312,15 @@ class WorkerSettings(BaseSettings):
     model_config = _settings()
 
     batch_size: int = _f(5_000, "most messages per batch and transaction", gt=0)
-    poll_timeout_s: float = _f(0.5, "longest wait for a batch", gt=0)
+    poll_timeout_s: float = _f(
+        0.5, "longest wait for a first message; a batch is what has arrived by then", gt=0
+    )
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = _f(
+        "exactly_once",
+        "exactly_once: outputs and offsets in one Kafka transaction per batch; at_least_once: "
+        "outputs delivered, then offsets committed (a crash can publish a batch twice; the "
+        "tables still hold each row once)",
+    )
     max_message_bytes: int = _f(65_536, "larger messages go to the DLQ as oversized", gt=0)
     request_timeout_s: float = _f(5.0, "timeout of a probe of a service the circuit took out")
     scoring_deadline_s: float = _f(

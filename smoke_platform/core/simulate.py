@@ -280,7 +280,9 @@ def _sensor_stream(
             rng, next(deck), f"sensor-{sensor:03d}", f"live-{seed}-{sensor}-{i}", clock
         )
         clock += len(frame) + int(rng.integers(0, 30))
-        yield from to_canonical(frame).to_dict("records")
+        canonical = to_canonical(frame)
+        canonical["ts"] = [t.isoformat() for t in canonical["ts"]]  # as sent: JSON-ready
+        yield from canonical.to_dict("records")
 
 
 def live_readings(
@@ -289,6 +291,7 @@ def live_readings(
     start_epoch: int = START_EPOCH,
     scenarios: Sequence[str] | None = None,
 ) -> Iterator[dict]:
-    """An endless stream of canonical readings from `n_sensors` devices, in event-time order."""
+    """An endless stream of canonical readings from `n_sensors` devices, in event-time order
+    (`ts` as ISO-8601 UTC text, every value a plain Python one: ready to send)."""
     streams = [_sensor_stream(seed, s, start_epoch, scenarios) for s in range(n_sensors)]
     return heapq.merge(*streams, key=lambda r: r["ts"])

@@ -409,3 +409,73 @@ def test_a_frozen_service_costs_at_most_one_deadline(make_settings, served_model
     by = preds.sort_values("ts")["scored_by"]
     assert by.iloc[0] == "service" and by.iloc[-1] == "service"  # the probe closed it
     assert (by == "local").sum() >= 1_000  # the 15 s of the freeze
+
+
+def _committed(settings, partitions: int = 3) -> dict[int, int]:
+    """The group's committed offset per partition of the input topic."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(settings.kafka(**{"group.id": settings.group_id}))
+    try:
+        tps = [TopicPartition(settings.topic, p) for p in range(partitions)]
+        return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
+    finally:
+        consumer.close()
+
+
+def test_at_least_once_a_kill_may_publish_twice_but_the_tables_hold_each_reading_once(
+    make_settings, open_service, tmp_path
+):
+    settings = make_settings(
+        open_service,
+        batch_size=200,
+        processing_guarantee="at_least_once",
+        table_commit_interval_s=1.0,
+    )
+    records = scenario_records(["wood_fire"] * 3, seconds=1_100, seed=1)
+    produce(records, settings, echo=lambda *_: None)
+    proc = worker_process(settings, tmp_path / "worker1.log")
+    proc.wait_until(
+        lambda: len(read_outputs(settings.stream_dir, "predictions")) > 1_000,
+        120,
+        "writing predictions",
+    )
+    proc.kill()  # SIGKILL mid-stream: between a delivery and its offsets, perhaps
+    restarted = worker_process(settings, tmp_path / "worker2.log")
+    restarted.proc.wait(180)
+    assert restarted.proc.returncode == 0, restarted.log_tail()
+
+    published = read_topic(settings.kafka_bootstrap, settings.predictions_topic)
+    keys = Counter(
+        (json.loads(m.value())["partition"], json.loads(m.value())["offset"]) for m in published
+    )
+    preds = read_outputs(settings.stream_dir, "predictions")
+    stored = set(zip(preds["partition"], preds["offset"], strict=True))
+    assert len(preds) == len(records) == len(stored)  # the tables: each reading once
+    assert set(keys) == stored  # the topic: each reading at least once
+    assert sum(keys.values()) >= len(records)
+    ends = preds.groupby("partition")["offset"].max() + 1
+    committed = {p: o for p, o in _committed(settings).items() if o >= 0}  # -1001: none
+    assert committed == {int(p): int(o) for p, o in ends.items()}
+    alerts = read_outputs(settings.stream_dir, "alerts")
+    assert not alerts.duplicated(["alert_id", "event"]).any()
+    assert (alerts["event"] == "open").sum() == 3
+
+
+def test_a_quiet_stream_is_scored_without_waiting_for_a_batch_to_fill(make_settings, open_service):
+    """poll_timeout_s bounds the wait for a first message; a batch is what has arrived."""
+    settings = make_settings(open_service, batch_size=5_000, poll_timeout_s=30.0)
+    _produce(settings, 12, seed=5, sensors=3)
+    worker = StreamWorker(settings)
+    started = time.monotonic()
+    worker.open()
+    try:
+        handled = 0
+        while handled < 12 and time.monotonic() - started < 25:
+            handled += worker.poll_once()
+        # All 12 within 25 s, group join included: a consume of a whole batch would have
+        # waited the full 30 s for 5,000 messages that never come.
+        assert handled == 12
+        assert time.monotonic() - started < 25
+    finally:
+        worker.close()
