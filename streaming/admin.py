@@ -5,6 +5,7 @@ topics (created when missing), a topic's id, and reading a topic to its end (rep
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,15 @@ _FIXES = {
     "(and SMOKE_KAFKA_SASL_MECHANISM)",
     "_SSL": "SMOKE_KAFKA_SSL_CA_FILE (the CA that signed the brokers' certificates), "
     "SMOKE_KAFKA_SSL_VERIFY_HOSTNAME and SMOKE_KAFKA_SECURITY_PROTOCOL",
+    "_CLIENT_CERT": "SMOKE_KAFKA_SSL_CERT_FILE / SMOKE_KAFKA_SSL_KEY_FILE (mutual TLS: a "
+    "certificate and its key, signed by a CA the brokers trust)",
 }
+# A TLS alert the broker sent about this client's certificate (OpenSSL names a received
+# alert "... alert bad certificate", "... alert unknown ca", "... alert certificate required";
+# a broker certificate this client rejects reads "certificate verify failed" instead).
+_REFUSED_CERT = re.compile(
+    r"alert (bad certificate|unsupported certificate|certificate \w+|unknown ca)"
+)
 
 
 def probe(conn: Connection, timeout: float = 10.0) -> str | None:
@@ -56,6 +65,12 @@ def probe(conn: Connection, timeout: float = 10.0) -> str | None:
         for err in errors:
             if err.name() == "_AUTHENTICATION":
                 return f"the broker refused this client: {err.str()}; check {_FIXES[err.name()]}"
+            if _REFUSED_CERT.search(err.str()):  # the broker's alert, not this client's check
+                if client_config(conn).get("ssl.certificate.location"):
+                    why = "the broker refused this client's certificate"
+                else:
+                    why = "the broker requires a client certificate and none is set"
+                return f"{why}: {err.str()}; check {_FIXES['_CLIENT_CERT']}"
             if err.name() == "_SSL" or "SSL handshake" in err.str() or "certificate" in err.str():
                 return f"the TLS handshake failed: {err.str()}; check {_FIXES['_SSL']}"
 

@@ -90,16 +90,19 @@ class Security:
     formatted), the controller listener on mutual TLS (the node's certificate is its
     principal), `StandardAuthorizer` with no access unless an ACL grants it. `keystore`:
     PEM holding the node's private key (PKCS#8) then its certificate, for 127.0.0.1;
-    `ca`: the PEM CA that signed it. `users` name -> password; `admin` is the super user."""
+    `ca`: the PEM CA that signed it. `users` name -> password; `admin` is the super user.
+    `mtls`: also a client listener on SSL requiring a certificate of `ca` (mutual TLS, on
+    each node's `mtls_port`); such a client's principal is `User:CN=<its certificate's CN>`."""
 
     keystore: Path
     ca: Path
     users: dict[str, str] = field(repr=False)  # passwords: never in a test's failure output
     node_principal: str = "User:CN=smoke-kafka"  # the node certificate's subject
+    mtls: bool = False
 
     def properties(self, node: KafkaNode) -> dict[str, Any]:
         admin = self.users["admin"]
-        return {
+        props: dict[str, Any] = {
             "listeners": f"SASL_SSL://127.0.0.1:{node.port},"
             f"CONTROLLER://127.0.0.1:{node.controller_port}",
             "advertised.listeners": f"SASL_SSL://127.0.0.1:{node.port}",
@@ -120,6 +123,13 @@ class Security:
             "super.users": f"User:admin;{self.node_principal}",
             "allow.everyone.if.no.acl.found": "false",
         }
+        if self.mtls:
+            mtls = f",MTLS://127.0.0.1:{node.mtls_port}"
+            props["listeners"] += mtls
+            props["advertised.listeners"] += mtls
+            props["listener.security.protocol.map"] += ",MTLS:SSL"
+            props["listener.name.mtls.ssl.client.auth"] = "required"
+        return props
 
     def format_args(self) -> list[str]:
         return [
@@ -149,6 +159,7 @@ class KafkaNode:
     controller_port: int
     data_dir: Path
     proc: ManagedProcess | None = None
+    mtls_port: int = 0  # the mutual-TLS client listener's (`Security.mtls`), else 0
 
     @property
     def bootstrap(self) -> str:
@@ -176,6 +187,11 @@ class KafkaCluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        """The mutual-TLS client listeners (`Security.mtls`)."""
+        return ",".join(f"127.0.0.1:{n.mtls_port}" for n in self.nodes)
 
     def _properties(self, node: KafkaNode) -> str:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
@@ -230,7 +246,9 @@ class KafkaCluster:
         if not self.nodes:
             for i in range(self.nodes_count):
                 port = ports[i] if i < len(ports) and ports[i] else free_port()
-                self.nodes.append(KafkaNode(i + 1, port, free_port(), self.root / f"node-{i + 1}"))
+                node = KafkaNode(i + 1, port, free_port(), self.root / f"node-{i + 1}")
+                node.mtls_port = free_port() if self.security and self.security.mtls else 0
+                self.nodes.append(node)
         for node in self.nodes:
             self._format(node)
         for node in self.nodes:
