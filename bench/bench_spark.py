@@ -81,7 +81,9 @@ def run() -> None:
             .start()
         )
         passthrough.awaitTermination(1_800)
-        _, pass_rate = _steady_rate(passthrough)
+        passthrough_steady, pass_rate = _steady_rate(passthrough)
+        _phases("window job", steady)
+        _phases("pass-through", passthrough_steady)
         report("spark", "passthrough_rows_per_s", pass_rate, "rows/s", "source + parse -> noop")
         report(
             "spark",
@@ -134,6 +136,22 @@ def run() -> None:
 
 WATERMARK_S = 120
 LIVE_SECONDS = 240
+
+
+def _phases(name: str, batches: list[dict]) -> None:
+    """Where a micro-batch's time goes, from Spark's own progress reports: the median
+    milliseconds of each phase (`durationMs`: offsets, planning, the batch's execution in
+    `addBatch`, the commits) and of each stateful operator's state-store work."""
+    keys = sorted({k for p in batches for k in p["durationMs"]})
+    parts = {k: statistics.median(p["durationMs"].get(k, 0) for p in batches) for k in keys}
+    for i, _ in enumerate(batches[0].get("stateOperators", [])):
+        ops = [p["stateOperators"][i] for p in batches if len(p.get("stateOperators", [])) > i]
+        op = ops[0].get("operatorName", f"state{i}")
+        for k in ("allUpdatesTimeMs", "allRemovalsTimeMs", "commitTimeMs"):
+            parts[f"{op}.{k}"] = statistics.median(o.get(k, 0) for o in ops)
+    print(f"  {name}: median ms per micro-batch", flush=True)
+    for k, v in parts.items():
+        print(f"    {k:<40} {v:8.0f}", flush=True)
 
 
 def _steady_rate(query: object) -> tuple[list[dict], float]:

@@ -16,6 +16,19 @@ def broker(tmp_path_factory):
     assert proc.stop() is not None
 
 
+def stream_names(prefix: str, tag: str) -> dict[str, str]:
+    """The topics and consumer group of one test's stream, each named with `tag`."""
+    return dict(
+        topic=f"{prefix}readings-{tag}",
+        dlq_topic=f"{prefix}readings-{tag}.dlq",
+        predictions_topic=f"{prefix}predictions-{tag}",
+        alerts_topic=f"{prefix}alerts-{tag}",
+        trouble_topic=f"{prefix}trouble-{tag}",
+        verdicts_topic=f"{prefix}verdicts-{tag}",
+        group_id=f"{prefix}workers-{tag}",
+    )
+
+
 @pytest.fixture
 def make_settings(broker, tmp_path):
     """Settings on fresh topics (3 partitions unless told), a fresh group, a fresh worker
@@ -25,13 +38,7 @@ def make_settings(broker, tmp_path):
         tag = uuid.uuid4().hex[:8]
         base = dict(
             kafka_bootstrap=broker,
-            topic=f"readings-{tag}",
-            dlq_topic=f"readings-{tag}.dlq",
-            predictions_topic=f"predictions-{tag}",
-            alerts_topic=f"alerts-{tag}",
-            trouble_topic=f"trouble-{tag}",
-            verdicts_topic=f"verdicts-{tag}",
-            group_id=f"workers-{tag}",
+            **stream_names("", tag),
             worker_id=f"w-{tag}",
             transaction_timeout_ms=10_000,
             stream_dir=str(tmp_path / f"stream-{tag}"),

@@ -18,6 +18,7 @@ import pytest
 from smoke_platform.core.settings import environment
 from smoke_platform.errors import EXIT_CONFIG
 from smoke_platform_tests.pki import Authority
+from smoke_platform_tests.streaming.conftest import stream_names
 from streaming.admin import create_topics, platform_topics, read_topic
 from streaming.config import StreamSettings
 from streaming.embedded import KafkaCluster, Security
@@ -56,13 +57,7 @@ def _settings(mtls, pki, cn, tmp_path, tag, **over) -> StreamSettings:
         kafka_ssl_ca_file=str(pki.ca),
         kafka_ssl_cert_file=str(issued.cert) if issued else "",
         kafka_ssl_key_file=str(issued.key) if issued else "",
-        topic=f"mtls-in-{tag}",
-        dlq_topic=f"mtls-in-{tag}.dlq",
-        predictions_topic=f"mtls-pred-{tag}",
-        alerts_topic=f"mtls-alerts-{tag}",
-        trouble_topic=f"mtls-trouble-{tag}",
-        verdicts_topic=f"mtls-verdicts-{tag}",
-        group_id=f"mtls-workers-{tag}",
+        **stream_names("mtls-", tag),
         worker_id="w",
         stream_dir=str(tmp_path / f"stream-{tag}"),
         service_url="http://127.0.0.1:9",

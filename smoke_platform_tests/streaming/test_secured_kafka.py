@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from smoke_platform.core.settings import environment
 from smoke_platform.errors import EXIT_CONFIG, ConfigError
 from smoke_platform_tests.pki import Authority
+from smoke_platform_tests.streaming.conftest import stream_names
 from streaming.admin import create_topics, platform_topics, read_topic
 from streaming.config import StreamSettings
 from streaming.embedded import KafkaCluster, Security
@@ -80,13 +81,7 @@ def _settings(secured, user, tmp_path, tag, **over):
         kafka_sasl_username=user,
         kafka_sasl_password=SecretStr(security.users[user]),
         kafka_ssl_ca_file=str(security.ca),
-        topic=f"sec-in-{tag}",
-        dlq_topic=f"sec-in-{tag}.dlq",
-        predictions_topic=f"sec-pred-{tag}",
-        alerts_topic=f"sec-alerts-{tag}",
-        trouble_topic=f"sec-trouble-{tag}",
-        verdicts_topic=f"sec-verdicts-{tag}",
-        group_id=f"sec-workers-{tag}",
+        **stream_names("sec-", tag),
         worker_id="w",
         transaction_timeout_ms=10_000,
         stream_dir=str(tmp_path / f"stream-{tag}"),
