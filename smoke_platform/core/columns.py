@@ -170,7 +170,7 @@ def scored_array(columns: Any, rows: int) -> np.ndarray:
         values = get(name)
         if values is None:
             continue
-        if name not in MEASUREMENTS and isinstance(values, list):
+        if name not in MEASUREMENTS and isinstance(values, (list, tuple)):
             values = [0.0 if v is None else v for v in values]
         out[:, i] = np.asarray(values, dtype="float64")
     return out
@@ -202,7 +202,10 @@ def _json_measurements(body: bytes, key: str) -> np.ndarray | None:
     if key == "readings":
         if not decoded:
             return None
-        columns = {n: [getattr(r, n) for r in decoded] for n in ("ts", *SCORED_INPUTS, *IDS)}
+        # one tuple per reading, transposed in C: a list per field without a getattr each
+        fields = type(decoded[0]).__struct_fields__
+        values = list(zip(*map(msgspec.structs.astuple, decoded), strict=True))
+        columns = {n: values[fields.index(n)] for n in ("ts", *SCORED_INPUTS, *IDS)}
     else:
         columns = {f.name: getattr(decoded, f.name) for f in FIELDS}
         lengths = {len(v) for v in columns.values() if v is not None}
