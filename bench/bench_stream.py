@@ -663,12 +663,25 @@ def run() -> None:
                 "broker, service and worker share its cores), not the worker's",
             )
         s = _settings(bootstrap, url, work, "steady")  # the defaults that gave the rates above
-        # 100 sensors at 10x their 1 Hz = 1,000 readings/s for 20 s, event time = send time.
-        args = ["--count", "20000", "--sensors", "100", "--speed", "10", "--stamp-now"]
+        # 100 sensors at 10x their 1 Hz = 1,000 readings/s for 35 s, event time = send time.
+        args = ["--count", "35000", "--sensors", "100", "--speed", "10", "--stamp-now"]
         preds, _ = _run(s, args, work)
         lat = latency_ms(preds)
-        report("stream", "latency_p50_ms", float(lat.median()), "ms", "1,000 readings/s steady")
-        report("stream", "latency_p99_ms", float(lat.quantile(0.99)), "ms", "target <= 100 ms")
+        # Steady: after the first 15 s, which hold the worker's first table commit (the
+        # tables' creation stalls the stream a few hundred ms, once per deployment).
+        sent = pd.to_datetime(preds["ts"], utc=True, format="ISO8601")
+        steady = lat[(sent >= sent.min() + pd.Timedelta(seconds=15)).to_numpy()]
+        note = f"1,000 readings/s, the {len(steady):,} readings after the first 15 s"
+        report("stream", "latency_p50_ms", float(steady.median()), "ms", note)
+        report("stream", "latency_p99_ms", float(steady.quantile(0.99)), "ms", "target <= 100")
+        report(
+            "stream",
+            "latency_p99_all_ms",
+            float(lat.quantile(0.99)),
+            "ms",
+            "every reading of the run, the first table commit (the tables' creation) included",
+        )
+        report("stream", "latency_max_ms", float(lat.max()), "ms", "every reading of the run")
         alerts = read_outputs(s.stream_dir, "alerts")
         opened = alerts[alerts["event"] == "open"] if len(alerts) else alerts
         if len(opened):
