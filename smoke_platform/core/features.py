@@ -126,24 +126,32 @@ def epoch_seconds(ts: Any) -> np.ndarray:
     return np.asarray((t - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1), dtype="float64")
 
 
-def _rolling_rise(codes: np.ndarray, t: np.ndarray, levels: np.ndarray) -> np.ndarray:
+def _rolling_rise(
+    codes: np.ndarray, t: np.ndarray, levels: np.ndarray, wanted: np.ndarray | None = None
+) -> np.ndarray:
     """Level minus the lowest level of the same sensor (integer `codes`) within
     HISTORY_SECONDS before it, over at most MAX_HISTORY_ROWS predecessors (readings of one
-    sensor with the same time count in their given order). Vectorised by lag: at 1 Hz,
-    30 passes over the batch, whatever the number of sensors."""
+    sensor with the same time count in their given order), for the `wanted` rows (a mask;
+    all when None), in their given order; the others only serve as predecessors.
+    Vectorised by lag over the wanted rows only: a stream's batch costs its own readings
+    times the lags, whatever the history kept beside it (at 1 Hz, 30 lags)."""
     order = np.lexsort((t, codes))
     c, tt, lv = codes[order], t[order], levels[order]
-    lowest = lv.copy()
+    pos = np.arange(len(tt)) if wanted is None else np.flatnonzero(wanted[order])
+    lowest = lv[pos].copy()
     for lag in range(1, min(len(tt), MAX_HISTORY_ROWS + 1)):
+        has = pos >= lag
+        here = pos[has]
+        there = here - lag
         # Sorted by sensor and time: once no reading has its lag-th predecessor in the
         # window, no reading has any further one.
-        near = (c[lag:] == c[:-lag]) & (tt[lag:] - tt[:-lag] <= HISTORY_SECONDS)
+        near = (c[here] == c[there]) & (tt[here] - tt[there] <= HISTORY_SECONDS)
         if not near.any():
             break
-        np.minimum(lowest[lag:], np.where(near[:, None], lv[:-lag], np.inf), out=lowest[lag:])
+        lowest[has] = np.minimum(lowest[has], np.where(near[:, None], lv[there], np.inf))
     out = np.empty_like(levels)
-    out[order] = lv - lowest
-    return out
+    out[order[pos]] = lv[pos] - lowest
+    return out if wanted is None else out[wanted]
 
 
 def add_rises(readings: pd.DataFrame) -> pd.DataFrame:
@@ -176,7 +184,8 @@ def rises_in_batch(
     old_codes = np.repeat(np.arange(len(names)), [len(b) for b in before])
     all_codes = np.concatenate([old_codes, codes])
     all_rows = np.concatenate([*before, np.column_stack([t, levels])])
-    out = _rolling_rise(all_codes, all_rows[:, 0], all_rows[:, 1:])[len(old_codes) :]
+    fresh = np.arange(len(all_codes)) >= len(old_codes)  # the history only precedes
+    out = _rolling_rise(all_codes, all_rows[:, 0], all_rows[:, 1:], fresh)
     latest = np.full(len(names), -np.inf)
     np.maximum.at(latest, all_codes, all_rows[:, 0])
     keep = all_rows[:, 0] >= latest[all_codes] - HISTORY_SECONDS
