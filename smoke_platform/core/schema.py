@@ -516,17 +516,15 @@ def check_frame(frame: Any, limit: int = MAX_REPORTED_ERRORS) -> list[FieldError
 
 def ids_valid(values: Any) -> Any:
     """Per value, whether it is an identifier `ID_PATTERN` allows (None: True; the caller
-    decides about missing values). A batch repeats a fleet's few ids: each distinct value
-    is matched once."""
+    decides about missing values). A batch repeats a fleet's few ids: each distinct text is
+    matched once; only texts are hashed and compared, so no other value (a list, NaN,
+    pandas' NA) is ever asked for equality."""
     import numpy as np
 
-    def allowed(v: Any) -> bool:
-        return v is None or (isinstance(v, str) and _ID_RE.fullmatch(v) is not None)
-
-    try:
-        refused = {v for v in set(values) if not allowed(v)}
-    except TypeError:  # an unhashable value (a list, a dict): each alone
-        return np.fromiter((allowed(v) for v in values), dtype=bool, count=len(values))
-    if not refused:
-        return np.ones(len(values), dtype=bool)
-    return np.fromiter((v not in refused for v in values), dtype=bool, count=len(values))
+    texts = {v for v in values if isinstance(v, str)}
+    refused = {v for v in texts if _ID_RE.fullmatch(v) is None}
+    return np.fromiter(
+        (v not in refused if isinstance(v, str) else v is None for v in values),
+        dtype=bool,
+        count=len(values),
+    )
