@@ -208,6 +208,25 @@ class PendingCommits:
             write_state(partition, state)
         self.clear()
 
+    def take(self, tables: Tables) -> PendingCommits:
+        """What is pending, moved into a new instance that commits through `tables` (the
+        worker's table commits run on a thread of their own, with their own table
+        handles); this one is left empty."""
+        taken = PendingCommits(tables, self.interval_s, self.max_rows)
+        taken.rows, taken.versions, taken.states = self.rows, dict(self.versions), dict(self.states)
+        taken.since = self.since
+        self.clear()
+        return taken
+
+    def put_back(self, earlier: PendingCommits) -> None:
+        """`earlier` (taken before what is pending now; its commit failed) in front of it
+        again, so the next commit holds both, in order."""
+        for kind in KINDS:
+            self.rows[kind] = earlier.rows[kind] + self.rows[kind]
+        self.versions = {**earlier.versions, **self.versions}
+        self.states = {**earlier.states, **self.states}
+        self.since = earlier.since if earlier.since is not None else self.since
+
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget what is pending of `partitions` (lost to another member, which replays
         it from their state)."""

@@ -3,8 +3,11 @@
 Per batch: consume (`read_committed`) -> validate (`streaming.processor`) -> begin a
 Kafka transaction -> dead letters -> score (service, or the local model while the
 circuit is open) -> per-sensor z-scores and alert machine -> `smoke_predictions`,
-`smoke_alerts` and the consumer offsets (`send_offsets_to_transaction`) -> commit the
-transaction -> Delta table commits (`streaming.tables`) + partition state.
+`smoke_alerts` and the consumer offsets (`send_offsets_to_transaction`, on a thread of
+its own while the batch is scored) -> commit the transaction. Every
+`SMOKE_TABLE_COMMIT_INTERVAL_S` the batches' rows go to the Delta tables
+(`streaming.tables`), then the partitions' state, on a thread of its own: the stream goes
+on meanwhile.
 
 Exactly once: outputs and offsets commit together, and the transactional id is stable
 per worker instance (`SMOKE_GROUP_ID`-`SMOKE_WORKER_ID`), so a restarted instance fences
@@ -35,6 +38,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,6 +110,12 @@ class StreamWorker(Supervision):
         self.pending = PendingCommits(
             self.tables, settings.table_commit_interval_s, settings.table_commit_max_rows
         )
+        # The periodic table commits run on a thread of their own, with their own table
+        # handles, so a commit does not hold up the stream (`_flush_behind`).
+        self.flush_tables = Tables(self.tables.root, writer=self.tables.writer)
+        self.flusher = ThreadPoolExecutor(1, thread_name_prefix="table-commit")
+        self.flushing: tuple[Future[None], PendingCommits] | None = None
+        self.offsets_adder = ThreadPoolExecutor(1, thread_name_prefix="txn-offsets")
         self.guard = PoisonGuard(under_home(settings.stream_dir), settings.topic)
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")
         self.replay_until: dict[int, int] = {}  # partition -> committed offset to replay up to
@@ -179,6 +189,7 @@ class StreamWorker(Supervision):
         """Load each partition's durable state and choose where to start: right after the
         state's high-water mark; messages before the committed offset are replayed into the
         tables only (they were published and committed already)."""
+        self._settle()  # the state and tables as the commit behind the stream leaves them
         committed = {
             tp.partition: tp.offset for tp in self.consumer.committed(partitions, timeout=30)
         }
@@ -221,8 +232,37 @@ class StreamWorker(Supervision):
         self._forget(partitions)
 
     def flush(self) -> None:
-        """Commit what is pending to the tables, then the partitions' state."""
+        """Commit what is pending to the tables, then the partitions' state (after the
+        commit running behind the stream, if any)."""
+        self._settle()
         self.pending.flush(self.sink.write)
+
+    def _flush_behind(self) -> None:
+        """Hand what is pending to the commit thread, which commits it to the tables and
+        then writes the partitions' state, as `flush` does; one commit at a time, in order,
+        so no state is ever ahead of the tables. While one runs, batches gather for the
+        next, up to twice `SMOKE_TABLE_COMMIT_MAX_ROWS`: then the stream waits for it."""
+        if self.flushing is not None:
+            held = sum(len(rows) for rows in self.pending.rows.values())
+            if held < 2 * self.pending.max_rows:
+                return
+            self._settle()
+        taken = self.pending.take(self.flush_tables)
+        self.flushing = (self.flusher.submit(taken.flush, self.sink.write), taken)
+
+    def _settle(self) -> None:
+        """Wait for the commit running behind the stream. Its error (the tables or the disk
+        failing) is raised here, what it held pending again in front of what came since:
+        the worker's `close` commits both, or the restarted worker replays them."""
+        flushing, self.flushing = self.flushing, None
+        if flushing is None:
+            return
+        future, taken = flushing
+        try:
+            future.result()
+        except BaseException:
+            self.pending.put_back(taken)
+            raise
 
     def open(self) -> None:
         """Serve metrics, start loading the local fallback model, learn the topic's id (see
@@ -299,8 +339,10 @@ class StreamWorker(Supervision):
         if msgs and self.s.batch_size > 1:
             msgs += self.consumer.consume(self.s.batch_size - 1, 0)
         handled = self.process([_in(m) for m in msgs if self._usable(m)])
+        if self.flushing is not None and self.flushing[0].done():
+            self._settle()  # the commit behind the stream is done: its error is raised now
         if self.pending.due():  # after a batch, or on a quiet poll: nothing waits for long
-            self.flush()
+            self._flush_behind()
         if time.monotonic() - self.lag_at >= 5.0:
             self._update_lag()
         if time.monotonic() - self.judged_at >= self.supervision_interval_s:
@@ -320,6 +362,8 @@ class StreamWorker(Supervision):
             self.flush()
         except Exception:
             log.exception("could not commit the pending outputs to the tables")
+        self.flusher.shutdown(wait=True)
+        self.offsets_adder.shutdown(wait=False)  # a call stuck in librdkafka is abandoned
         self.consumer.close()  # leaves the group; offsets were committed per batch
         self.notifier.close()
         log.info("worker stopped")
@@ -431,8 +475,44 @@ class StreamWorker(Supervision):
         offsets in one transaction."""
         valid, dead = self.core.validate(fresh, poisoned)
         publishing = bool(live)
+        offsets = self._next_offsets(fresh, live)
+        adding: Future[None] | None = None
         if publishing:
             self._begin()
+            adding = self._add_offsets(offsets)
+        try:
+            out = self._score_and_publish(fresh, live, valid, dead)
+        except BaseException:
+            if adding is not None:  # nothing runs beside the abort
+                wait([adding])
+            raise
+        if publishing:
+            self._commit(offsets, adding)
+        return out
+
+    def _add_offsets(self, offsets: list[Any]) -> Future[None] | None:
+        """The batch's offsets added to its transaction on another thread while the batch
+        is scored and published: they are known before, and the call waits on two round
+        trips to the group's and the transaction's coordinators."""
+        if not (self.transactional and offsets):
+            return None
+        group = self.consumer.consumer_group_metadata()
+        # A coordinator moving to another broker (one died) is retriable: `_txn` retries.
+        return self.offsets_adder.submit(
+            self._txn,
+            lambda p: p.send_offsets_to_transaction(offsets, group, self.call_timeout_s),
+            "add the offsets to the transaction",
+        )
+
+    def _score_and_publish(
+        self,
+        fresh: list[InMessage],
+        live: set[tuple[int, int]],
+        valid: list[Any],
+        dead: list[DeadLetter],
+    ) -> BatchOutput:
+        publishing = bool(live)
+        if publishing:
             for letter in dead:
                 if (letter.message.partition, letter.message.offset) in live:
                     self._dead_letter(letter)
@@ -465,7 +545,6 @@ class StreamWorker(Supervision):
                     if e["partition"] in live_partitions or e["partition"] is None
                 ]
             )
-            self._commit(self._next_offsets(fresh, live))
         return out
 
     def _begin(self) -> None:
@@ -474,18 +553,16 @@ class StreamWorker(Supervision):
             self.producer.begin_transaction()
         self._transaction(open_=True)
 
-    def _commit(self, offsets: list[Any]) -> None:
-        """Outputs and the consumed offsets: one transaction's commit; or, at least once,
-        every output delivered, then the offsets committed (a crash in between publishes
-        the batch again; the tables keep each row once)."""
+    def _commit(self, offsets: list[Any], adding: Future[None] | None = None) -> None:
+        """Outputs and the consumed offsets: one transaction's commit (the offsets added
+        by `adding`, or now); or, at least once, every output delivered, then the offsets
+        committed (a crash in between publishes the batch again; the tables keep each row
+        once)."""
         if self.transactional:
-            if offsets:
-                group = self.consumer.consumer_group_metadata()
-                # A coordinator moving to another broker (one died) is retriable: retry.
-                self._txn(
-                    lambda p: p.send_offsets_to_transaction(offsets, group, self.call_timeout_s),
-                    "add the offsets to the transaction",
-                )
+            if adding is None:
+                adding = self._add_offsets(offsets)
+            if adding is not None:
+                adding.result()  # its error (a KafkaException, TransactionStuck) is ours
             self._txn(lambda p: p.commit_transaction(self.call_timeout_s), "commit the transaction")
         else:
             self._txn(self._deliver, "deliver the outputs")

@@ -219,3 +219,40 @@ def test_a_flush_behind_the_table_neither_lowers_its_version_nor_writes_twice(tm
     pending.mark(1, apps[1], 10, {"hwm": 9})
     pending.flush(lambda p, state: None)
     assert len(read_outputs(tmp_path, "predictions")) == 110
+
+
+def test_a_commit_taken_behind_the_stream_and_failing_is_put_back_in_front(tmp_path):
+    """The worker hands what is pending to its commit thread (`take`); batches gather for
+    the next commit meanwhile. A failed commit goes back in front of them (`put_back`):
+    the next commit holds both, the state of each partition its latest."""
+    from streaming.tables import PendingCommits
+
+    tables = Tables(tmp_path)
+    pending = PendingCommits(tables, interval_s=3600, max_rows=10)
+    apps = {p: app_id("g", "t", None, p) for p in (0, 1)}
+    pending.add("predictions", _rows(12))
+    pending.mark(0, apps[0], 12, {"hwm": 11})
+    assert pending.due()
+    taken = pending.take(Tables(tmp_path))  # the commit thread's own table handles
+    assert not pending.due() and pending.since is None and not pending.rows["predictions"]
+    assert taken.versions == {0: (apps[0], 12)} and len(taken.rows["predictions"]) == 12
+    pending.add("predictions", _rows(3, start=12) + _rows(4, partition=1))
+    pending.mark(0, apps[0], 15, {"hwm": 14})
+    pending.mark(1, apps[1], 4, {"hwm": 3})
+    assert not pending.due()  # 7 rows since: the interval counts from these batches
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    taken.tables.append = disk_full  # a fault this test cannot cause for real
+    states: dict[int, dict] = {}
+    with pytest.raises(OSError):
+        taken.flush(lambda p, state: states.update({p: state}))
+    assert states == {} and tables.table("predictions") is None  # no state ahead of tables
+    pending.put_back(taken)
+    assert pending.due()  # 19 rows again
+    pending.flush(lambda p, state: states.update({p: state}))
+    rows = read_outputs(tmp_path, "predictions")
+    assert len(rows) == 19 and not rows.duplicated(["partition", "offset"]).any()
+    assert states == {0: {"hwm": 14}, 1: {"hwm": 3}}
+    assert tables.version("predictions", apps[0]) == 15

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import threading
 import time
 from collections import Counter
 
@@ -479,3 +480,75 @@ def test_a_quiet_stream_is_scored_without_waiting_for_a_batch_to_fill(make_setti
         assert time.monotonic() - started < 25
     finally:
         worker.close()
+
+
+def test_the_stream_goes_on_while_a_table_commit_runs_and_states_follow_the_tables(
+    make_settings, open_service
+):
+    """The periodic table commit runs on a thread of its own: batches are handled while it
+    runs, and no partition's state is written before its rows are in the tables."""
+    settings = make_settings(open_service, batch_size=50, table_commit_interval_s=0.05)
+    records = _produce(settings, 600, seed=4, sensors=3)
+    worker = StreamWorker(settings)
+    committing, release = threading.Event(), threading.Event()
+    append = worker.flush_tables.append
+
+    def held(*args, **kwargs):  # the commit thread's first table commit, held open
+        committing.set()
+        assert release.wait(120)
+        return append(*args, **kwargs)
+
+    worker.flush_tables.append = held
+    worker.open()
+    try:
+        handled, deadline = 0, time.monotonic() + 90
+        while not committing.is_set() and time.monotonic() < deadline:
+            handled += worker.poll_once()
+        assert committing.is_set(), "no table commit started"
+        during = 0
+        while handled + during < len(records) and time.monotonic() < deadline:
+            during += worker.poll_once()
+        assert during > 0 and handled + during == len(records)  # the stream went on
+        assert read_outputs(settings.stream_dir, "predictions").empty
+        assert all(worker.sink.load(p).get("hwm", -1) < 0 for p in range(3))
+        release.set()
+    finally:
+        release.set()
+        worker.close()
+    preds = read_outputs(settings.stream_dir, "predictions")
+    assert len(preds) == len(records) and not preds.duplicated(["partition", "offset"]).any()
+    ends = preds.groupby("partition")["offset"].max()
+    assert {p: worker.sink.load(p)["hwm"] for p in ends.index} == ends.to_dict()
+
+
+def test_a_table_commit_failing_behind_the_stream_is_raised_and_loses_nothing(
+    make_settings, open_service
+):
+    """A failed commit on the commit thread (a full disk) is raised on the polling thread
+    at its next poll (the supervisor restarts the worker); what it held is committed with
+    what came after it by the worker's close."""
+    settings = make_settings(open_service, batch_size=50, table_commit_interval_s=0.05)
+    _produce(settings, 300, seed=6, sensors=3)
+    worker = StreamWorker(settings)
+    append, failed = worker.flush_tables.append, threading.Event()
+
+    def disk_full(*_args, **_kwargs):  # a fault this test cannot cause for real
+        failed.set()
+        raise OSError(28, "No space left on device")
+
+    worker.flush_tables.append = disk_full
+    worker.open()
+    handled, deadline = 0, time.monotonic() + 90
+    with pytest.raises(OSError, match="No space"):
+        while time.monotonic() < deadline:
+            handled += worker.poll_once()
+    assert failed.is_set() and read_outputs(settings.stream_dir, "predictions").empty
+    done = {p: state.hwm for p, state in worker.core.states.items() if state.hwm >= 0}
+    assert handled > 0 and done
+    worker.flush_tables.append = append  # the disk has room again
+    worker.close()
+    preds = read_outputs(settings.stream_dir, "predictions")
+    assert len(preds) == sum(last + 1 for last in done.values())  # every reading handled
+    assert not preds.duplicated(["partition", "offset"]).any()
+    assert preds.groupby("partition")["offset"].max().to_dict() == done
+    assert {p: worker.sink.load(p)["hwm"] for p in done} == done
