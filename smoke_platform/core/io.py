@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from smoke_platform.core.schema import (
@@ -92,6 +95,29 @@ def to_kaggle(canonical: pd.DataFrame) -> pd.DataFrame:
     out = canonical.rename(columns=CANONICAL_TO_KAGGLE)
     out["UTC"] = (out["UTC"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     return out[list(KAGGLE_COLUMNS)]
+
+
+def plain_records(canonical: pd.DataFrame) -> Iterator[dict]:
+    """`canonical`'s rows as dicts of plain Python values, `ts` (UTC) as ISO-8601 text:
+    built column by column (several times cheaper than `to_dict("records")`)."""
+    columns = list(canonical.columns)
+    values = [_iso_utc(canonical[c]) if c == "ts" else _plain(canonical[c]) for c in columns]
+    return (dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True))
+
+
+def _plain(column: pd.Series) -> list[Any]:
+    """Plain Python values; a nullable column's missing values as None."""
+    if isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
+        return column.to_numpy(dtype=object, na_value=None).tolist()
+    return column.tolist()
+
+
+def _iso_utc(ts: pd.Series) -> list[str]:
+    """UTC times as `Timestamp.isoformat()` writes them (seconds, or microseconds)."""
+    ns = ts.to_numpy(dtype="datetime64[ns]")
+    whole = bool((ns.astype("int64") % 1_000_000_000 == 0).all())
+    text = np.datetime_as_string(ns, unit="s" if whole else "us").tolist()
+    return [t + "+00:00" for t in text]
 
 
 def to_records(canonical: pd.DataFrame) -> list[dict]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from smoke_platform.core.io import to_canonical
+from smoke_platform.core.io import plain_records, to_canonical
 from smoke_platform.core.schema import KAGGLE_COLUMNS
 
 DEFAULT_ROWS = 60_000
@@ -280,9 +280,7 @@ def _sensor_stream(
             rng, next(deck), f"sensor-{sensor:03d}", f"live-{seed}-{sensor}-{i}", clock
         )
         clock += len(frame) + int(rng.integers(0, 30))
-        canonical = to_canonical(frame)
-        canonical["ts"] = [t.isoformat() for t in canonical["ts"]]  # as sent: JSON-ready
-        yield from canonical.to_dict("records")
+        yield from plain_records(to_canonical(frame))  # as sent: JSON-ready
 
 
 def live_readings(

@@ -49,3 +49,23 @@ def test_round_trip_to_kaggle(kaggle_sample_csv, tmp_path):
     pd.testing.assert_frame_equal(
         back.reset_index(drop=True), original.reset_index(drop=True), check_dtype=False
     )
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25])
+def test_plain_records_are_the_frames_rows_as_plain_values_with_iso_times(
+    kaggle_sample_csv, fraction
+):
+    from smoke_platform.core.io import plain_records
+
+    df = to_canonical(read_kaggle_csv(kaggle_sample_csv))
+    df["ts"] = df["ts"] + pd.Timedelta(seconds=fraction)
+    df.loc[2, "fire_alarm"] = pd.NA  # an optional value left unset
+    got = list(plain_records(df))
+    expected = df.assign(ts=[t.isoformat() for t in df["ts"]]).to_dict("records")
+    assert len(got) == len(expected) == 6
+    for row, want in zip(got, expected, strict=True):
+        assert list(row) == list(want)
+        for key, value in row.items():
+            assert value is want[key] or value == want[key], key  # pd.NA is itself
+            assert type(value) is type(want[key]), (key, type(value), type(want[key]))
+    assert got[0]["ts"].endswith("+00:00") and pd.Timestamp(got[0]["ts"]) == df["ts"].iloc[0]
