@@ -86,6 +86,28 @@ def probe(conn: Connection, timeout: float = 10.0) -> str | None:
             return f"no Kafka broker answers at {servers} within {timeout:g} s"
 
 
+def principal(conn: Connection) -> str:
+    """Who this client is to the broker's ACLs: `User:<name>` with SASL; with mutual TLS
+    `User:<its certificate's subject>`, as Kafka's default principal mapping writes it
+    (RFC 2253: `CN=...,O=...`); else a description."""
+    conf = conn if isinstance(conn, Mapping) else {}
+    protocol = str(conf.get("security.protocol", "PLAINTEXT"))
+    user = conf.get("sasl.username")
+    if protocol.startswith("SASL_") and user:
+        return f"User:{user}"
+    cert = conf.get("ssl.certificate.location")
+    if protocol == "SSL" and cert:
+        from cryptography import x509
+
+        try:
+            with open(str(cert), "rb") as pem:
+                subject = x509.load_pem_x509_certificate(pem.read()).subject
+        except (OSError, ValueError):  # the connection reports the file itself
+            return f"the principal of the certificate in {cert}"
+        return f"User:{subject.rfc4514_string()}"
+    return "this client's principal"
+
+
 def missing_acls(
     conn: Connection,
     reads: Sequence[str] = (),

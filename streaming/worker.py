@@ -51,7 +51,7 @@ from smoke_platform.core.trouble import PlatformWatch, TroubleConfig
 from smoke_platform.errors import ConfigError
 from smoke_platform.modelstore import load_explainer, served_model_tag
 from smoke_platform.notify import Notifier
-from streaming.admin import missing_acls, probe, topic_id
+from streaming.admin import missing_acls, principal, probe, topic_id
 from streaming.alerts import AlertConfig
 from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
@@ -300,8 +300,7 @@ class StreamWorker(Supervision):
         threading.Thread(target=_then_freeze(loading.join), name="gc-freeze", daemon=True).start()
 
     def _principal(self) -> str:
-        user = self.s.kafka_sasl_username
-        return f"User:{user}" if user else "this client's principal"
+        return principal(self.s.kafka())
 
     def preflight(self) -> None:
         """Before anything starts: the broker accepts these credentials and its ACLs allow

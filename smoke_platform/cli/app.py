@@ -65,7 +65,7 @@ def require_broker(conn: Any, timeout: float = 10.0, writes: list[str] | None = 
     client, or its ACLs deny writing to `writes` (`conn`: a bootstrap string or
     `settings.kafka()`; instead of a minute of librdkafka's connection errors)."""
     from smoke_platform.errors import ConfigError, UserError
-    from streaming.admin import missing_acls, probe
+    from streaming.admin import missing_acls, principal, probe
 
     why = probe(conn, timeout=timeout)
     if why is not None and why.startswith("no Kafka broker answers"):
@@ -77,6 +77,4 @@ def require_broker(conn: Any, timeout: float = 10.0, writes: list[str] | None = 
         raise ConfigError(why)
     missing = missing_acls(conn, writes=writes or [], timeout=timeout)
     if missing:
-        who = conn.get("sasl.username") if isinstance(conn, dict) else None
-        principal = f"User:{who}" if who else "this client's principal"
-        raise ConfigError(f"the broker's ACLs deny {principal}: {'; '.join(missing)}")
+        raise ConfigError(f"the broker's ACLs deny {principal(conn)}: {'; '.join(missing)}")

@@ -4,7 +4,8 @@
 requires a client certificate (`Security(mtls=True)`; the principal is `User:CN=<cn>`).
 The producer writes and a reader reads back with only their ACLs; a client with no
 certificate, or one from another CA, ends `smoke produce` / `smoke worker` within seconds
-with exit code 78 and one line naming the certificate's settings."""
+with exit code 78 and one line naming the certificate's settings; a trusted one without
+the ACLs, one line naming its principal."""
 
 import os
 import secrets
@@ -223,3 +224,39 @@ def test_spark_reads_and_writes_with_the_client_certificate_of_spark_kafka_optio
         session.stop()
     cluster, security = mtls
     assert len(read_topic(security.client(cluster.bootstrap), spark.alerts_topic, 60)) == 3
+
+
+def test_a_certificate_the_acls_do_not_allow_is_named_by_its_principal(mtls, pki, tmp_path):
+    """A trusted certificate without the ACLs a command needs: exit code 78 within 15 s,
+    one error line naming the certificate's principal (`User:CN=...`) as the broker's
+    ACLs name it, and what it lacks."""
+    tag = uuid.uuid4().hex[:6]
+    producer = _settings(mtls, pki, "smoke-producer", tmp_path, tag)
+    _grant(mtls, producer)
+    reader = _settings(mtls, pki, "smoke-reader", tmp_path, tag)
+    for settings, command, who, lacks in (
+        (reader, ["produce", "--count", "5"], "User:CN=smoke-reader", "WRITE topic"),
+        (producer, ["worker"], "User:CN=smoke-producer", "READ topic"),
+    ):
+        done, took = _smoke(settings, *command)
+        out = done.stdout + done.stderr
+        assert done.returncode == EXIT_CONFIG, out[-3000:]
+        assert took < 15, (command, took)
+        errors = [line for line in out.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, out[-3000:]
+        assert who in errors[0] and lacks in errors[0], errors[0]
+        assert "this client's principal" not in errors[0], errors[0]
+
+
+def test_the_principal_named_is_the_sasl_user_or_the_certificates_subject(pki, tmp_path):
+    from streaming.admin import principal
+
+    issued = pki.issue("smoke-worker")
+    tls = {"security.protocol": "SSL", "ssl.certificate.location": str(issued.cert)}
+    assert principal(tls) == "User:CN=smoke-worker"
+    missing = str(tmp_path / "gone.pem")
+    assert missing in principal({**tls, "ssl.certificate.location": missing})
+    sasl = {**tls, "security.protocol": "SASL_SSL", "sasl.username": "smoke-worker-svc"}
+    assert principal(sasl) == "User:smoke-worker-svc"  # SASL names the client, not TLS
+    assert principal({"security.protocol": "PLAINTEXT"}) == "this client's principal"
+    assert principal("127.0.0.1:9092") == "this client's principal"
