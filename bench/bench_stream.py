@@ -345,6 +345,7 @@ def _time_phases(worker: Any) -> dict[str, float]:
         return call
 
     take = worker.pending.take
+    spent["tables: commits, state files"] = 0.0  # on the commit thread: none may run
 
     def take_timed(tables: Any) -> Any:
         taken = take(tables)

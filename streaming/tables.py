@@ -204,6 +204,7 @@ class PendingCommits:
             }
             if rows:
                 self.tables.append(kind, rows, versions)
+            self.rows[kind] = []  # committed: a flush made again after a failure skips them
         for partition, state in self.states.items():
             write_state(partition, state)
         self.clear()

@@ -229,6 +229,9 @@ class StreamWorker(Supervision):
         # Another member may own them already; its transactions fence ours, and it replays
         # into the tables what was pending here (from the partitions' state).
         log.warning("lost partitions %s (session timed out)", [tp.partition for tp in partitions])
+        if self.flushing is not None:  # nothing of theirs is written once they are gone
+            wait([self.flushing[0]])  # its error, if any, is raised at the next poll
+            self.flushing[1].drop(tp.partition for tp in partitions)
         self.pending.drop(tp.partition for tp in partitions)
         self._forget(partitions)
 
@@ -254,7 +257,7 @@ class StreamWorker(Supervision):
     def _settle(self) -> None:
         """Wait for the commit running behind the stream. Its error (the tables or the disk
         failing) is raised here, what it held pending again in front of what came since:
-        the worker's `close` commits both, or the restarted worker replays them."""
+        a flush made again commits both; else the restarted worker replays them."""
         flushing, self.flushing = self.flushing, None
         if flushing is None:
             return
@@ -262,7 +265,8 @@ class StreamWorker(Supervision):
         try:
             future.result()
         except BaseException:
-            self.pending.put_back(taken)
+            if future.done():  # failed (not this thread interrupted while it runs)
+                self.pending.put_back(taken)
             raise
 
     def open(self) -> None:
@@ -484,9 +488,12 @@ class StreamWorker(Supervision):
             adding = self._add_offsets(offsets)
         try:
             out = self._score_and_publish(fresh, live, valid, dead)
-        except BaseException:
+        except BaseException as exc:
             if adding is not None:  # nothing runs beside the abort
                 wait([adding])
+                if isinstance(adding.exception(), TransactionStuck):
+                    # its call still holds the producer: abandon it, never abort on it
+                    raise adding.exception() from exc  # type: ignore[misc]
             raise
         if publishing:
             self._commit(offsets, adding)

@@ -112,12 +112,13 @@ def _plain(column: pd.Series) -> list[Any]:
     return column.tolist()
 
 
-def _iso_utc(ts: pd.Series) -> list[str]:
-    """UTC times as `Timestamp.isoformat()` writes them (seconds, or microseconds)."""
+def _iso_utc(ts: pd.Series) -> list[str | None]:
+    """UTC times as `Timestamp.isoformat()` writes them (seconds, or microseconds when
+    one has a fraction); a missing time as None."""
     ns = ts.to_numpy(dtype="datetime64[ns]")
     whole = bool((ns.astype("int64") % 1_000_000_000 == 0).all())
     text = np.datetime_as_string(ns, unit="s" if whole else "us").tolist()
-    return [t + "+00:00" for t in text]
+    return [None if t == "NaT" else t + "+00:00" for t in text]
 
 
 def to_records(canonical: pd.DataFrame) -> list[dict]:

@@ -162,7 +162,10 @@ class SensorWatch:
         return max(cfg.silent_after_s, SILENT_INTERVALS * median)
 
     def to_list(self) -> list[Any]:
-        return [getattr(self, name) for name in self.__slots__]
+        """A snapshot: its lists copied (later readings change them in place, and a
+        snapshot waits for the table commit before it is stored)."""
+        values = (getattr(self, name) for name in self.__slots__)
+        return [list(v) if isinstance(v, list) else v for v in values]
 
     @classmethod
     def from_list(cls, values: list[Any]) -> SensorWatch:

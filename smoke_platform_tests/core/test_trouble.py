@@ -177,3 +177,17 @@ def test_stuck_runs_counted_over_batches_equal_a_reading_by_reading_count():
         assert got == expected
 
     check()
+
+
+def test_a_snapshot_of_the_watch_does_not_change_with_later_readings():
+    """The worker snapshots a partition's state per batch and stores it at the next table
+    commit: what later batches change in place must not reach the stored snapshot."""
+    watch = PartitionWatch(0)
+    _feed(watch, ["a"], T0, 5)
+    watch.dead_letter("a", T0 + 5, CFG)
+    snapshot = watch.to_dict()
+    stored = json.dumps(snapshot)
+    _feed(watch, ["a"], T0 + 5, 5, value=1.0)  # the stuck counts grow
+    watch.dead_letter("a", T0 + 10, CFG)  # the dead-letter count grows
+    assert json.dumps(snapshot) == stored
+    assert json.dumps(watch.to_dict()) != stored

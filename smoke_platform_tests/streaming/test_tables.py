@@ -256,3 +256,28 @@ def test_a_commit_taken_behind_the_stream_and_failing_is_put_back_in_front(tmp_p
     assert len(rows) == 19 and not rows.duplicated(["partition", "offset"]).any()
     assert states == {0: {"hwm": 14}, 1: {"hwm": 3}}
     assert tables.version("predictions", apps[0]) == 15
+
+
+def test_a_flush_made_again_after_its_state_write_failed_appends_no_trouble_row_twice(tmp_path):
+    """Trouble rows carry no offsets, so the tables' versions cannot filter them: a flush
+    whose tables committed and whose state write failed (a full disk) commits nothing of
+    them again when it is made again."""
+    from streaming.tables import PendingCommits
+
+    tables = Tables(tmp_path)
+    pending = PendingCommits(tables, interval_s=3600, max_rows=10**6)
+    app = app_id("g", "t", None, 0)
+    pending.add("predictions", _rows(5))
+    pending.add("trouble", [{**r, "trouble_id": f"x{r['offset']}"} for r in _rows(2)])
+    pending.mark(0, app, 5, {"hwm": 4})
+
+    def disk_full(_partition, _state):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        pending.flush(disk_full)
+    states: dict[int, dict] = {}
+    pending.flush(lambda p, state: states.update({p: state}))
+    assert len(read_outputs(tmp_path, "trouble")) == 2
+    assert len(read_outputs(tmp_path, "predictions")) == 5
+    assert states == {0: {"hwm": 4}}

@@ -103,18 +103,20 @@ def test_bad_messages_go_to_the_dlq_and_good_ones_are_scored(make_settings, open
 def test_sigkill_and_restart_lose_nothing_and_duplicate_no_alert(
     make_settings, open_service, tmp_path
 ):
-    settings = make_settings(open_service, batch_size=200)
+    # Table commits every second: the stream (4,400 readings) takes a few seconds, and
+    # the kill must come after some are in the tables with their partitions' state.
+    settings = make_settings(open_service, batch_size=200, table_commit_interval_s=1.0)
     records = scenario_records(["wood_fire"] * 4, seconds=1_100, seed=0)
     produce(records, settings, echo=lambda *_: None)
     proc = worker_process(settings, tmp_path / "worker1.log")
     state_dir = tmp_path.joinpath(settings.stream_dir, "_state")
     proc.wait_until(
-        lambda: len(read_outputs(settings.stream_dir, "predictions")) > 1_000,
+        lambda: len(read_outputs(settings.stream_dir, "predictions")) > 1_000
+        and any(state_dir.glob("*.json")),
         120,
-        "writing predictions",
+        "writing predictions and the partitions' state",
     )
     proc.kill()  # SIGKILL mid-stream
-    assert state_dir.exists()
     restarted = worker_process(settings, tmp_path / "worker2.log")
     restarted.proc.wait(180)
     assert restarted.proc.returncode == 0, restarted.log_tail()
