@@ -111,8 +111,10 @@ def test_sigkill_and_restart_lose_nothing_and_duplicate_no_alert(
     proc = worker_process(settings, tmp_path / "worker1.log")
     state_dir = tmp_path.joinpath(settings.stream_dir, "_state")
     proc.wait_until(
-        lambda: len(read_outputs(settings.stream_dir, "predictions")) > 1_000
-        and any(state_dir.glob("*.json")),
+        lambda: (
+            len(read_outputs(settings.stream_dir, "predictions")) > 1_000
+            and any(state_dir.glob("*.json"))
+        ),
         120,
         "writing predictions and the partitions' state",
     )
