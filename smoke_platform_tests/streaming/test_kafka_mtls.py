@@ -154,6 +154,17 @@ def test_a_client_certificate_produces_and_reads_back_through_kafka_settings(mtl
 
 
 @pytest.mark.parametrize("fault", ["no-certificate", "other-ca"])
+def _refused_in_one_line(settings: StreamSettings, command: list[str]) -> str:
+    """`smoke <command>` ends with exit code 78 within 15 s; its one error line."""
+    done, took = _smoke(settings, *command)
+    out = done.stdout + done.stderr
+    assert done.returncode == EXIT_CONFIG, out[-3000:]
+    assert took < 15, (command, took)
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out[-3000:]
+    return errors[0]
+
+
 def test_a_client_without_a_trusted_certificate_is_refused_in_one_line(mtls, pki, tmp_path, fault):
     """`smoke produce` and `smoke worker`: exit code 78 (not restarted by `smoke up`)
     within 15 s, one error line naming the client certificate's settings."""
@@ -168,15 +179,10 @@ def test_a_client_without_a_trusted_certificate_is_refused_in_one_line(mtls, pki
             update={"kafka_ssl_cert_file": str(other.cert), "kafka_ssl_key_file": str(other.key)}
         )
     for command in (["produce", "--count", "5"], ["worker"]):
-        done, took = _smoke(bad, *command)
-        out = done.stdout + done.stderr
-        assert done.returncode == EXIT_CONFIG, out[-3000:]
-        assert took < 15, (command, took)
-        errors = [line for line in out.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1, out[-3000:]
-        assert "SMOKE_KAFKA_SSL_CERT_FILE" in errors[0], errors[0]
-        assert "SMOKE_KAFKA_SSL_KEY_FILE" in errors[0], errors[0]
-        assert "certificate" in errors[0].split(":", 2)[1], errors[0]
+        error = _refused_in_one_line(bad, command)
+        assert "SMOKE_KAFKA_SSL_CERT_FILE" in error, error
+        assert "SMOKE_KAFKA_SSL_KEY_FILE" in error, error
+        assert "certificate" in error.split(":", 2)[1], error
     # The same listener, with the good certificate: accepted (the refusal was the
     # certificate's, not the listener's).
     done, _ = _smoke(good, "produce", "--count", "5")
@@ -238,14 +244,9 @@ def test_a_certificate_the_acls_do_not_allow_is_named_by_its_principal(mtls, pki
         (reader, ["produce", "--count", "5"], "User:CN=smoke-reader", "WRITE topic"),
         (producer, ["worker"], "User:CN=smoke-producer", "READ topic"),
     ):
-        done, took = _smoke(settings, *command)
-        out = done.stdout + done.stderr
-        assert done.returncode == EXIT_CONFIG, out[-3000:]
-        assert took < 15, (command, took)
-        errors = [line for line in out.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1, out[-3000:]
-        assert who in errors[0] and lacks in errors[0], errors[0]
-        assert "this client's principal" not in errors[0], errors[0]
+        error = _refused_in_one_line(settings, command)
+        assert who in error and lacks in error, error
+        assert "this client's principal" not in error, error
 
 
 def test_the_principal_named_is_the_sasl_user_or_the_certificates_subject(pki, tmp_path):
