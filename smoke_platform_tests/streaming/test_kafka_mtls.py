@@ -153,7 +153,6 @@ def test_a_client_certificate_produces_and_reads_back_through_kafka_settings(mtl
         read_topic(producer.kafka(), producer.topic, timeout=10)
 
 
-@pytest.mark.parametrize("fault", ["no-certificate", "other-ca"])
 def _refused_in_one_line(settings: StreamSettings, command: list[str]) -> str:
     """`smoke <command>` ends with exit code 78 within 15 s; its one error line."""
     done, took = _smoke(settings, *command)
@@ -165,6 +164,7 @@ def _refused_in_one_line(settings: StreamSettings, command: list[str]) -> str:
     return errors[0]
 
 
+@pytest.mark.parametrize("fault", ["no-certificate", "other-ca"])
 def test_a_client_without_a_trusted_certificate_is_refused_in_one_line(mtls, pki, tmp_path, fault):
     """`smoke produce` and `smoke worker`: exit code 78 (not restarted by `smoke up`)
     within 15 s, one error line naming the client certificate's settings."""
