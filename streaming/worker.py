@@ -822,8 +822,8 @@ class StreamWorker(Supervision):
 def _then_freeze(load: Any) -> Any:
     """`load`, then what the process holds frozen (`gc.freeze`). What is loaded once and
     kept (the modules, a model version's explainer) is moved out of the cyclic garbage
-    collector's reach: a full collection walked all of it, holding the stream 140 ms
-    now and then. Objects frozen are still freed when their last reference goes."""
+    collector's reach: a full collection walked all of it, holding the stream each
+    time. Objects frozen are still freed when their last reference goes."""
 
     def call(*args: Any) -> Any:
         loaded = load(*args)
