@@ -109,17 +109,26 @@ def _batches(
         return size * n / (time.perf_counter() - started)
 
 
-def _inprocess(model, readings, size: int = 1_000, rows: int = 40_000, repeat: int = 3) -> float:
+def _inprocess(
+    model, readings, size: int = 1_000, rows: int = 40_000, repeat: int = 3, threads: int = 1
+) -> float:
     """The model's own rows/s on `size`-row batches in this process: the limit a route
-    serving requests of that size could reach (best of `repeat`: a limit, not a typical)."""
+    serving requests of that size could reach (best of `repeat`: a limit, not a typical).
+
+    One OpenMP thread by default, as the service scores a request (`OMP_NUM_THREADS=1`
+    and `single_threaded()` in bentos/service.py: one request, one core); `threads=None`
+    lets scikit-learn use every core, as a plain script would."""
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
     batch = readings.iloc[:size]
-    model.predict_proba(batch)
     best = 0.0
-    for _ in range(repeat):
-        started = time.perf_counter()
-        for _ in range(max(4, rows // size)):
-            model.predict_proba(batch)
-        best = max(best, size * max(4, rows // size) / (time.perf_counter() - started))
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        model.predict_proba(batch)
+        for _ in range(repeat):
+            started = time.perf_counter()
+            for _ in range(max(4, rows // size)):
+                model.predict_proba(batch)
+            best = max(best, size * max(4, rows // size) / (time.perf_counter() - started))
     return best
 
 
@@ -194,7 +203,16 @@ def run() -> None:
                 f"inprocess{size}_rows_per_s",
                 ceiling,
                 "rows/s",
-                f"ceiling: same model, {size:,}-row batches, no HTTP, best of 3",
+                f"ceiling: same model, {size:,}-row batches, no HTTP, one OpenMP thread as "
+                "the service scores a request, best of 3",
+            )
+            report(
+                "serving",
+                f"inprocess{size}_all_cores_rows_per_s",
+                _inprocess(model, readings, size, threads=None),
+                "rows/s",
+                "the same with scikit-learn's OpenMP threads on every core (not the anchor: "
+                "the service gives each request one core and runs a worker per core)",
             )
             rows = records[:size]
             figures: dict[str, tuple[str, dict | bytes, str]] = {

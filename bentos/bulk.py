@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from smoke_platform.core.columns import (
     ARROW_ALLOWED,
     ARROW_MEDIA_TYPE,
-    arrow_frame,
+    arrow_measurements,
     json_measurements,
     scored_array,
 )
@@ -118,10 +118,7 @@ def arrow_readings(body: bytes) -> np.ndarray | Response:
     """The measurements of an Arrow request, or the 400 that names what is wrong (the same
     shape as every other validation answer of the service)."""
     try:
-        frame = arrow_frame(body)
-        return scored_array(
-            {c: frame[c].to_numpy() for c in SCORED_INPUTS if c in frame}, len(frame)
-        )
+        return arrow_measurements(body)
     except ReadingValidationError as exc:
         errors = exc.errors
         rows = sorted({e.row for e in errors if e.row is not None})

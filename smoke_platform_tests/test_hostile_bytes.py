@@ -16,7 +16,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bentos.bulk import ColumnsInput, ReadingsInput
-from smoke_platform.core.columns import arrow_frame, frame_to_arrow, json_measurements, json_records
+from smoke_platform.core.columns import (
+    arrow_frame,
+    arrow_measurements,
+    frame_to_arrow,
+    json_measurements,
+    json_records,
+)
 from smoke_platform.core.schema import (
     FIELD_BY_NAME,
     ReadingValidationError,
@@ -150,10 +156,11 @@ def test_the_arrow_decoder_raises_only_validation_errors_naming_a_field():
     @EXAMPLES
     @given(raw=hostile_bytes(body))
     def check(raw):
-        try:
-            arrow_frame(raw)
-        except ReadingValidationError as exc:
-            assert exc.errors[0].field
+        for read in (arrow_frame, arrow_measurements):
+            try:
+                read(raw)
+            except ReadingValidationError as exc:
+                assert exc.errors[0].field
 
     check()
 

@@ -7,17 +7,21 @@ import numpy as np
 import pandas as pd
 import pydantic
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from smoke_platform.core.columns import (
+    _arrow_table,
+    _plainly_valid,
     arrow_frame,
+    arrow_measurements,
     frame_to_arrow,
     json_measurements,
     json_records,
 )
 from smoke_platform.core.io import to_records
 from smoke_platform.core.schema import (
+    FIELD_BY_NAME,
     FIELDS,
     HISTORY_FIELDS,
     MAX_COLUMN_ROWS,
@@ -28,6 +32,7 @@ from smoke_platform.core.schema import (
     ReadingValidationError,
     columns_from_records,
     parse_reading,
+    reading_time_window,
 )
 from smoke_platform.core.simulate import generate_readings
 
@@ -197,10 +202,97 @@ def test_an_arrow_stream_reads_back_the_readings(sample):
     )
 
 
-def _errors(body: bytes) -> list:
+def _errors(body: bytes, read=arrow_frame) -> list:
     with pytest.raises(ReadingValidationError) as caught:
-        arrow_frame(body)
+        read(body)
     return caught.value.errors
+
+
+def _reference_measurements(body: bytes) -> np.ndarray:
+    """The model's inputs as the frame path makes them (every value checked in pandas)."""
+    frame = arrow_frame(body)
+    return frame.reindex(columns=list(SCORED_INPUTS), fill_value=0.0).to_numpy("float64")
+
+
+@pytest.mark.parametrize("with_rises", [False, True])
+@pytest.mark.parametrize("ts_unit", ["ns", "ms-naive"])
+def test_a_plainly_valid_arrow_table_is_read_without_pandas_to_the_same_numbers(
+    sample, with_rises, ts_unit
+):
+    if with_rises:
+        rng = np.random.default_rng(1)
+        sample = sample.assign(**{h: rng.uniform(0, 3, len(sample)) for h in HISTORY_FIELDS})
+    if ts_unit == "ms-naive":  # a naive timestamp is UTC; any unit
+        sample = sample.assign(ts=sample.ts.dt.tz_localize(None).astype("datetime64[ms]"))
+    body = _arrow(sample)
+    assert _plainly_valid(_arrow_table(body)) is not None  # the fast path is used
+    expected = sample.reindex(columns=list(SCORED_INPUTS), fill_value=0.0).to_numpy("float64")
+    np.testing.assert_array_equal(arrow_measurements(body), expected)
+    np.testing.assert_array_equal(_reference_measurements(body), expected)
+
+
+def _edge_values(name: str) -> st.SearchStrategy:
+    """Values at and beyond a field's limits, and the ones a column cannot hold."""
+    spec = FIELD_BY_NAME[name]
+    if spec.dtype == "str":
+        return st.sampled_from([None, "", "a\x00b", "x" * 65, "ok-id", "café"])
+    if spec.dtype == "datetime":
+        window, now = reading_time_window(), pd.Timestamp.now(tz="UTC")
+        ahead, age = (
+            pd.Timedelta(seconds=window.max_ahead_s),
+            pd.Timedelta(seconds=window.max_age_s),
+        )
+        return st.sampled_from(
+            [
+                now + ahead - pd.Timedelta(seconds=3),
+                now + ahead + pd.Timedelta(seconds=3),
+                now - age + pd.Timedelta(seconds=3),
+                now - age - pd.Timedelta(seconds=3),
+                pd.Timestamp("1970-01-01", tz="UTC"),
+                pd.NaT,
+            ]
+        )
+    lo = -1e308 if spec.min is None else spec.min
+    hi = 1e308 if spec.max is None else spec.max
+    return st.sampled_from(
+        [np.nan, np.inf, -np.inf, lo, hi, np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf), 0.0]
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_the_arrow_fast_path_answers_as_the_frame_path(sample, data):
+    """Tables with values at and past every limit, nulls, missing and unknown columns:
+    `arrow_measurements` returns the frame path's numbers or raises its errors."""
+    frame = sample.reset_index(drop=True).iloc[: data.draw(st.integers(1, 12))].copy()
+    if data.draw(st.booleans()):
+        frame = frame.assign(**{h: 1.0 for h in HISTORY_FIELDS})
+    for _ in range(data.draw(st.integers(0, 3))):
+        name = data.draw(st.sampled_from([*frame.columns, "smell"]))
+        action = data.draw(st.sampled_from(["edit", "edit", "drop"]))
+        if name == "smell":
+            frame["smell"] = "smoky"
+        elif action == "drop":
+            frame = frame.drop(columns=[name])
+        else:
+            if FIELD_BY_NAME[name].dtype in ("int", "float"):
+                frame[name] = frame[name].astype("float64")
+            elif FIELD_BY_NAME[name].dtype == "str":
+                frame[name] = frame[name].astype(object)
+            row = data.draw(st.integers(0, len(frame) - 1))
+            frame.loc[frame.index[row], name] = data.draw(_edge_values(name))
+    body = _arrow(frame)
+    try:
+        expected = _reference_measurements(body)
+    except ReadingValidationError as exc:
+        event("refused")
+        assert [e.as_dict() for e in _errors(body, arrow_measurements)] == [
+            e.as_dict() for e in exc.errors
+        ]
+    else:
+        fast = _plainly_valid(_arrow_table(body)) is not None
+        event("accepted on the fast path" if fast else "accepted in pandas")
+        np.testing.assert_array_equal(arrow_measurements(body), expected)
 
 
 @pytest.mark.parametrize(
@@ -250,32 +342,35 @@ def _errors(body: bytes) -> list:
         ),
     ],
 )
+@pytest.mark.parametrize("read", [arrow_frame, arrow_measurements])
 def test_a_bad_arrow_value_names_row_field_value_and_allowed(
-    sample, change, field, row, value, allowed
+    sample, change, field, row, value, allowed, read
 ):
-    [error] = _errors(_arrow(change(sample.reset_index(drop=True))))
+    [error] = _errors(_arrow(change(sample.reset_index(drop=True))), read)
     assert (error.field, error.row) == (field, row)
     assert allowed in error.allowed
     if value is not None:
         assert error.value == value
 
 
-def test_arrow_shape_errors_name_the_problem(sample):
+@pytest.mark.parametrize("read", [arrow_frame, arrow_measurements])
+def test_arrow_shape_errors_name_the_problem(sample, read):
     wrong_type = sample.assign(pm2_5=sample.pm2_5.astype(str))
-    [error] = _errors(_arrow(wrong_type))
+    [error] = _errors(_arrow(wrong_type), read)
     assert (error.field, error.value) == ("pm2_5", "string") and "float" in error.allowed
-    missing = {e.field for e in _errors(_arrow(sample.drop(columns=["raw_h2"])))}
+    missing = {e.field for e in _errors(_arrow(sample.drop(columns=["raw_h2"])), read)}
     assert missing == {"raw_h2"}
-    extra = {e.field for e in _errors(_arrow(sample.assign(smell="smoky")))}
+    extra = {e.field for e in _errors(_arrow(sample.assign(smell="smoky")), read)}
     assert extra == {"smell"}
     for body in (b"", b"junk", _arrow(sample)[:100]):
-        [error] = _errors(body)
+        [error] = _errors(body, read)
         assert error.field == "body" and "Arrow IPC stream" in error.allowed
-    [empty] = _errors(_arrow(sample.iloc[:0]))
+    [empty] = _errors(_arrow(sample.iloc[:0]), read)
     assert empty.message == "no readings"
 
 
-def test_too_many_arrow_rows_is_refused(sample):
+@pytest.mark.parametrize("read", [arrow_frame, arrow_measurements])
+def test_too_many_arrow_rows_is_refused(sample, read):
     big = sample.iloc[np.zeros(MAX_COLUMN_ROWS + 1, dtype=int)]
-    [error] = _errors(_arrow(big))
+    [error] = _errors(_arrow(big), read)
     assert error.field == "body" and "too many" in error.message
