@@ -112,8 +112,13 @@ def _in_window(stamps: list[datetime]) -> np.ndarray:
 
 
 def _within_window(stamps: list[datetime]) -> bool:
-    """Every timestamp lies in the accepted window."""
-    return bool(_in_window(stamps).all())
+    """Every timestamp lies in the accepted window: only the earliest and the latest are
+    converted (datetimes of one kind compare in C; naive beside aware, each is)."""
+    try:
+        ends = [min(stamps), max(stamps)]
+    except TypeError:  # naive (UTC) beside aware: not comparable, so each one
+        ends = stamps
+    return bool(_in_window(ends).all())
 
 
 # A time of day with more than six fractional digits: left to pydantic, whose reading of
@@ -217,7 +222,8 @@ def _json_measurements(body: bytes, key: str) -> np.ndarray | None:
             return None
     if not _within_window(columns["ts"]):
         return None
-    if not all(ids_valid(columns[n]).all() for n in IDS if columns[n] is not None):
+    # each distinct identifier once (a request repeats a fleet's few; str or None here)
+    if not all(ids_valid(list(set(columns[n]))).all() for n in IDS if columns[n] is not None):
         return None
     return scored_array(columns, len(columns["ts"]))
 
