@@ -121,15 +121,14 @@ class Tables:
         from deltalake import CommitProperties, Transaction, write_deltalake
         from deltalake.exceptions import CommitFailedError, DeltaError
 
-        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-        if frame.empty and not versions:
+        if len(rows) == 0 and not versions:
             return 0
         txns = [Transaction(app, int(v)) for app, v in (versions or {}).items()]
         self.path(kind).mkdir(parents=True, exist_ok=True)
         for attempt in range(COMMIT_ATTEMPTS):
             dt = self.table(kind, refresh=attempt > 0)
             schema = pa.schema(dt.schema().to_arrow()) if dt is not None else None
-            data = to_arrow(frame, schema)
+            data = to_arrow(rows, schema)
             new_columns = schema is None or bool(set(data.column_names) - set(schema.names))
             try:
                 write_deltalake(
@@ -153,7 +152,7 @@ class Tables:
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
         if kind not in self._open:
             self.table(kind)
-        return len(frame)
+        return len(rows)
 
 
 class PendingCommits:
@@ -245,26 +244,46 @@ class PendingCommits:
         self.since = None
 
 
-def to_arrow(frame: pd.DataFrame, schema: Any = None) -> pa.Table:
-    """`frame` with its `date` partition column, typed and ordered as the table's
-    `schema`, the table's columns it lacks as nulls; a column of nulls only that the table
-    lacks is left out (it merges in once it holds a value)."""
-    frame = frame.assign(**{PARTITION: frame["ts"].astype(str).str[:10]}) if len(frame) else frame
-    data = pa.Table.from_pandas(frame, preserve_index=False)
+def to_arrow(rows: list[dict[str, Any]] | pd.DataFrame, schema: Any = None) -> pa.Table:
+    """`rows` (dicts, or a frame) with their `date` partition column, typed and ordered as
+    the table's `schema`, the table's columns they lack as nulls; a column of nulls only
+    that the table lacks is left out (it merges in once it holds a value).
+
+    Dicts go to Arrow column by column, each in the table's type where it has the column
+    (no pandas frame between: the worker's table commits run beside the stream and hold
+    the GIL while they convert); a column whose values are not of that type is read as
+    they are and cast, as a frame's columns are."""
+    if isinstance(rows, pd.DataFrame):
+        columns: dict[str, Any] = {name: rows[name] for name in rows.columns}
+    else:
+        first = list(rows[0]) if rows else []
+        names = first + sorted(set().union(*rows) - set(first))  # rows may differ in keys
+        columns = {name: [r.get(name) for r in rows] for name in names}
+    if len(rows):
+        columns[PARTITION] = [str(ts)[:10] for ts in columns["ts"]]
     known = {f.name: f.type for f in schema} if schema is not None else {}
-    for name in list(data.column_names):
-        column = data.column(name)
-        if name in known and column.type != known[name]:
-            i = data.column_names.index(name)
-            data = data.set_column(i, name, column.cast(known[name]))
-        elif pa.types.is_null(column.type):
-            data = data.drop_columns([name])
-    for name, type_ in known.items():  # the table's columns this batch lacks: nulls
-        if name not in data.column_names:
-            data = data.append_column(name, pa.nulls(data.num_rows, type_))
-    ordered = [n for n in known if n in data.column_names]
-    data = data.select(ordered + [n for n in data.column_names if n not in known])
-    return data
+    arrays = {}
+    for name, values in columns.items():
+        array = _array(values, known.get(name))
+        if name in known or not pa.types.is_null(array.type):
+            arrays[name] = array
+    for name, type_ in known.items():  # the table's columns these rows lack: nulls
+        if name not in arrays:
+            arrays[name] = pa.nulls(len(rows), type_)
+    ordered = [n for n in known if n in arrays]
+    return pa.table({n: arrays[n] for n in ordered + [n for n in arrays if n not in known]})
+
+
+def _array(values: Any, type_: Any) -> pa.Array:
+    """`values` (a list or a pandas Series) as an Arrow array of `type_` (None: inferred);
+    values of another kind are inferred, then cast (a value that cannot be is refused)."""
+    if type_ is not None:
+        try:
+            return pa.array(values, type=type_, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            pass
+    array = pa.array(values, from_pandas=True)
+    return array.cast(type_) if type_ is not None and array.type != type_ else array
 
 
 def output_days(root: str | Path, kind: str = "") -> list[str]:

@@ -1,11 +1,20 @@
 """The stream's Delta tables and the partition state, without a broker (pure filesystem)."""
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from streaming.sink import PartitionSink
 from streaming.table_maintenance import copy_table, stats
-from streaming.tables import Tables, app_id, output_days, read_outputs, remove_days_before
+from streaming.tables import (
+    Tables,
+    app_id,
+    output_days,
+    read_outputs,
+    remove_days_before,
+    to_arrow,
+)
 
 
 def _rows(n: int, start: int = 0, partition: int = 0, day: str = "2026-11-27") -> list[dict]:
@@ -44,6 +53,30 @@ def test_the_schema_is_enforced_and_new_columns_merge_in(tmp_path):
     with pytest.raises(Exception, match="p"):  # text where the table holds numbers
         tables.append("alerts", [{**_rows(1, start=9)[0], "p": "not a number"}])
     assert len(read_outputs(tmp_path, "alerts")) == 4
+
+
+def test_rows_go_to_arrow_as_their_frame_does_in_the_tables_types(tmp_path):
+    """The worker's rows (dicts) go to Arrow column by column, without a frame: the same
+    table as the frame of the same rows, whatever their keys, missing values and the
+    kinds of their numbers."""
+    tables = Tables(tmp_path)
+    tables.append("predictions", [{**r, "n": 1.5, "flag": True} for r in _rows(2)])
+    schema = pa.schema(tables.table("predictions").schema().to_arrow())
+    rows = [
+        {**_rows(1, start=2)[0], "n": 2, "flag": None},  # an int where the table has floats
+        {**_rows(1, start=3, day="2026-11-28")[0], "p": np.float64(0.25), "extra": "x"},
+        {"offset": 4, "partition": 0, "ts": "2026-11-28T11:00:00+00:00", "n": None},
+    ]
+    got = to_arrow(rows, schema)
+    assert got.equals(to_arrow(pd.DataFrame(rows), schema))
+    assert got.schema.field("n").type == pa.float64() and got.column_names[-1] == "extra"
+    assert got.column("date").to_pylist() == ["2026-11-27", "2026-11-28", "2026-11-28"]
+    tables.append("predictions", rows)
+    back = read_outputs(tmp_path, "predictions").sort_values("offset")
+    assert back["n"].fillna(-1).tolist() == [1.5, 1.5, 2.0, -1, -1]
+    assert back["p"].fillna(-1).tolist() == [0.5, 0.5, 0.5, 0.25, -1]
+    assert back["extra"].fillna("-").tolist() == ["-", "-", "-", "x", "-"]
+    assert back["flag"].tolist()[:2] == [True, True] and back["flag"].isna().sum() == 3
 
 
 def test_days_are_partitions_read_by_predicate_and_removed_by_retention(tmp_path):
