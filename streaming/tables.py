@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 KINDS = ("predictions", "alerts", "trouble")
 COMMIT_ATTEMPTS = 8
@@ -249,24 +250,32 @@ def to_arrow(rows: list[dict[str, Any]] | pd.DataFrame, schema: Any = None) -> p
     the table's `schema`, the table's columns they lack as nulls; a column of nulls only
     that the table lacks is left out (it merges in once it holds a value).
 
-    Dicts go to Arrow column by column, each in the table's type where it has the column
-    (no pandas frame between: the worker's table commits run beside the stream and hold
-    the GIL while they convert); a column whose values are not of that type is read as
-    they are and cast, as a frame's columns are."""
+    No pandas frame between dicts and Arrow (the worker's table commits run beside the
+    stream and hold the GIL while they convert): rows whose every key the table has, with
+    values of its types, are read by Arrow itself as one struct array; otherwise column
+    by column, each in the table's type where it has the column, a column whose values
+    are of another kind inferred and cast, as a frame's columns are (a value that cannot
+    be is refused)."""
+    known = {f.name: f.type for f in schema} if schema is not None else {}
     if isinstance(rows, pd.DataFrame):
-        columns: dict[str, Any] = {name: rows[name] for name in rows.columns}
+        arrays = _arrays({name: rows[name] for name in rows.columns}, known)
     else:
         first = list(rows[0]) if rows else []
         names = first + sorted(set().union(*rows) - set(first))  # rows may differ in keys
-        columns = {name: [r.get(name) for r in rows] for name in names}
+        # the table's columns (all of them before its first commit, their types inferred)
+        # in one struct array; the rest (a key new to the table, or all of them when a
+        # value is not of its column's type) column by column
+        arrays = _as_struct(rows, [n for n in names if n in known or not known], known) or {}
+        rest = {name: [r.get(name) for r in rows] for name in names if name not in arrays}
+        arrays.update(_arrays(rest, known))
+        arrays = {n: arrays[n] for n in names if n in arrays}
     if len(rows):
-        columns[PARTITION] = [str(ts)[:10] for ts in columns["ts"]]
-    known = {f.name: f.type for f in schema} if schema is not None else {}
-    arrays = {}
-    for name, values in columns.items():
-        array = _array(values, known.get(name))
-        if name in known or not pa.types.is_null(array.type):
-            arrays[name] = array
+        ts = arrays["ts"]
+        arrays[PARTITION] = (
+            pc.fill_null(pc.utf8_slice_codeunits(ts, 0, 10), "None")
+            if pa.types.is_string(ts.type)
+            else pa.array([str(t)[:10] for t in ts.to_pylist()])
+        )
     for name, type_ in known.items():  # the table's columns these rows lack: nulls
         if name not in arrays:
             arrays[name] = pa.nulls(len(rows), type_)
@@ -274,10 +283,48 @@ def to_arrow(rows: list[dict[str, Any]] | pd.DataFrame, schema: Any = None) -> p
     return pa.table({n: arrays[n] for n in ordered + [n for n in arrays if n not in known]})
 
 
+# Before a table's first commit, the types of its columns are inferred from this many rows
+# (Arrow's inference over every row costs twice its typed conversion).
+INFER_ROWS = 1_000
+
+
+def _as_struct(rows: list[dict[str, Any]], names: list[str], known: dict[str, Any]) -> Any:
+    """Of the columns `names`, those read by Arrow as one struct array, in the table's
+    types (with no table yet, `known` empty: as inferred from the first `INFER_ROWS`
+    rows, a column of nulls there left to the caller); None when a value is not of its
+    column's type. Nested columns are left to the caller too: a typed conversion would
+    drop a nested key the type lacks, where inferring and casting refuses it."""
+    if not rows or not names:
+        return None
+    try:
+        if known:
+            types = known
+        else:
+            sample = pa.array(rows[:INFER_ROWS], from_pandas=True).type
+            types = {f.name: f.type for f in sample if not pa.types.is_null(f.type)}
+        flat = [n for n in names if n in types and not pa.types.is_nested(types[n])]
+        struct = pa.struct([pa.field(name, types[name]) for name in flat])
+        table = pa.Table.from_struct_array(pa.array(rows, type=struct, from_pandas=True))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return None
+    return {name: table.column(name).combine_chunks() for name in table.column_names}
+
+
+def _arrays(columns: Mapping[str, Any], known: dict[str, Any]) -> dict[str, pa.Array]:
+    """Each column in the table's type (`_array`); one of nulls only that the table lacks
+    left out."""
+    arrays = {}
+    for name, values in columns.items():
+        array = _array(values, known.get(name))
+        if name in known or not pa.types.is_null(array.type):
+            arrays[name] = array
+    return arrays
+
+
 def _array(values: Any, type_: Any) -> pa.Array:
     """`values` (a list or a pandas Series) as an Arrow array of `type_` (None: inferred);
     values of another kind are inferred, then cast (a value that cannot be is refused)."""
-    if type_ is not None:
+    if type_ is not None and not pa.types.is_nested(type_):  # see `_as_struct`
         try:
             return pa.array(values, type=type_, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):

@@ -64,13 +64,26 @@ def test_rows_go_to_arrow_as_their_frame_does_in_the_tables_types(tmp_path):
     schema = pa.schema(tables.table("predictions").schema().to_arrow())
     rows = [
         {**_rows(1, start=2)[0], "n": 2, "flag": None},  # an int where the table has floats
-        {**_rows(1, start=3, day="2026-11-28")[0], "p": np.float64(0.25), "extra": "x"},
+        {**_rows(1, start=3, day="2026-11-28")[0], "p": np.float64(0.25), "n": float("nan")},
         {"offset": 4, "partition": 0, "ts": "2026-11-28T11:00:00+00:00", "n": None},
     ]
+    known = to_arrow(rows, schema)  # every key one the table has: read as one struct array
+    assert known.equals(to_arrow(pd.DataFrame(rows), schema))
+    assert known.column("n").to_pylist() == [2.0, None, None]  # NaN is missing, as in a frame
+    assert known.column("date").to_pylist() == ["2026-11-27", "2026-11-28", "2026-11-28"]
+    with pytest.raises(pa.ArrowInvalid, match="text"):  # a value its column cannot hold
+        to_arrow([{**rows[0], "p": "text"}], schema)
+    # before the table's first commit every type is inferred; a key of one row is a column
+    unseen = [{**rows[0], "nothing": None}, {**rows[1], "late": "y"}]
+    first = to_arrow(unseen)
+    nulls_only = {"flag", "nothing"}  # no column of nulls only
+    assert first.column_names == [*(c for c in rows[0] if c not in nulls_only), "late", "date"]
+    assert first.column("late").to_pylist() == [None, "y"]
+    assert first.column("n").to_pylist() == [2, None] and first.column("p").type == pa.float64()
+    rows[1]["extra"] = "x"  # a key new to the table: column by column
     got = to_arrow(rows, schema)
     assert got.equals(to_arrow(pd.DataFrame(rows), schema))
     assert got.schema.field("n").type == pa.float64() and got.column_names[-1] == "extra"
-    assert got.column("date").to_pylist() == ["2026-11-27", "2026-11-28", "2026-11-28"]
     tables.append("predictions", rows)
     back = read_outputs(tmp_path, "predictions").sort_values("offset")
     assert back["n"].fillna(-1).tolist() == [1.5, 1.5, 2.0, -1, -1]
