@@ -172,9 +172,10 @@ def scored_with_rises(readings: Any, model_tag: str) -> Any:
     `rises_in_batch` as the stream worker: a checkpointed query restarts with its
     sensors' history; whatever a producer put in `rise_*` is replaced. The model scores
     the same frame through the one feature function, as the service does (a separate
-    `mapInPandas` stage would send every row to Python and back a second time). Why locally and not through the service: it is the same artefact (the
-    BentoML store's champion), it scales with the Spark executors, and it keeps the
-    service's capacity for the stream worker."""
+    `mapInPandas` stage would send every row to Python and back a second time). Why
+    locally and not through the service: it is the same artefact (the BentoML store's
+    champion), it scales with the Spark executors, and it keeps the service's capacity
+    for the stream worker."""
     from pyspark.sql.streaming.state import GroupStateTimeout
     from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
 
