@@ -269,8 +269,8 @@ def to_arrow(rows: list[dict[str, Any]] | pd.DataFrame, schema: Any = None) -> p
         rest = {name: [r.get(name) for r in rows] for name in names if name not in arrays}
         arrays.update(_arrays(rest, known))
         arrays = {n: arrays[n] for n in names if n in arrays}
-    if len(rows):
-        ts = arrays["ts"]
+    if len(rows):  # (a `ts` of nulls only, dropped as a column, still names a partition)
+        ts = arrays["ts"] if "ts" in arrays else pa.nulls(len(rows), pa.string())
         arrays[PARTITION] = (
             pc.fill_null(pc.utf8_slice_codeunits(ts, 0, 10), "None")
             if pa.types.is_string(ts.type)

@@ -313,6 +313,10 @@ def arrow_measurements(body: bytes) -> np.ndarray:
     return scored_array({c: frame[c].to_numpy() for c in SCORED_INPUTS if c in frame}, len(frame))
 
 
+# Zones a timestamp column is read in without pandas: UTC by any name, or none (UTC).
+_UTC_ZONES = (None, "UTC", "utc", "Z", "+00:00", "Etc/UTC")
+
+
 def _plainly_valid(table: Any) -> np.ndarray | None:
     """The scored array of `table` when every value lies plainly inside the field table's
     limits (a timestamp at least a second inside the window), else None."""
@@ -343,7 +347,9 @@ def _plainly_valid(table: Any) -> np.ndarray | None:
         elif spec.dtype == "str":
             if not ids_valid(column.unique().drop_null().to_pylist()).all():
                 return None
-        else:  # timestamps: epoch units whatever the zone (a naive one is UTC)
+        else:  # timestamps: epoch units (a naive one is UTC)
+            if column.type.tz not in _UTC_ZONES:  # a zone pandas must read (or refuse)
+                return None
             per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[column.type.unit]
             ticks = column.cast(pa.int64()).to_numpy()
             window, now = reading_time_window(), time.time()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from smoke_platform.core.columns import (
     _arrow_table,
+    _ipc,
     _plainly_valid,
     arrow_frame,
     arrow_measurements,
@@ -254,6 +255,10 @@ def _edge_values(name: str) -> st.SearchStrategy:
         )
     lo = -1e308 if spec.min is None else spec.min
     hi = 1e308 if spec.max is None else spec.max
+    if spec.dtype == "int":  # an integer column (with nulls): its limits, and past them
+        lo_i = -(2**62) if spec.min is None else int(spec.min)
+        hi_i = 2**62 if spec.max is None else int(spec.max)
+        return st.sampled_from([None, lo_i, hi_i, lo_i - 1, hi_i + 1, 0])
     return st.sampled_from(
         [np.nan, np.inf, -np.inf, lo, hi, np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf), 0.0]
     )
@@ -275,12 +280,18 @@ def test_the_arrow_fast_path_answers_as_the_frame_path(sample, data):
         elif action == "drop":
             frame = frame.drop(columns=[name])
         else:
-            if FIELD_BY_NAME[name].dtype in ("int", "float"):
+            if FIELD_BY_NAME[name].dtype == "int":
+                frame[name] = frame[name].astype("Int64")
+            elif FIELD_BY_NAME[name].dtype == "float":
                 frame[name] = frame[name].astype("float64")
             elif FIELD_BY_NAME[name].dtype == "str":
                 frame[name] = frame[name].astype(object)
             row = data.draw(st.integers(0, len(frame) - 1))
             frame.loc[frame.index[row], name] = data.draw(_edge_values(name))
+    if "ts" in frame:  # any zone (the frame path reads it), or none (UTC)
+        zone = data.draw(st.sampled_from(["UTC", "Europe/Berlin", "+04:00", None]))
+        ts = frame["ts"]
+        frame["ts"] = ts.dt.tz_convert(zone) if zone else ts.dt.tz_localize(None)
     body = _arrow(frame)
     try:
         expected = _reference_measurements(body)
@@ -367,6 +378,21 @@ def test_arrow_shape_errors_name_the_problem(sample, read):
         assert error.field == "body" and "Arrow IPC stream" in error.allowed
     [empty] = _errors(_arrow(sample.iloc[:0]), read)
     assert empty.message == "no readings"
+
+
+@pytest.mark.parametrize("read", [arrow_frame, arrow_measurements])
+def test_a_timestamp_in_an_unknown_zone_is_refused_naming_the_column(sample, read):
+    """Arrow takes any zone name; the values are read in it, so one nobody knows is bad
+    input (the fast path leaves every zone but UTC to the frame path)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(sample, preserve_index=False)
+    ticks = table.column("ts").cast(pa.int64())
+    table = table.set_column(
+        table.column_names.index("ts"), "ts", ticks.cast(pa.timestamp("ns", tz="Nowhere/X"))
+    )
+    [error] = _errors(_ipc(table), read)
+    assert error.field == "ts" and "Nowhere/X" in error.message
 
 
 @pytest.mark.parametrize("read", [arrow_frame, arrow_measurements])
