@@ -149,37 +149,14 @@ def parse(raw: Any) -> Any:
     )
 
 
-_MODELS: dict[str, Any] = {}
-
-
-def _model(model_tag: str) -> Any:
-    """The promoted model from the BentoML store, loaded once per Python worker."""
-    from smoke_platform.modelstore import load_model
-
-    model = _MODELS.get(model_tag)
-    if model is None:
-        model = _MODELS[model_tag] = load_model(model_tag)
-        model.single_threaded()
-    return model
-
-
-def scored_with_rises(readings: Any, model_tag: str) -> Any:
-    """Each reading with its `rise_*` columns and the promoted model's `probability` and
-    `is_fire`, in one pass through Python per sensor and micro-batch.
-
-    The rises come from each sensor's last 30 s, kept in Spark's state store between
-    micro-batches (`applyInPandasWithState`, one group per sensor), through the same
-    `rises_in_batch` as the stream worker: a checkpointed query restarts with its
-    sensors' history; whatever a producer put in `rise_*` is replaced. The model scores
-    the same frame through the one feature function, as the service does (a separate
-    `mapInPandas` stage would send every row to Python and back a second time). Why
-    locally and not through the service: it is the same artefact (the BentoML store's
-    champion), it scales with the Spark executors, and it keeps the service's capacity
-    for the stream worker."""
+def with_rises(readings: Any) -> Any:
+    """The `rise_*` columns from each sensor's last 30 s, kept in Spark's state store
+    between micro-batches (`applyInPandasWithState`, one group per sensor), through the
+    same `rises_in_batch` as the stream worker: a checkpointed query restarts with its
+    sensors' history. Whatever a producer put in `rise_*` is replaced."""
     from pyspark.sql.streaming.state import GroupStateTimeout
-    from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
 
-    def rises_and_scores(key: tuple[Any, ...], frames: Any, state: Any) -> Any:
+    def rises(key: tuple[Any, ...], frames: Any, state: Any) -> Any:
         import pandas as pd
 
         from smoke_platform.core.features import decode_history, encode_history, frame_rises
@@ -188,8 +165,41 @@ def scored_with_rises(readings: Any, model_tag: str) -> Any:
         history = {sensor: decode_history(state.get[0])} if state.exists else {}
         frame, after = frame_rises(history, pd.concat(list(frames), ignore_index=True))
         state.update((encode_history(after[sensor]),))
-        scored = _model(model_tag).score(frame)
-        yield frame.assign(probability=scored["probability"], is_fire=scored["is_fire"])
+        yield frame
+
+    return readings.groupBy("sensor_id").applyInPandasWithState(
+        rises, readings.schema, "history string", "append", GroupStateTimeout.NoTimeout
+    )
+
+
+_MODELS: dict[str, Any] = {}
+
+
+def scorer(model_tag: str) -> Any:
+    """mapInPandas function: the promoted model from the BentoML store, loaded once per
+    Python worker, scoring through the one feature function (like the service)."""
+
+    def score(frames: Any) -> Any:
+        from smoke_platform.modelstore import load_model
+
+        model = _MODELS.get(model_tag)
+        if model is None:
+            model = _MODELS[model_tag] = load_model(model_tag)
+            model.single_threaded()
+        for frame in frames:
+            scored = model.score(frame)
+            yield frame.assign(probability=scored["probability"], is_fire=scored["is_fire"])
+
+    return score
+
+
+def score(readings: Any, model_tag: str) -> Any:
+    """Add `probability` and `is_fire` from the promoted model.
+
+    Why locally and not through the service: it is the same artefact (the BentoML
+    store's champion) and the same `build_features`, it scales with the Spark
+    executors, and it keeps the service's capacity for the stream worker."""
+    from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
 
     schema = StructType(
         [  # a new schema: StructType.add would mutate the input's
@@ -198,9 +208,7 @@ def scored_with_rises(readings: Any, model_tag: str) -> Any:
             StructField("is_fire", BooleanType()),
         ]
     )
-    return readings.groupBy("sensor_id").applyInPandasWithState(
-        rises_and_scores, schema, "history string", "append", GroupStateTimeout.NoTimeout
-    )
+    return readings.mapInPandas(scorer(model_tag), schema)
 
 
 def window_aggregations(silent_after_s: float = DEFAULT_SILENT_AFTER_S) -> list[Any]:
@@ -439,7 +447,7 @@ def start_query(
     from smoke_platform.modelstore import normal_profile, served_model_tag
 
     tag = model_tag or served_model_tag()
-    readings = scored_with_rises(parse(read_stream(spark, kafka, topic, max_per_trigger)), tag)
+    readings = score(with_rises(parse(read_stream(spark, kafka, topic, max_per_trigger))), tag)
     sink = kafka_alert_sink(kafka, alerts_topic) if alerts_topic else None
     writer = (
         windowed(readings, watermark, silent_after_s)
