@@ -313,8 +313,9 @@ def arrow_measurements(body: bytes) -> np.ndarray:
     return scored_array({c: frame[c].to_numpy() for c in SCORED_INPUTS if c in frame}, len(frame))
 
 
-# Zones a timestamp column is read in without pandas: UTC by any name, or none (UTC).
-_UTC_ZONES = (None, "UTC", "utc", "Z", "+00:00", "Etc/UTC")
+# Zones a timestamp column is read in without pandas: UTC by the names pandas reads too
+# (it refuses "Z", as the frame path then says), or none (UTC).
+_UTC_ZONES = (None, "UTC", "utc", "+00:00", "Etc/UTC")
 
 
 def _plainly_valid(table: Any) -> np.ndarray | None:
