@@ -268,6 +268,12 @@ def _arrow_table(body: bytes) -> Any:
         names = table.column_names
     except (pa.ArrowException, OSError, ValueError) as exc:  # UnicodeDecodeError is one
         fail("body", f"{len(body):,} bytes", f"not an Arrow IPC stream ({str(exc)[:200]})")
+    for field in table.schema:  # a zone's name is metadata: validate() leaves it unread
+        if pa.types.is_timestamp(field.type):
+            try:
+                field.type.tz  # noqa: B018 (decoding it is the check)
+            except UnicodeDecodeError as exc:
+                fail(field.name, "timestamp zone", f"zone name is not UTF-8 ({exc.reason})")
     if table.num_rows == 0:
         fail("body", "0 rows", "no readings")
     if table.num_rows > MAX_COLUMN_ROWS:

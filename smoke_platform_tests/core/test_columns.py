@@ -397,6 +397,23 @@ def test_a_timestamp_in_an_unknown_zone_is_refused_naming_the_column(sample, rea
 
 
 @pytest.mark.parametrize("read", [arrow_frame, arrow_measurements])
+def test_a_timestamp_zone_name_of_invalid_utf8_is_refused_naming_the_column(sample, read):
+    """The zone's name is schema metadata that Arrow's full validation leaves unread
+    (found by hypothesis: reading it raised UnicodeDecodeError past the validation)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(sample, preserve_index=False)
+    ticks = table.column("ts").cast(pa.int64())
+    table = table.replace_schema_metadata(None).set_column(
+        table.column_names.index("ts"), "ts", ticks.cast(pa.timestamp("ns", tz="UTC"))
+    )
+    body = _ipc(table)
+    assert body.count(b"\x03\x00\x00\x00UTC") == 1
+    [error] = _errors(body.replace(b"\x03\x00\x00\x00UTC", b"\x03\x00\x00\x00\xd5TC"), read)
+    assert error.field == "ts" and "not UTF-8" in error.message
+
+
+@pytest.mark.parametrize("read", [arrow_frame, arrow_measurements])
 def test_too_many_arrow_rows_is_refused(sample, read):
     big = sample.iloc[np.zeros(MAX_COLUMN_ROWS + 1, dtype=int)]
     [error] = _errors(_arrow(big), read)
