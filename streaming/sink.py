@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 
 from smoke_platform.core.schema import FIELDS
@@ -21,6 +22,16 @@ _ARROW_TYPES = {
 }
 # The reading columns of a predictions row, as the files hold them (`ts` as ISO text).
 ROW_SCHEMA = pa.schema([pa.field(f.name, _ARROW_TYPES[f.dtype]) for f in FIELDS])
+
+
+def _json_value(value: Any) -> Any:
+    """A value JSON has no type for: a numpy scalar as its Python value, else its text."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+# An output (prediction, alert, trouble signal) as the value of its Kafka message: JSON,
+# with NaN and infinities as null (JSON has neither).
+to_json = msgspec.json.Encoder(enc_hook=_json_value).encode
 
 
 def unwritable_rows(rows: list[dict[str, Any]]) -> dict[int, str]:

@@ -9,9 +9,8 @@ import logging
 import time
 from typing import Any
 
-from pydantic_core import to_json
-
 from streaming.processor import BatchOutput
+from streaming.sink import to_json
 
 log = logging.getLogger("smoke.worker")
 
@@ -127,7 +126,7 @@ class Supervision:
             self.producer.produce(
                 self.s.trouble_topic,
                 key=event["trouble_id"].encode(),
-                value=to_json(event, fallback=str),
+                value=to_json(event),
             )
 
     def _announce_trouble(self, events: list[dict[str, Any]]) -> None:

@@ -43,8 +43,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_core import to_json
-
 from smoke_platform.core.explain import VersionCache
 from smoke_platform.core.settings import under_home
 from smoke_platform.core.trouble import PlatformWatch, TroubleConfig
@@ -58,7 +56,7 @@ from streaming.metrics import WorkerMetrics
 from streaming.poison import PoisonGuard, Step, describe
 from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor, resume_plan
 from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
-from streaming.sink import PartitionSink, unwritable_rows
+from streaming.sink import PartitionSink, to_json, unwritable_rows
 from streaming.supervision import Supervision
 from streaming.table_maintenance import legacy_folders
 from streaming.tables import PendingCommits, Tables, app_id
@@ -734,7 +732,7 @@ class StreamWorker(Supervision):
                 self.producer.produce(
                     self.s.predictions_topic,
                     key=row["sensor_id"].encode(),
-                    value=to_json(row, fallback=str),
+                    value=to_json(row),
                 )
         for event in out.alerts:
             event["emitted_at"] = now
@@ -742,7 +740,7 @@ class StreamWorker(Supervision):
                 self.producer.produce(
                     self.s.alerts_topic,
                     key=str(event["alert_id"]).encode(),
-                    value=to_json(event, fallback=str),
+                    value=to_json(event),
                 )
 
     def app(self, partition: int) -> str:
