@@ -191,6 +191,23 @@ def test_a_time_finer_than_a_microsecond_reads_as_pydantic_reads_it(sample, frac
     assert expected is not None and fast in (None, expected)
 
 
+@pytest.mark.parametrize(
+    "seconds",
+    [r"51.123456\u00377", r"51.12345\u0036\u0037", r"5\u0031.1234567", r"51\u002e1234567"],
+)
+def test_a_time_spelled_with_unicode_escapes_reads_as_pydantic_reads_it(sample, seconds):
+    """JSON may spell any character of a string as \\uXXXX: digits so spelled hid a
+    fraction finer than a microsecond from the record path's check, and msgspec rounded
+    what pydantic truncates. A message with such escapes is left to pydantic."""
+    record = {**to_records(sample.iloc[:1])[0], "ts": "@@TS@@"}
+    message = (
+        json.dumps(record).encode().replace(b"@@TS@@", f"2022-06-09T00:08:{seconds}Z".encode())
+    )
+    (fast,) = json_records([message])
+    expected = _model_record(message)
+    assert expected is not None and fast in (None, expected)
+
+
 def _arrow(frame: pd.DataFrame) -> bytes:
     return frame_to_arrow(frame)
 
