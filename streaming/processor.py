@@ -14,7 +14,7 @@ import operator
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -73,8 +73,7 @@ def resume_plan(hwm: int, committed: int) -> ResumePlan:
     return ResumePlan(committed if committed >= 0 else OFFSET_BEGINNING, None)
 
 
-@dataclass(frozen=True)
-class InMessage:
+class InMessage(NamedTuple):  # one per message read: a tuple is made in a third of the time
     topic: str
     partition: int
     offset: int

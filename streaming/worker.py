@@ -401,7 +401,8 @@ class StreamWorker(Supervision):
         """Process a batch end to end; returns how many new messages it handled. The poison
         guard may split it (`streaming.poison`): each step is a transaction of its own, and
         the first that fails ends the batch (the consumer is rewound to what is durable)."""
-        fresh = [m for m in msgs if m.offset > self.core.hwm(m.partition)]
+        hwm = {p: self.core.hwm(p) for p in {m.partition for m in msgs}}
+        fresh = [m for m in msgs if m.offset > hwm[m.partition]]
         self.metrics.skipped.inc(len(msgs) - len(fresh))
         if not fresh:
             return 0
@@ -420,10 +421,16 @@ class StreamWorker(Supervision):
         from confluent_kafka import KafkaException
 
         fresh = step.messages
-        live = [m for m in fresh if m.offset >= self.replay_until.get(m.partition, -1)]
+        replaying = bool(self.replay_until)  # after a restart, until the committed offsets
+        live = (
+            [m for m in fresh if m.offset >= self.replay_until.get(m.partition, -1)]
+            if replaying
+            else fresh
+        )
+        live_at = {(m.partition, m.offset) for m in live}
         self.guard.begin(step)
         try:
-            out = self._transact(fresh, {(m.partition, m.offset) for m in live}, step.poisoned)
+            out = self._transact(fresh, live_at, step.poisoned)
         except KafkaException as exc:
             self.guard.take_back(step)
             self._recover(exc.args[0])
@@ -448,8 +455,8 @@ class StreamWorker(Supervision):
         except INFRASTRUCTURE:
             self.guard.take_back(step)
             raise  # committed: the restarted worker replays it into the tables
-        self._observe(out, {(m.partition, m.offset) for m in live})
-        for m in fresh:  # the replay of a partition ends at its committed offset
+        self._observe(out, live_at)
+        for m in fresh if replaying else ():  # a partition's replay ends at its committed offset
             if self.replay_until.get(m.partition, -1) <= m.offset + 1:
                 self.replay_until.pop(m.partition, None)
         return True
