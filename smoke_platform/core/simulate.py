@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from smoke_platform.core.io import plain_records, to_canonical
-from smoke_platform.core.schema import KAGGLE_COLUMNS
+from smoke_platform.core.io import to_canonical
+from smoke_platform.core.schema import FIELDS, KAGGLE_COLUMNS, KAGGLE_TO_CANONICAL
 
 DEFAULT_ROWS = 60_000
 DEFAULT_SENSORS = 8
@@ -205,6 +205,15 @@ def generate_session(
     seconds: int | None = None,
 ) -> pd.DataFrame:
     """One recording session, 1 Hz, Kaggle columns plus sensor/session/scenario."""
+    frame = pd.DataFrame(_session_columns(rng, scenario, start_epoch, seconds))
+    frame["sensor_id"], frame["session_id"], frame["scenario"] = sensor_id, session_id, scenario
+    return frame
+
+
+def _session_columns(
+    rng: np.random.Generator, scenario: str, start_epoch: int, seconds: int | None = None
+) -> dict[str, np.ndarray]:
+    """A session's Kaggle columns (`generate_session` without the frame)."""
     sc = SCENARIOS[scenario]
     n = int(seconds if seconds is not None else rng.integers(*sc.seconds))
     b = _baseline(rng, sc, n)
@@ -217,9 +226,7 @@ def generate_session(
         _apply_nuisance(rng, sc, b, n)
     cols = {"UTC": start_epoch + np.arange(n, dtype="int64"), **_to_columns(rng, b, n)}
     cols.update(CNT=np.arange(n, dtype="int64"), **{"Fire Alarm": label})
-    frame = pd.DataFrame(cols)
-    frame["sensor_id"], frame["session_id"], frame["scenario"] = sensor_id, session_id, scenario
-    return frame
+    return cols
 
 
 def _scenario_deck(rng: np.random.Generator, scenarios: Sequence[str] | None) -> Iterator[str]:
@@ -276,11 +283,36 @@ def _sensor_stream(
     deck = _scenario_deck(rng, scenarios)
     clock = start_epoch
     for i in itertools.count():
-        frame = generate_session(
-            rng, next(deck), f"sensor-{sensor:03d}", f"live-{seed}-{sensor}-{i}", clock
-        )
-        clock += len(frame) + int(rng.integers(0, 30))
-        yield from plain_records(to_canonical(frame))  # as sent: JSON-ready
+        scenario = next(deck)
+        cols = _session_columns(rng, scenario, clock)
+        clock += len(cols["UTC"]) + int(rng.integers(0, 30))
+        ids = {"sensor_id": f"sensor-{sensor:03d}", "session_id": f"live-{seed}-{sensor}-{i}"}
+        yield from _live_records(cols, **ids, scenario=scenario)
+
+
+# A session's canonical columns in the order `to_canonical` gives them.
+_LIVE_COLUMNS = [
+    f.name
+    for f in FIELDS
+    if f.kaggle in KAGGLE_COLUMNS or f.name in ("sensor_id", "session_id", "scenario")
+]
+
+_NUMPY_TYPES = {f.name: {"float": "float64", "int": "int64"}.get(f.dtype) for f in FIELDS}
+
+
+def _live_records(cols: dict[str, np.ndarray], **ids: str) -> Iterator[dict]:
+    """A session's readings as `plain_records(to_canonical(generate_session(...)))` makes
+    them (`ts` as ISO-8601 text, plain Python values), without a frame per session (whose
+    conversions took most of the live stream's CPU)."""
+    stamps = np.datetime_as_string(cols["UTC"].astype("datetime64[s]"), unit="s")
+    by_name = {
+        name: np.asarray(v, _NUMPY_TYPES[name]).tolist()
+        for name, v in ((KAGGLE_TO_CANONICAL[k], v) for k, v in cols.items() if k != "UTC")
+    }
+    by_name["ts"] = [t + "+00:00" for t in stamps.tolist()]
+    n = len(by_name["ts"])
+    values = [by_name[c] if c in by_name else itertools.repeat(ids[c], n) for c in _LIVE_COLUMNS]
+    return (dict(zip(_LIVE_COLUMNS, row, strict=True)) for row in zip(*values, strict=True))
 
 
 def live_readings(

@@ -106,3 +106,25 @@ def test_live_stream_is_endless_ordered_and_multi_sensor():
 def test_live_stream_can_be_restricted_to_scenarios():
     rows = itertools.islice(live_readings(seed=1, n_sensors=2, scenarios=["wood_fire"]), 300)
     assert {r["scenario"] for r in rows} == {"wood_fire"}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_live_readings_are_the_sessions_canonical_rows_as_sent(scenario):
+    """The live stream builds its readings without a frame per session: each is the row
+    the canonical frame of the same session gives, key order and Python types included."""
+    import numpy as np
+
+    from smoke_platform.core.io import plain_records, to_canonical
+    from smoke_platform.core.simulate import _live_records, _session_columns, generate_session
+
+    ids = {"sensor_id": "sensor-007", "session_id": f"live-1-7-{scenario}"}
+    start = 1_765_000_000
+    frame = generate_session(np.random.default_rng(11), scenario, **ids, start_epoch=start)
+    expected = list(plain_records(to_canonical(frame)))
+    cols = _session_columns(np.random.default_rng(11), scenario, start)
+    got = list(_live_records(cols, **ids, scenario=scenario))
+    assert len(got) == len(expected) > 100
+    for mine, theirs in zip(got, expected, strict=True):
+        assert list(mine) == list(theirs)
+        assert mine == theirs
+        assert [type(v) for v in mine.values()] == [type(v) for v in theirs.values()]
