@@ -263,7 +263,8 @@ def run() -> None:
     report(
         "serving", "workers", os.cpu_count() or 1, "processes", "SMOKE_SERVICE_WORKERS=cpu_count"
     )
-    assert proc.proc is not None  # started
+    if proc.proc is None:
+        raise RuntimeError("bentoml serve did not start")
     try:
         ceiling = _bulk(url, model, readings, records, proc.proc.pid)
         asyncio.run(_sequential(url, records, 30))  # warm-up

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 
 from smoke_platform.core.schema import FIELDS
@@ -25,8 +27,14 @@ ROW_SCHEMA = pa.schema([pa.field(f.name, _ARROW_TYPES[f.dtype]) for f in FIELDS]
 
 
 def _json_value(value: Any) -> Any:
-    """A value JSON has no type for: a numpy scalar as its Python value, else its text."""
-    return value.item() if hasattr(value, "item") else str(value)
+    """A value msgspec has no JSON type for: a numpy number or bool as its Python value, a
+    datetime of a subclass (pandas' Timestamp) as ISO 8601 text, anything else (an
+    array, a numpy time) as its text."""
+    if isinstance(value, np.generic) and not isinstance(value, np.datetime64 | np.timedelta64):
+        return value.item()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 # An output (prediction, alert, trouble signal) as the value of its Kafka message: JSON,

@@ -410,12 +410,12 @@ def batch_writer(
 def kafka_alert_sink(kafka: str | Mapping[str, str], topic: str) -> Any:
     """Publish window alerts to `smoke_alerts` with Spark's built-in Kafka sink (key =
     alert id, so a retried batch repeats ids rather than inventing new alerts)."""
-    import json
+    from streaming.sink import to_json  # the worker's alerts' JSON: NaN as null
 
     def send(alerts: list[dict[str, Any]], spark: Any) -> None:
         if not alerts:
             return
-        rows = [(a["alert_id"], json.dumps(a)) for a in alerts]
+        rows = [(a["alert_id"], to_json(a).decode()) for a in alerts]
         (
             spark.createDataFrame(rows, "key string, value string")
             .write.format("kafka")

@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from streaming.sink import to_json
@@ -24,7 +25,7 @@ def test_a_missing_number_is_null_never_nan_which_json_lacks(missing):
     }
 
 
-def test_numpy_scalars_are_numbers_and_other_values_their_text():
+def test_numpy_scalars_are_numbers_datetimes_iso_text_and_other_values_their_text():
     when = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)
 
     class Odd:
@@ -32,6 +33,9 @@ def test_numpy_scalars_are_numbers_and_other_values_their_text():
             return "odd"
 
     value = {
+        "array": np.array([1.0, 2.0]),
+        "stamp": pd.Timestamp("2026-12-06T20:00:00Z"),
+        "np_time": np.datetime64("2026-12-06T20:00:00"),
         "p": np.float64(0.25),
         "z": np.float32(1.5),
         "n": np.int64(7),
@@ -41,6 +45,9 @@ def test_numpy_scalars_are_numbers_and_other_values_their_text():
         "nested": {"drivers": [{"w": np.float64(0.5)}]},
     }
     assert _strict(to_json(value)) == {
+        "array": "[1. 2.]",
+        "stamp": "2026-12-06T20:00:00+00:00",
+        "np_time": "2026-12-06T20:00:00",
         "p": 0.25,
         "z": 1.5,
         "n": 7,
