@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import report
+from bench.common import report, tree_cpu
 
 
 def _model_and_readings():
@@ -113,8 +113,6 @@ def _batches(
 
     import httpx
 
-    from bench.bench_stream import _tree_cpu
-
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"content-type": ctype}
     best = Round()
@@ -122,7 +120,7 @@ def _batches(
         for _ in range(30):  # warm-up: BentoML's batching optimizer trains on the first calls
             client.post(f"{url}/{route}", content=data).raise_for_status()
         for _ in range(repeat):
-            served = _tree_cpu(service_pid) if service_pid else 0.0
+            served = tree_cpu(service_pid) if service_pid else 0.0
             started, own = time.perf_counter(), time.process_time()
             for _ in range(n):
                 client.post(f"{url}/{route}", content=data).raise_for_status()
@@ -130,7 +128,7 @@ def _batches(
             if rate > best.rows_per_s:
                 best = Round(
                     rate,
-                    ((_tree_cpu(service_pid) - served) if service_pid else 0.0) / n * 1000,
+                    ((tree_cpu(service_pid) - served) if service_pid else 0.0) / n * 1000,
                     (time.process_time() - own) / n * 1000,
                 )
     return best

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from pydantic import SecretStr
 
-from bench.common import report
+from bench.common import report, tree_cpu
 
 
 def _setup(work: Path, model):
@@ -567,21 +567,6 @@ def eos_cost(s: Any, n: int, scorer: Callable[[], Any], pairs: int = 5) -> None:
     )
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its live descendants."""
-    import psutil
-
-    total = 0.0
-    root = psutil.Process(pid)
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
 class ProcessCpu:
     """CPU spent by each process of an end-to-end run: this process (the worker), the
     children it waited for (the producer), and other processes by pid (broker, service)."""
@@ -591,7 +576,7 @@ class ProcessCpu:
         import time
 
         self.pids = pids
-        self.start = {name: _tree_cpu(pid) for name, pid in pids.items()}
+        self.start = {name: tree_cpu(pid) for name, pid in pids.items()}
         self.own = time.process_time()
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.kids = kids.ru_utime + kids.ru_stime
@@ -601,7 +586,7 @@ class ProcessCpu:
         import time
 
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = {name: _tree_cpu(pid) - self.start[name] for name, pid in self.pids.items()}
+        out = {name: tree_cpu(pid) - self.start[name] for name, pid in self.pids.items()}
         out["worker"] = time.process_time() - self.own
         out["producer"] = kids.ru_utime + kids.ru_stime - self.kids
         return out

@@ -21,3 +21,18 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> tuple[float, float]:
         fn()
         times.append(time.perf_counter() - started)
     return min(times), statistics.median(times)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
