@@ -99,18 +99,47 @@ def csv_source(path: str | Path, sensors: int = 1) -> Iterator[dict[str, Any]]:
     return iter(to_records(frame.sort_values("ts", kind="stable")))
 
 
+class StopFlag:
+    """A stop request that a signal handler may set.
+
+    `threading.Event.set` takes the event's lock, which the main thread holds for a moment
+    on its way into and out of `Event.wait`: a SIGTERM handled there deadlocks the process
+    (it never exits). `set` here only stores a bool, and `wait` sleeps in short slices,
+    so a stop is seen within `slice_s` of being set, from a handler or another thread."""
+
+    def __init__(self, slice_s: float = 0.05) -> None:
+        self._set = False
+        self.slice_s = slice_s
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until set or `timeout` seconds have passed; True if it was set."""
+        deadline = time.monotonic() + timeout
+        while not self._set:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, self.slice_s))
+        return True
+
+
 def paced(
     records: Iterable[dict[str, Any]],
     speed: float | None,
     stamp_now: bool = False,
-    stop: threading.Event | None = None,
+    stop: StopFlag | threading.Event | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Release records at their event-time spacing divided by `speed` (None = no pacing);
     ends early once `stop` is set, even in the middle of a long wait (a replay's gap).
 
     With `stamp_now`, each reading's event time becomes the moment it is sent, as a
     device's clock would (for end-to-end latency measurements of replays)."""
-    stop = stop or threading.Event()
+    stop = stop or StopFlag()
     t0_event = t0_wall = None
     for rec in records:
         if speed is not None:
@@ -199,7 +228,7 @@ def produce(
     progress_every_s: float = 5.0,
     echo: Any = print,
     stamp_now: bool = False,
-    stop: threading.Event | None = None,
+    stop: StopFlag | threading.Event | None = None,
 ) -> ProduceStats:
     """Send up to `count` records (paced by `speed`), report progress, flush, return stats.
 

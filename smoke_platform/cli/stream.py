@@ -56,11 +56,10 @@ def produce(
     """Stream readings into smoke_sensor_data (SMOKE_KAFKA_BOOTSTRAP)."""
     import re
     import signal
-    import threading
 
     from smoke_platform.core.schema import ID_ALLOWED, ID_PATTERN
     from streaming.config import StreamSettings
-    from streaming.producer import csv_source, live_source, with_prefix
+    from streaming.producer import StopFlag, csv_source, live_source, with_prefix
     from streaming.producer import produce as run_producer
 
     if not re.match(ID_PATTERN, f"{sensor_prefix}000"):
@@ -86,7 +85,7 @@ def produce(
         f"({sensors}; --sensor-prefix {sensor_prefix})"
     )
     # `make down` / docker stop / Ctrl-C: stop between readings, flush what was sent, exit.
-    stop = threading.Event()
+    stop = StopFlag()  # not a threading.Event: its set() can deadlock in a signal handler
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stats = run_producer(

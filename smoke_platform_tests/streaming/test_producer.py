@@ -66,6 +66,36 @@ def test_stop_ends_a_paced_replay_inside_a_long_gap():
     assert time.monotonic() - started < 30
 
 
+_SIGNALLED_STOPS = """
+import random, signal, sys, threading, time
+from streaming.producer import StopFlag, paced
+make = threading.Event if sys.argv[1:] == ["event"] else StopFlag
+records = [{"ts": f"2026-01-01T00:00:{s:02d}+00:00"} for s in range(60)]
+stops, started = 0, time.monotonic()
+while time.monotonic() - started < 2:
+    stop = make()
+    signal.signal(signal.SIGALRM, lambda *_: stop.set())
+    signal.setitimer(signal.ITIMER_REAL, random.uniform(1e-5, 3e-3))
+    assert len(list(paced(records, speed=1000.0, stop=stop))) < len(records)
+    stops += 1
+print(stops)
+"""
+
+
+def test_a_stop_set_by_a_signal_handler_at_any_moment_ends_the_replay():
+    """The CLI's SIGTERM handler sets the stop flag wherever the main thread is, even on its
+    way into or out of a pacing wait. With a threading.Event there, set() waits for the
+    lock the interrupted wait holds, for ever: this script hangs within its first few
+    hundred stops when given `event` (a producer that never exited in CI)."""
+    cmd = [sys.executable, "-c", _SIGNALLED_STOPS]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a stop set by a signal handler deadlocked the replay")
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 100  # that many stops, each at a random moment
+
+
 def test_readings_sent_by_hand_never_share_the_fleets_sensor_ids(make_settings):
     import json
 
