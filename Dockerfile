@@ -2,6 +2,16 @@
 # initial training, BentoML service, producer, stream worker, Spark job): the same pinned
 # versions as `make setup` (requirements/lock.txt through uv), the same entry points
 # (`smoke`, `dagster`, `dagster-webserver`, `dagster-daemon`, `bentoml`), a non-root user.
+
+# Spark's Kafka and Delta Lake connectors for the Spark job: resolved by Maven from Maven
+# Central, from the pinned coordinates `make setup` resolves (jvm/*/pom.xml), as it does.
+FROM maven:3.9-eclipse-temurin-17 AS jars
+COPY jvm /jvm
+RUN mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+      -f /jvm/spark-kafka/pom.xml -DoutputDirectory=/jars/spark-kafka
+RUN mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+      -f /jvm/spark-delta/pom.xml -DoutputDirectory=/jars/spark-delta
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
@@ -15,7 +25,9 @@ ENV PYTHONUNBUFFERED=1 \
     SMOKE_REPORTS_DIR=/var/lib/smoke/reports \
     SMOKE_STREAM_DIR=/var/lib/smoke/data/processed_stream \
     SMOKE_WINDOWED_DIR=/var/lib/smoke/data/windowed \
-    SMOKE_SPARK_CHECKPOINT_DIR=/var/lib/smoke/checkpoints/windows
+    SMOKE_SPARK_CHECKPOINT_DIR=/var/lib/smoke/checkpoints/windows \
+    SMOKE_SPARK_KAFKA_JARS_DIR=/opt/smoke/jars/spark-kafka \
+    SMOKE_SPARK_DELTA_JARS_DIR=/opt/smoke/jars/spark-delta
 
 # Java 17 for Spark; tini reaps children and forwards SIGTERM (the worker drains on it).
 RUN apt-get update \
@@ -25,6 +37,7 @@ RUN apt-get update \
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin smoke
 
 WORKDIR /opt/smoke
+COPY --from=jars /jars /opt/smoke/jars
 COPY requirements/lock.txt requirements/lock.txt
 RUN pip install --no-cache-dir "uv==0.13.8" \
  && uv pip install --system --no-cache -r requirements/lock.txt

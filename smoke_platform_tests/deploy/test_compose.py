@@ -120,6 +120,42 @@ def test_the_image_uses_the_lock_the_makefile_uses_and_a_non_root_user():
     assert str(location["grpc_server"]["port"]) in SERVICES["code-location"]["command"]
 
 
+def _stage(dockerfile: str, name: str) -> str:
+    """The text of the build stage `FROM ... AS name`, continuation lines joined."""
+    joined = dockerfile.replace("\\\n", " ")
+    stages = re.split(r"^FROM ", joined, flags=re.M)
+    [stage] = [s for s in stages if re.match(rf"\S+ AS {name}\b", s)]
+    return stage
+
+
+@pytest.mark.slow  # Maven resolves two dependency trees
+def test_the_image_gives_the_spark_job_its_connectors_resolved_by_maven(tmp_path):
+    """The image's jars stage runs Maven on the pinned poms (as `make setup` does); its
+    commands, run here into a temporary folder, give `connector_jars` every jar it needs
+    where the final stage's settings point."""
+    from streaming.config import StreamSettings
+    from streaming.spark_job import connector_jars
+
+    dockerfile = (REPO / "Dockerfile").read_text()
+    runs = re.findall(r"^RUN (.+)$", _stage(dockerfile, "jars"), re.M)
+    assert runs and all(r.startswith("mvn ") for r in runs), runs
+    for run in runs:
+        assert "-DincludeScope=runtime" in run and "dependency:copy-dependencies" in run
+        cmd = run.replace("/jvm/", f"{REPO}/jvm/").replace("/jars/", f"{tmp_path}/jars/")
+        done = subprocess.run(cmd.split(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    [(source, target)] = re.findall(r"^COPY --from=jars (\S+) (\S+)$", dockerfile, re.M)
+    env = dict(re.findall(r"(SMOKE_SPARK_\w+_JARS_DIR)=(\S+)", dockerfile))
+    assert set(env) == {"SMOKE_SPARK_KAFKA_JARS_DIR", "SMOKE_SPARK_DELTA_JARS_DIR"}
+    here = {
+        k.removeprefix("SMOKE_").lower(): v.replace(target, f"{tmp_path}{source}", 1)
+        for k, v in env.items()
+    }
+    jars = connector_jars(StreamSettings(**here))
+    assert any("spark-sql-kafka" in j for j in jars) and any("delta-spark" in j for j in jars)
+    assert all(j.startswith(str(tmp_path)) for j in jars)
+
+
 def _pom_property(pom: Path, name: str) -> str:
     import xml.etree.ElementTree as ET
 
