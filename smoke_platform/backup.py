@@ -7,9 +7,12 @@ Parts (each a folder the settings name, resolved under SMOKE_HOME when relative)
   SQLite's online backup (a consistent copy while Dagster runs), its other files as
   they are;
 - `data`: the asset store (`SMOKE_DATA_DIR`), `reports`, `stream` (the worker's tables
-  and partition state) and `windowed` (the Spark job's output). Each Delta table is
-  copied at one version (its log up to it and the files it reads: consistent while the
-  worker writes), after the partition state, so a table is never behind the state.
+  and partition state), `spark` (the window query's checkpoint) and `windowed` (its
+  output). Each Delta table is copied at one version (its log up to it and the files it
+  reads: consistent while the worker writes), after the partition state, so a table is
+  never behind the state. The windows table is copied at the version holding exactly
+  the batches the copied checkpoint has committed: a restored query runs the next batch
+  and writes it, none twice, none skipped.
 
 An archive is a gzip tar with `manifest.json` first. Restore writes into empty folders
 only; over existing ones only when told, by naming the root (`--replace <SMOKE_HOME>`),
@@ -24,6 +27,7 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +46,9 @@ class Part:
 
 
 def parts() -> list[Part]:
-    """The folders a backup holds, as this environment's settings name them."""
+    """The folders a backup holds, as this environment's settings name them (the Spark
+    checkpoint before the windows table: see `_windows_version`)."""
+    from smoke_platform.core.settings import SparkSettings
     from smoke_platform.defs.common.resources import PlatformSettingsResource, bind
 
     settings = bind(PlatformSettingsResource, resolved=True)
@@ -55,6 +61,7 @@ def parts() -> list[Part]:
         Part("data", under_home(settings.data_dir)),
         Part("reports", under_home(settings.reports_dir)),
         Part("stream", settings.stream_root),
+        Part("spark", under_home(SparkSettings().spark_checkpoint_dir)),
         Part("windowed", settings.windowed_root),
     ]
 
@@ -64,15 +71,20 @@ def _postgres_instance(dagster_home: Path) -> bool:
     return config.exists() and "postgres" in config.read_text().lower()
 
 
-def _stage(part: Part, into: Path, nested: list[Path]) -> tuple[int, dict[str, int]]:
+def _stage(
+    part: Part, into: Path, nested: list[Path], at: dict[Path, int] | None = None
+) -> tuple[int, dict[str, int]]:
     """Copy `part` into `into` (databases through SQLite's backup, Delta tables at one
-    version), leaving out the `nested` folders of other parts (the stream's tables live
-    under the data folder by default: copied once, by their own part, at one version);
-    the files copied and each table's version."""
+    version: their newest, or the one `at` names), leaving out the `nested` folders of
+    other parts (the stream's tables live under the data folder by default: copied once,
+    by their own part, at one version); the files copied and each table's version. A
+    file its writer removed between the listing and its copy (a superseded checkpoint
+    file) is left out."""
     from streaming.table_maintenance import copy_table, tables_under
     from streaming.tables import is_table
 
     tables = {"": part.path} if is_table(part.path) else dict(tables_under(part.path))
+    tables = {n: t for n, t in tables.items() if not any(t.is_relative_to(x) for x in nested)}
     count = 0
     for source in sorted(part.path.rglob("*")):
         relative = source.relative_to(part.path)
@@ -91,13 +103,17 @@ def _stage(part: Part, into: Path, nested: list[Path]) -> tuple[int, dict[str, i
                 dst.close()
                 src.close()
         else:
-            shutil.copy2(source, target)
+            try:
+                shutil.copy2(source, target)
+            except FileNotFoundError:
+                continue
         count += 1
     # After the partition state (above): a table is then never behind the state that
     # says what it holds; a restored worker replays the difference into it.
     versions = {}
     for name, path in tables.items():
-        versions[f"{part.name}/{name}".rstrip("/")], n = copy_table(path, into / name)
+        version = (at or {}).get(path)
+        versions[f"{part.name}/{name}".rstrip("/")], n = copy_table(path, into / name, version)
         count += n
     return count, versions
 
@@ -122,8 +138,13 @@ def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
         files: dict[str, int] = {}
         tables: dict[str, int] = {}
         for part in chosen:
+            at = (
+                _windows_version(part.path, staging / "spark", chosen, echo)
+                if part.name == "windowed"
+                else None
+            )
             files[part.name], versions = (
-                _stage(part, staging / part.name, _nested(part, chosen))
+                _stage(part, staging / part.name, _nested(part, chosen), at)
                 if part.path.is_dir()
                 else (0, {})
             )
@@ -144,6 +165,39 @@ def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
                     tar.add(staging / part.name, arcname=part.name)
         partial.rename(out)  # a killed backup leaves a .partial, never a short archive
     return manifest
+
+
+def _windows_version(
+    table: Path, checkpoint_copy: Path, chosen: list[Part], echo: Callable[[str], object]
+) -> dict[Path, int] | None:
+    """The windows table's version that matches the checkpoint copied just before it: the
+    newest whose window-query transaction is at most the checkpoint's last committed
+    batch. Newer versions hold batches the copied checkpoint will run again, and a
+    restored query would write them twice under a new root's application id, or skip
+    newer data under the same one. None: the newest (no checkpoint or no such writes)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    from streaming.spark_job import window_app_id
+    from streaming.tables import is_table
+
+    if not is_table(table):
+        return None
+    checkpoint = next(p.path for p in chosen if p.name == "spark")
+    commits = [int(f.name) for f in (checkpoint_copy / "commits").glob("*") if f.name.isdigit()]
+    done = max(commits, default=-1)
+    app = window_app_id(checkpoint)
+    version = DeltaTable(str(table)).version()
+    while version >= 0:
+        try:
+            written = DeltaTable(str(table), version=version).transaction_version(app)
+        except DeltaError as exc:  # an old version's log was cleaned up
+            echo(f"  windowed: no version at or before batch {done} of {checkpoint} ({exc})")
+            return None
+        if written is None or written <= done:
+            return {table: version}
+        version -= 1
+    return None
 
 
 def _nested(part: Part, chosen: list[Part]) -> list[Path]:

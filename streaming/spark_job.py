@@ -369,6 +369,11 @@ def window_alerts(frame: Any, profile: Any = None) -> list[dict[str, Any]]:
     ]
 
 
+def window_app_id(checkpoint: str | Path) -> str:
+    """The Delta application id the window query with this checkpoint writes as."""
+    return f"smoke-windows:{checkpoint}"
+
+
 def batch_writer(
     out_dir: str | Path, app_id: str, alert_sink: Any = None, profile: Any = None
 ) -> Any:
@@ -455,7 +460,7 @@ def start_query(
         .foreachBatch(
             batch_writer(
                 out_dir,
-                f"smoke-windows:{checkpoint}",  # one query per checkpoint, across restarts
+                window_app_id(checkpoint),  # one query per checkpoint, across restarts
                 sink,
                 normal_profile(tag) if sink else None,
             )
