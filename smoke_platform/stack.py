@@ -4,6 +4,7 @@ Docker-free stack (`smoke up`) and the tests."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,13 +162,21 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
         )
         started["broker"] = broker
         record()
-        create_topics(
-            bootstrap, platform_topics(StreamSettings(kafka_bootstrap=bootstrap), cfg.partitions)
-        )
+        # The stack's own broker speaks PLAINTEXT on 127.0.0.1: a cluster's security
+        # settings exported in the shell are not for it, and every process is told so.
+        local = StreamSettings(kafka_bootstrap=bootstrap, kafka_security_protocol="PLAINTEXT")
+        create_topics(bootstrap, platform_topics(local, cfg.partitions))
         echo(f"broker        {bootstrap} (topics with {cfg.partitions} partitions)")
+        exported = os.environ.get("SMOKE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+        if exported.upper() != "PLAINTEXT":
+            echo(
+                f"              SMOKE_KAFKA_SECURITY_PROTOCOL={exported} is not used: the "
+                "stack's processes talk PLAINTEXT to its own broker"
+            )
         service_url = f"http://127.0.0.1:{cfg.service_port}"
         env = {
             "SMOKE_KAFKA_BOOTSTRAP": bootstrap,
+            "SMOKE_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
             "SMOKE_SERVICE_URL": service_url,
             "PYTHONUNBUFFERED": "1",
         }

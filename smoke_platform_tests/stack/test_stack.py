@@ -63,8 +63,11 @@ def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_
         "SMOKE_WINDOWED_DIR": str(tmp_path / "windowed"),
         "SMOKE_SPARK_CHECKPOINT_DIR": str(tmp_path / "checkpoint"),
         # Secrets every process gets and none may print: the service's API key (the worker,
-        # the dashboard and Dagster send it) and a Kafka password (unused on PLAINTEXT).
+        # the dashboard and Dagster send it) and a Kafka password. The shell's security
+        # is a cluster's: the stack's own broker is PLAINTEXT, and the stack says so.
         "SMOKE_API_KEY": API_KEY,
+        "SMOKE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "SMOKE_KAFKA_SASL_USERNAME": "someone-elsewhere",
         "SMOKE_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
         # The fixture's model is the champion (the initial training path is the demo's).
         "SMOKE_MODEL_TAG": served_model.version,
@@ -81,6 +84,7 @@ def test_stack_streams_a_fire_to_an_alert_runs_dagster_and_stops_cleanly(served_
     pids = json.loads((tmp_path / "stack" / "pids.json").read_text()) if up.returncode == 0 else {}
     try:
         assert up.returncode == 0, up.stdout + up.stderr
+        assert "SMOKE_KAFKA_SECURITY_PROTOCOL=SASL_SSL is not used" in up.stdout
         assert list(pids) == [
             "broker", "service", "worker-0", "dashboard", "producer", "spark", "dagster"
         ]  # fmt: skip
