@@ -7,9 +7,9 @@
 # Central, from the pinned coordinates `make setup` resolves (jvm/*/pom.xml), as it does.
 FROM maven:3.9-eclipse-temurin-17 AS jars
 COPY jvm /jvm
-RUN mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+RUN mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime \
       -f /jvm/spark-kafka/pom.xml -DoutputDirectory=/jars/spark-kafka
-RUN mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+RUN mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime \
       -f /jvm/spark-delta/pom.xml -DoutputDirectory=/jars/spark-delta
 
 FROM python:3.11-slim-bookworm

@@ -10,9 +10,10 @@ Parts (each a folder the settings name, resolved under SMOKE_HOME when relative)
   and partition state), `spark` (the window query's checkpoint) and `windowed` (its
   output). Each Delta table is copied at one version (its log up to it and the files it
   reads: consistent while the worker writes), after the partition state, so a table is
-  never behind the state. The windows table is copied at the version holding exactly
-  the batches the copied checkpoint has committed: a restored query runs the next batch
-  and writes it, none twice, none skipped.
+  never behind the state. The checkpoint is copied as its last commit left it (later
+  files are left out), and the windows table at the version holding exactly the batches
+  it committed: restored into an empty root, the query runs the next batch and writes
+  it, none twice, none skipped.
 
 An archive is a gzip tar with `manifest.json` first. Restore writes into empty folders
 only; over existing ones only when told, by naming the root (`--replace <SMOKE_HOME>`),
@@ -21,7 +22,9 @@ and then it adds and overwrites files, never deletes any.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import sqlite3
 import tarfile
@@ -55,15 +58,16 @@ def parts() -> list[Part]:
     tools = ToolHomes()
     if tools.bentoml_home is None or tools.dagster_home is None:
         raise RuntimeError("BENTOML_HOME and DAGSTER_HOME are set by `smoke` before a backup")
-    return [
-        Part("bentoml", tools.bentoml_home),
-        Part("dagster", tools.dagster_home),
-        Part("data", under_home(settings.data_dir)),
-        Part("reports", under_home(settings.reports_dir)),
-        Part("stream", settings.stream_root),
-        Part("spark", under_home(SparkSettings().spark_checkpoint_dir)),
-        Part("windowed", settings.windowed_root),
+    folders = [
+        ("bentoml", tools.bentoml_home),
+        ("dagster", tools.dagster_home),
+        ("data", under_home(settings.data_dir)),
+        ("reports", under_home(settings.reports_dir)),
+        ("stream", settings.stream_root),
+        ("spark", under_home(SparkSettings().spark_checkpoint_dir)),
+        ("windowed", settings.windowed_root),
     ]
+    return [Part(name, Path(path).resolve()) for name, path in folders]
 
 
 def _postgres_instance(dagster_home: Path) -> bool:
@@ -72,14 +76,18 @@ def _postgres_instance(dagster_home: Path) -> bool:
 
 
 def _stage(
-    part: Part, into: Path, nested: list[Path], at: dict[Path, int] | None = None
+    part: Part,
+    into: Path,
+    nested: list[Path],
+    at: dict[Path, int] | None = None,
+    keep: Callable[[Path], bool] | None = None,
 ) -> tuple[int, dict[str, int]]:
     """Copy `part` into `into` (databases through SQLite's backup, Delta tables at one
-    version: their newest, or the one `at` names), leaving out the `nested` folders of
-    other parts (the stream's tables live under the data folder by default: copied once,
-    by their own part, at one version); the files copied and each table's version. A
-    file its writer removed between the listing and its copy (a superseded checkpoint
-    file) is left out."""
+    version: their newest, or the one `at` names, -1 for none), leaving out the `nested`
+    folders of other parts (the stream's tables live under the data folder by default:
+    copied once, by their own part, at one version) and files `keep` refuses (by path
+    relative to the part); the files copied and each table's version. A file its writer
+    removed between the listing and its copy (a superseded checkpoint file) is left out."""
     from streaming.table_maintenance import copy_table, tables_under
     from streaming.tables import is_table
 
@@ -89,6 +97,8 @@ def _stage(
     for source in sorted(part.path.rglob("*")):
         relative = source.relative_to(part.path)
         if SKIP & set(relative.parts) or not source.is_file():
+            continue
+        if keep is not None and not keep(relative):
             continue
         if any(source.is_relative_to(t) for t in [*tables.values(), *nested]):
             continue  # below, at one version
@@ -113,6 +123,8 @@ def _stage(
     versions = {}
     for name, path in tables.items():
         version = (at or {}).get(path)
+        if version == -1:
+            continue  # nothing of it belongs to the copy
         versions[f"{part.name}/{name}".rstrip("/")], n = copy_table(path, into / name, version)
         count += n
     return count, versions
@@ -137,14 +149,19 @@ def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
         staging = Path(tmp)
         files: dict[str, int] = {}
         tables: dict[str, int] = {}
-        for part in chosen:
+        checkpoint = next(p.path for p in chosen if p.name == "spark")
+        done = -1
+        for part in chosen:  # the checkpoint's part comes just before the windows table's
+            if part.name == "spark":
+                done = _last_commit(checkpoint)  # first: the cut its copy is held to
             at = (
-                _windows_version(part.path, staging / "spark", chosen, echo)
+                _windows_version(part.path, checkpoint, done, echo)
                 if part.name == "windowed"
                 else None
             )
+            keep = functools.partial(_in_cut, done=done) if part.name == "spark" else None
             files[part.name], versions = (
-                _stage(part, staging / part.name, _nested(part, chosen), at)
+                _stage(part, staging / part.name, _nested(part, chosen), at, keep)
                 if part.path.is_dir()
                 else (0, {})
             )
@@ -167,14 +184,42 @@ def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
     return manifest
 
 
+def _batch(name: str) -> int | None:
+    """The batch or state version a checkpoint file is named by (`12`, `12.delta`,
+    `.12.crc`), None for other files."""
+    stem = name.lstrip(".").split(".", 1)[0]
+    return int(stem) if stem.isdigit() else None
+
+
+def _newest(folder: Path) -> int:
+    """The newest batch of a checkpoint's `commits` or `offsets` log (-1: none)."""
+    found = map(_batch, os.listdir(folder)) if folder.is_dir() else []
+    return max((n for n in found if n is not None), default=-1)
+
+
+def _last_commit(checkpoint: Path) -> int:
+    """The last batch the Spark checkpoint has committed (-1: none)."""
+    return _newest(checkpoint / "commits")
+
+
+def _in_cut(relative: Path, done: int) -> bool:
+    """Whether a checkpoint file belongs to the checkpoint as batch `done` left it: the
+    commits up to it, the offsets of the batch after it (planned: a restored query runs
+    it again over the same offsets), the state versions up to `done + 1` (each written
+    before its batch's commit). Later files, written while the copy ran, are left out."""
+    n = _batch(relative.name)
+    limit = {"commits": done, "offsets": done + 1, "state": done + 1}.get(relative.parts[0])
+    return n is None or limit is None or n <= limit
+
+
 def _windows_version(
-    table: Path, checkpoint_copy: Path, chosen: list[Part], echo: Callable[[str], object]
+    table: Path, checkpoint: Path, done: int, echo: Callable[[str], object]
 ) -> dict[Path, int] | None:
-    """The windows table's version that matches the checkpoint copied just before it: the
-    newest whose window-query transaction is at most the checkpoint's last committed
-    batch. Newer versions hold batches the copied checkpoint will run again, and a
-    restored query would write them twice under a new root's application id, or skip
-    newer data under the same one. None: the newest (no checkpoint or no such writes)."""
+    """The windows table's version that matches the checkpoint's copy (batches up to
+    `done`): the newest whose window-query transaction is at most `done` (-1: no version
+    holds none of the later batches, copy nothing). A table with newer batches than the
+    checkpoint has planned was written under an earlier checkpoint at this path (one
+    removed and started again): copied at its newest, with a warning. None: the newest."""
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
 
@@ -183,21 +228,30 @@ def _windows_version(
 
     if not is_table(table):
         return None
-    checkpoint = next(p.path for p in chosen if p.name == "spark")
-    commits = [int(f.name) for f in (checkpoint_copy / "commits").glob("*") if f.name.isdigit()]
-    done = max(commits, default=-1)
     app = window_app_id(checkpoint)
-    version = DeltaTable(str(table)).version()
-    while version >= 0:
+    dt = DeltaTable(str(table))
+    version, newest = dt.version(), dt.transaction_version(app)
+    if newest is None or newest <= done:
+        return None
+    planned = _newest(checkpoint / "offsets")
+    if newest > planned:
+        echo(
+            f"  windowed: holds batch {newest} of {checkpoint}, which has planned only "
+            f"{planned} (a checkpoint started again at that path): copied at its newest"
+        )
+        return None
+    while version > 0:
+        version -= 1
         try:
-            written = DeltaTable(str(table), version=version).transaction_version(app)
-        except DeltaError as exc:  # an old version's log was cleaned up
-            echo(f"  windowed: no version at or before batch {done} of {checkpoint} ({exc})")
+            dt.load_as_version(version)
+        except DeltaError as exc:  # that version's log was cleaned up
+            echo(f"  windowed: no version at batch {done} of {checkpoint} ({exc}): its newest")
             return None
+        written = dt.transaction_version(app)
         if written is None or written <= done:
             return {table: version}
-        version -= 1
-    return None
+    echo(f"  windowed: every version holds a batch after {done}: left for the query to write")
+    return {table: -1}
 
 
 def _nested(part: Part, chosen: list[Part]) -> list[Path]:

@@ -35,6 +35,44 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+class StopFlag:
+    """A stop request that a signal handler may set.
+
+    `threading.Event.set` takes the event's lock, which the main thread holds for a moment
+    on its way into and out of `Event.wait`: a SIGTERM handled there deadlocks the process
+    (it never exits). `set` here only stores a bool, and `wait` sleeps in short slices,
+    so a stop is seen within `slice_s` of being set, from a handler or another thread."""
+
+    def __init__(self, slice_s: float = 0.05) -> None:
+        self._set = False
+        self.slice_s = slice_s
+
+    @classmethod
+    def on_signals(cls, *signals: int) -> StopFlag:
+        """A flag that these signals (default SIGTERM and SIGINT) set: `docker stop`,
+        `make down`, Ctrl-C. Installed from the main thread."""
+        flag = cls()
+        for sig in signals or (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: flag.set())
+        return flag
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until set or `timeout` seconds have passed; True if it was set."""
+        deadline = time.monotonic() + timeout
+        while not self._set:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, self.slice_s))
+        return True
+
+
 class ProcessFailed(RuntimeError):
     """A managed process exited or never became ready."""
 

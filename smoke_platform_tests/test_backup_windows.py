@@ -32,11 +32,18 @@ def test_the_windows_table_is_copied_at_the_batches_the_checkpoint_committed(tmp
     windows = under_home(SparkSettings().windowed_dir)
     # The query committed batches 0-2 to its checkpoint and planned batch 3 (its offsets
     # are written); batch 3 reached the table before the checkpoint recorded it, then
-    # something without a transaction (a compaction) committed on top.
-    for folder, batches in (("offsets", 4), ("commits", 3)):
+    # something without a transaction (a compaction) committed on top. Files past the
+    # last commit's cut (offsets of batch 4, state version 4: written while a backup
+    # copies the folder) stay out of the copy.
+    for folder, names in (
+        ("offsets", ["0", "1", "2", "3", "4", ".4.crc"]),
+        ("commits", ["0", "1", "2", ".2.crc"]),
+        ("state/0/0", ["1.delta", "2.delta", "3.delta", "4.delta", "_metadata"]),
+        ("sources/0", ["0"]),
+    ):
         (checkpoint / folder).mkdir(parents=True)
-        for i in range(batches):
-            (checkpoint / folder / str(i)).write_text("v1\n{}\n")
+        for name in names:
+            (checkpoint / folder / name).write_text("v1\n{}\n")
     (checkpoint / "metadata").write_text(json.dumps({"id": "9f0c"}) + "\n")
     for batch in range(4):
         _batch(windows, batch, window_app_id(checkpoint))
@@ -46,15 +53,71 @@ def test_the_windows_table_is_copied_at_the_batches_the_checkpoint_committed(tmp
     said: list[str] = []
     manifest = backup(tmp_path / "backup.tar.gz", echo=said.append)
     assert manifest["tables"]["windowed"] == 2, said  # batches 0-2, as committed
-    assert manifest["files"]["spark"] == 8
 
     _homes(monkeypatch, tmp_path / "elsewhere")
     restore(tmp_path / "backup.tar.gz", echo=said.append)
     moved = under_home(SparkSettings().windowed_dir)
     assert sorted(DeltaTable(str(moved)).to_pandas()["batch_id"]) == [0, 1, 2]
     restored = under_home(SparkSettings().spark_checkpoint_dir)
-    assert sorted(int(f.name) for f in (restored / "commits").iterdir()) == [0, 1, 2]
-    assert sorted(int(f.name) for f in (restored / "offsets").iterdir()) == [0, 1, 2, 3]
+    names = sorted(str(f.relative_to(restored)) for f in restored.rglob("*") if f.is_file())
+    assert names == [
+        "commits/.2.crc", "commits/0", "commits/1", "commits/2", "metadata",
+        "offsets/0", "offsets/1", "offsets/2", "offsets/3", "sources/0/0",
+        "state/0/0/1.delta", "state/0/0/2.delta", "state/0/0/3.delta", "state/0/0/_metadata",
+    ]  # fmt: skip
+
+
+def _checkpoint(path: Path, committed: int) -> None:
+    for folder in ("offsets", "commits"):
+        (path / folder).mkdir(parents=True)
+        for i in range(committed + 1):
+            (path / folder / str(i)).write_text("v1\n{}\n")
+
+
+def test_a_table_written_under_an_earlier_checkpoint_at_the_same_path_is_kept_whole(
+    tmp_path, monkeypatch
+):
+    _homes(monkeypatch, tmp_path / "root")
+    checkpoint = under_home(SparkSettings().spark_checkpoint_dir)
+    windows = under_home(SparkSettings().windowed_dir)
+    for batch in range(40, 43):  # the earlier checkpoint's batches
+        _batch(windows, batch, window_app_id(checkpoint))
+    _checkpoint(checkpoint, committed=1)  # removed and started again
+    said: list[str] = []
+    manifest = backup(tmp_path / "backup.tar.gz", echo=said.append)
+    assert manifest["tables"]["windowed"] == 2
+    assert any("holds batch 42" in line and "planned only 1" in line for line in said), said
+
+
+def test_a_table_holding_only_uncommitted_batches_is_left_for_the_query(tmp_path, monkeypatch):
+    _homes(monkeypatch, tmp_path / "root")
+    checkpoint = under_home(SparkSettings().spark_checkpoint_dir)
+    windows = under_home(SparkSettings().windowed_dir)
+    (checkpoint / "offsets").mkdir(parents=True)
+    (checkpoint / "offsets" / "0").write_text("v1\n{}\n")  # batch 0 planned, not committed
+    _batch(windows, 0, window_app_id(checkpoint))  # ... but already in the table
+    said: list[str] = []
+    manifest = backup(tmp_path / "backup.tar.gz", echo=said.append)
+    assert "windowed" not in manifest["tables"], said
+    _homes(monkeypatch, tmp_path / "elsewhere")
+    restore(tmp_path / "backup.tar.gz", echo=said.append)
+    assert not under_home(SparkSettings().windowed_dir).exists()
+
+
+def test_the_query_names_its_checkpoint_the_same_from_any_working_directory(tmp_path, monkeypatch):
+    """The job (`smoke spark`, relative settings) and the backup (`smoke backup`, from
+    another folder) must agree on the query's Delta application id."""
+    checkpoint = tmp_path / "root" / "data" / "checkpoints" / "windows"
+    checkpoint.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "root")
+    relative = window_app_id(Path("data/checkpoints/windows"))
+    monkeypatch.chdir(tmp_path)
+    assert (
+        relative
+        == window_app_id(checkpoint)
+        == window_app_id(f"{tmp_path}/root/data/../data/checkpoints/windows")
+    )
+    assert window_app_id("s3a://bucket/ckpt") == "smoke-windows:s3a://bucket/ckpt"
 
 
 def test_without_a_checkpoint_the_windows_table_is_copied_at_its_newest(tmp_path, monkeypatch):

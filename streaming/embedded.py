@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smoke_platform.core.settings import SparkSettings
 from smoke_platform.procs import ManagedProcess, ProcessFailed, free_port
 from streaming.admin import answers_metadata
-from streaming.config import KAFKA_LOG, StreamSettings
+from streaming.config import KAFKA_LOG
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_POM = REPO_ROOT / "jvm" / "kafka" / "pom.xml"
@@ -40,7 +41,7 @@ STORAGE_TOOL = "kafka.tools.StorageTool"
 
 def kafka_jars(jars_dir: str | Path | None = None) -> Path:
     """The folder of Apache Kafka's jars (fails naming the command that fetches them)."""
-    folder = Path(jars_dir or StreamSettings().kafka_jars_dir)
+    folder = Path(jars_dir or SparkSettings().kafka_jars_dir)
     if not folder.is_absolute():
         folder = REPO_ROOT / folder
     if not any(folder.glob("kafka_2.13-*.jar")):

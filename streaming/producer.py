@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import pandas as pd
 from smoke_platform.core.io import read_kaggle_csv, to_canonical, to_records
 from smoke_platform.core.schema import ReadingValidationError, parse_reading
 from smoke_platform.core.simulate import live_readings
+from smoke_platform.procs import StopFlag
 from streaming.config import StreamSettings
 
 log = logging.getLogger("smoke.producer")
@@ -99,40 +99,11 @@ def csv_source(path: str | Path, sensors: int = 1) -> Iterator[dict[str, Any]]:
     return iter(to_records(frame.sort_values("ts", kind="stable")))
 
 
-class StopFlag:
-    """A stop request that a signal handler may set.
-
-    `threading.Event.set` takes the event's lock, which the main thread holds for a moment
-    on its way into and out of `Event.wait`: a SIGTERM handled there deadlocks the process
-    (it never exits). `set` here only stores a bool, and `wait` sleeps in short slices,
-    so a stop is seen within `slice_s` of being set, from a handler or another thread."""
-
-    def __init__(self, slice_s: float = 0.05) -> None:
-        self._set = False
-        self.slice_s = slice_s
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def wait(self, timeout: float) -> bool:
-        """Sleep until set or `timeout` seconds have passed; True if it was set."""
-        deadline = time.monotonic() + timeout
-        while not self._set:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(left, self.slice_s))
-        return True
-
-
 def paced(
     records: Iterable[dict[str, Any]],
     speed: float | None,
     stamp_now: bool = False,
-    stop: StopFlag | threading.Event | None = None,
+    stop: StopFlag | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Release records at their event-time spacing divided by `speed` (None = no pacing);
     ends early once `stop` is set, even in the middle of a long wait (a replay's gap).
@@ -228,7 +199,7 @@ def produce(
     progress_every_s: float = 5.0,
     echo: Any = print,
     stamp_now: bool = False,
-    stop: StopFlag | threading.Event | None = None,
+    stop: StopFlag | None = None,
 ) -> ProduceStats:
     """Send up to `count` records (paced by `speed`), report progress, flush, return stats.
 

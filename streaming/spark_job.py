@@ -370,8 +370,10 @@ def window_alerts(frame: Any, profile: Any = None) -> list[dict[str, Any]]:
 
 
 def window_app_id(checkpoint: str | Path) -> str:
-    """The Delta application id the window query with this checkpoint writes as."""
-    return f"smoke-windows:{checkpoint}"
+    """The Delta application id the window query with this checkpoint writes as: its
+    checkpoint's absolute path (a URI as it is), the same from any working directory."""
+    text = str(checkpoint)
+    return f"smoke-windows:{text if '://' in text else Path(text).resolve()}"
 
 
 def batch_writer(

@@ -171,7 +171,8 @@ class StreamWorker(Supervision):
 
     # -- lifecycle ---------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
-        log.info("stop requested: finishing the current batch")
+        """Finish the batch in hand, then close. Only sets a flag: a signal handler that
+        logs could interrupt the main thread's own write to the same stream."""
         self.stopping = True
 
     def install_signal_handlers(self) -> None:
@@ -386,6 +387,8 @@ class StreamWorker(Supervision):
                     break
                 if max_seconds is not None and now - started >= max_seconds:
                     break
+            if self.stopping:
+                log.info("stop requested: the batch in hand is finished; closing")
         finally:
             self.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
@@ -110,9 +109,8 @@ def dashboard(
 ) -> None:
     """A live page without Docker: predictions, alarms by sensor, lag, fallback, the model;
     fed by the workers' and the service's (SMOKE_SERVICE_URL) Prometheus endpoints."""
-    import signal
-
     from smoke_platform.dashboard import RecentAlerts, serve
+    from smoke_platform.procs import StopFlag
     from streaming.config import StreamSettings
 
     settings = StreamSettings()
@@ -123,11 +121,7 @@ def dashboard(
         f"dashboard on http://{host}:{port}/ (workers: {', '.join(urls)}; "
         f"alerts: {settings.alerts_topic} on {settings.kafka_bootstrap})"
     )
-    stop = {"now": False}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.update(now=True))
-    while not stop["now"]:
-        time.sleep(0.5)
+    StopFlag.on_signals().wait(float("inf"))
     server.shutdown()
     server.server_close()
     alerts.stop()

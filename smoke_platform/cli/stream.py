@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
@@ -16,9 +15,8 @@ def broker(
     partitions: int = typer.Option(3, help="partitions of smoke_sensor_data"),
 ) -> None:
     """Run the embedded Apache Kafka broker (KRaft; data under data/kafka) until Ctrl-C."""
-    import signal
-
     from smoke_platform.core.settings import under_home
+    from smoke_platform.procs import StopFlag
     from streaming.admin import create_topics, platform_topics
     from streaming.config import StreamSettings
     from streaming.embedded import start_broker
@@ -27,11 +25,9 @@ def broker(
     proc, bootstrap = start_broker(data / "logs" / "broker.log", port, data_dir=data / "kafka")
     create_topics(bootstrap, platform_topics(StreamSettings(kafka_bootstrap=bootstrap), partitions))
     typer.echo(f"broker on {bootstrap} (topics created); Ctrl-C to stop")
-    stop = {"now": False}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.update(now=True))
-    while not stop["now"] and proc.alive():
-        time.sleep(0.5)
+    stop = StopFlag.on_signals()
+    while not stop.wait(0.5) and proc.alive():
+        pass
     proc.stop()
 
 
@@ -55,11 +51,11 @@ def produce(
 ) -> None:
     """Stream readings into smoke_sensor_data (SMOKE_KAFKA_BOOTSTRAP)."""
     import re
-    import signal
 
     from smoke_platform.core.schema import ID_ALLOWED, ID_PATTERN
+    from smoke_platform.procs import StopFlag
     from streaming.config import StreamSettings
-    from streaming.producer import StopFlag, csv_source, live_source, with_prefix
+    from streaming.producer import csv_source, live_source, with_prefix
     from streaming.producer import produce as run_producer
 
     if not re.match(ID_PATTERN, f"{sensor_prefix}000"):
@@ -85,9 +81,7 @@ def produce(
         f"({sensors}; --sensor-prefix {sensor_prefix})"
     )
     # `make down` / docker stop / Ctrl-C: stop between readings, flush what was sent, exit.
-    stop = StopFlag()  # not a threading.Event: its set() can deadlock in a signal handler
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopFlag.on_signals()
     stats = run_producer(
         records,
         settings,

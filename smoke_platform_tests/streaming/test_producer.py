@@ -55,10 +55,11 @@ def test_stop_ends_a_paced_replay_inside_a_long_gap():
     """A replay at 1 Hz timing waiting out a long gap between sessions stops at once."""
     import threading
 
+    from smoke_platform.procs import StopFlag
     from streaming.producer import paced
 
     records = [{"ts": "2026-01-01T00:00:00+00:00"}, {"ts": "2026-01-01T01:00:00+00:00"}]
-    stop = threading.Event()
+    stop = StopFlag()  # set from another thread
     threading.Timer(0.3, stop.set).start()
     started = time.monotonic()
     released = list(paced(records, speed=1.0, stop=stop))
@@ -67,14 +68,13 @@ def test_stop_ends_a_paced_replay_inside_a_long_gap():
 
 
 _SIGNALLED_STOPS = """
-import random, signal, sys, threading, time
-from streaming.producer import StopFlag, paced
-make = threading.Event if sys.argv[1:] == ["event"] else StopFlag
+import random, signal, time
+from smoke_platform.procs import StopFlag
+from streaming.producer import paced
 records = [{"ts": f"2026-01-01T00:00:{s:02d}+00:00"} for s in range(60)]
 stops, started = 0, time.monotonic()
 while time.monotonic() - started < 2:
-    stop = make()
-    signal.signal(signal.SIGALRM, lambda *_: stop.set())
+    stop = StopFlag.on_signals(signal.SIGALRM)  # as the CLI installs it for SIGTERM
     signal.setitimer(signal.ITIMER_REAL, random.uniform(1e-5, 3e-3))
     assert len(list(paced(records, speed=1000.0, stop=stop))) < len(records)
     stops += 1
@@ -85,8 +85,8 @@ print(stops)
 def test_a_stop_set_by_a_signal_handler_at_any_moment_ends_the_replay():
     """The CLI's SIGTERM handler sets the stop flag wherever the main thread is, even on its
     way into or out of a pacing wait. With a threading.Event there, set() waits for the
-    lock the interrupted wait holds, for ever: this script hangs within its first few
-    hundred stops when given `event` (a producer that never exited in CI)."""
+    lock the interrupted wait holds, for ever: this script hung within its first few
+    hundred stops with one (a producer that never exited in CI)."""
     cmd = [sys.executable, "-c", _SIGNALLED_STOPS]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
