@@ -180,6 +180,8 @@ class StreamWorker(Supervision):
         signal.signal(signal.SIGINT, self.stop)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        if self.sink.topic_id is None:  # no broker answered at start: the group's does now
+            self.sink.topic_id = self.guard.topic_id = topic_id(self.s)
         self._resume(partitions)
         consumer.assign(partitions)
         log.info("assigned partitions %s", [tp.partition for tp in partitions])
@@ -270,8 +272,8 @@ class StreamWorker(Supervision):
 
     def open(self) -> None:
         """Serve metrics, start loading the local fallback model, learn the topic's id (see
-        `PartitionSink`), fence an earlier incarnation of this instance
-        (init_transactions), join the group."""
+        `PartitionSink`; at the first assignment when no broker answers yet), fence an
+        earlier incarnation of this instance (init_transactions), join the group."""
         from confluent_kafka import KafkaException
 
         self.preflight()

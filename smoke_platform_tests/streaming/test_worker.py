@@ -283,6 +283,44 @@ def test_a_new_incarnation_of_the_topic_is_processed_not_skipped(
     assert states and len({s.get("topic_id") for s in states}) == 1  # the new topic's id
 
 
+def test_a_worker_started_before_its_broker_learns_the_topics_id_when_assigned(
+    make_settings, open_service, tmp_path, caplog
+):
+    """No broker answers at start (it is still starting): the worker waits, and learns the
+    topic's id once its group assigns it partitions, so its state and table transactions
+    name this incarnation of the topic (a recreated topic is then recognised)."""
+    import logging
+
+    from streaming.admin import create_topics, platform_topics, topic_id
+    from streaming.embedded import start_broker
+
+    port = free_port()
+    settings = make_settings(open_service).model_copy(
+        update={"kafka_bootstrap": f"127.0.0.1:{port}"}
+    )
+    worker = StreamWorker(settings)
+    worker.call_timeout_s = 180.0  # init_transactions waits for the broker still starting
+    caplog.set_level(logging.WARNING, logger="smoke")
+    runner = threading.Thread(target=worker.run, kwargs={"idle_stop_s": 6}, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not any("topic id of" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline and runner.is_alive(), caplog.text
+        time.sleep(0.2)
+    broker, bootstrap = start_broker(tmp_path / "late-broker.log", port)
+    try:
+        create_topics(bootstrap, platform_topics(settings))
+        produce(scenario_records(["normal_indoor"], seconds=60, seed=3), settings, echo=print)
+        runner.join(timeout=240)
+        assert not runner.is_alive()
+        known = topic_id(settings)
+    finally:
+        broker.stop()
+    assert known and len(read_outputs(settings.stream_dir, "predictions")) == 60
+    states = [json.loads(p.read_text()) for p in tmp_path.glob("stream-*/_state/*.json")]
+    assert states and {s.get("topic_id") for s in states} == {known}
+
+
 def test_oversized_and_coerced_messages_never_stop_the_worker(make_settings, open_service):
     """A 1.0 MB and a 5 MB message (the input topic holds up to 6 MB) and readings with
     numbers sent as strings, mixed with good neighbours: the worker stays alive, the
