@@ -136,6 +136,12 @@ class RemoteScorer:
         )
 
 
+class ModelUnavailable(RuntimeError):
+    """No model can score: the service failed and the local fallback model cannot be
+    loaded. The environment's failure (no model promoted yet, a store that cannot be
+    read), never the messages': the worker ends and its supervisor restarts it."""
+
+
 class LocalScorer:
     """The promoted model from the BentoML store, loaded when the worker starts (in the
     background: `preload`) or else on first use, so the first outage of the service does
@@ -181,7 +187,15 @@ class LocalScorer:
             if self._model is None:
                 from smoke_platform.modelstore import load_model
 
-                model = load_model(self.tag)
+                try:
+                    model = load_model(self.tag)
+                except Exception as exc:
+                    raise ModelUnavailable(
+                        f"no model to score with: the service did not answer and the local "
+                        f"fallback model {self.tag} cannot be loaded ({type(exc).__name__}: "
+                        f"{exc}); promote a model (materialise smoke_classifier) or start "
+                        "the service at SMOKE_SERVICE_URL"
+                    ) from exc
                 model.single_threaded()
                 self._model = model
                 log.info("loaded local fallback model %s", model.version)

@@ -55,7 +55,13 @@ from streaming.config import StreamSettings
 from streaming.metrics import WorkerMetrics
 from streaming.poison import PoisonGuard, Step, describe
 from streaming.processor import BatchOutput, DeadLetter, InMessage, Processor, resume_plan
-from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
+from streaming.scoring import (
+    CircuitBreaker,
+    FallbackScorer,
+    LocalScorer,
+    ModelUnavailable,
+    RemoteScorer,
+)
 from streaming.sink import PartitionSink, to_json, unwritable_rows
 from streaming.supervision import Supervision
 from streaming.table_maintenance import legacy_folders
@@ -65,7 +71,7 @@ log = logging.getLogger("smoke.worker")
 
 # Failures outside the messages: never counted against them by the poison guard; they end
 # the process and its supervisor restarts it (nothing committed is lost).
-INFRASTRUCTURE = (OSError, MemoryError)
+INFRASTRUCTURE = (OSError, MemoryError, ModelUnavailable)
 
 
 class TransactionStuck(RuntimeError):

@@ -321,6 +321,37 @@ def test_a_worker_started_before_its_broker_learns_the_topics_id_when_assigned(
     assert states and {s.get("topic_id") for s in states} == {known}
 
 
+def test_no_model_to_score_with_ends_the_worker_and_dead_letters_nothing(
+    make_settings, open_service
+):
+    """The service is down and the local model cannot be loaded (none promoted): good
+    readings are not the fault. The worker ends naming the problem, commits nothing and
+    dead-letters nothing; a worker that has a model then scores every reading."""
+    from streaming.scoring import (
+        CircuitBreaker,
+        FallbackScorer,
+        LocalScorer,
+        ModelUnavailable,
+        RemoteScorer,
+    )
+
+    settings = make_settings()  # a service URL nothing answers
+    produce(scenario_records(["normal_indoor"], seconds=30, seed=4), settings, echo=print)
+    scorer = FallbackScorer(
+        RemoteScorer(settings.service_url, "", 2.0),
+        LocalScorer("smoke_detector:nosuchversion"),
+        CircuitBreaker(3, 30.0),
+    )
+    with pytest.raises(ModelUnavailable, match="smoke_detector:nosuchversion"):
+        StreamWorker(settings, scorer=scorer).run(idle_stop_s=10)
+    # The same instance with the service: it fences the transaction left open, and finds
+    # every reading still to do (no offset committed, none dead-lettered).
+    scored = settings.model_copy(update={"service_url": open_service})
+    StreamWorker(scored).run(idle_stop_s=4)
+    assert len(read_outputs(settings.stream_dir, "predictions")) == 30
+    assert read_topic(settings.kafka_bootstrap, settings.dlq_topic) == []
+
+
 def test_oversized_and_coerced_messages_never_stop_the_worker(make_settings, open_service):
     """A 1.0 MB and a 5 MB message (the input topic holds up to 6 MB) and readings with
     numbers sent as strings, mixed with good neighbours: the worker stays alive, the
