@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,7 @@ def to_arrow(rows: list[dict[str, Any]] | pd.DataFrame, schema: Any = None) -> p
     if len(rows):  # (a `ts` of nulls only, dropped as a column, still names a partition)
         ts = arrays["ts"] if "ts" in arrays else pa.nulls(len(rows), pa.string())
         arrays[PARTITION] = (
-            pc.fill_null(pc.utf8_slice_codeunits(ts, 0, 10), "None")
+            utc_days(ts)
             if pa.types.is_string(ts.type)
             else pa.array([str(t)[:10] for t in ts.to_pylist()])
         )
@@ -281,6 +282,28 @@ def to_arrow(rows: list[dict[str, Any]] | pd.DataFrame, schema: Any = None) -> p
             arrays[name] = pa.nulls(len(rows), type_)
     ordered = [n for n in known if n in arrays]
     return pa.table({n: arrays[n] for n in ordered + [n for n in arrays if n not in known]})
+
+
+def utc_days(ts: Any) -> Any:
+    """The UTC day (`YYYY-MM-DD`, "None" for a null) of each ISO 8601 time: a reading at
+    01:00+14:00 belongs to the day before in UTC, as the tables' days are UTC days. A time
+    without an offset is UTC already; one Arrow cannot read, its own first ten
+    characters."""
+    try:
+        days = pc.cast(pc.cast(pc.cast(ts, pa.timestamp("ns", "UTC")), pa.date32()), pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # naive times among them
+        days = pa.array([_utc_day(t) for t in ts.to_pylist()], pa.string())
+    return pc.fill_null(days, "None")
+
+
+def _utc_day(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text[:10]
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date().isoformat()
 
 
 # Before a table's first commit, the types of its columns are inferred from this many rows
