@@ -39,6 +39,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any
@@ -76,6 +77,14 @@ INFRASTRUCTURE = (OSError, MemoryError, ModelUnavailable)
 
 class TransactionStuck(RuntimeError):
     """A transactional call did not return by its deadline (it ignores its timeout)."""
+
+
+class StopRequested(Exception):
+    """SIGTERM/SIGINT while the worker waits for the brokers outside a transaction."""
+
+
+class BrokerUnavailable(RuntimeError):
+    """No broker answered the worker's start-up (initialising its transactions) in time."""
 
 
 class StreamWorker(Supervision):
@@ -283,6 +292,8 @@ class StreamWorker(Supervision):
         from confluent_kafka import KafkaException
 
         self.preflight()
+        if self.stopping:
+            raise StopRequested("answer its first request")
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         loading = self.scorer.local.preload()
         # The served model's explainer, before a batch's raised alert (inside its
@@ -292,6 +303,12 @@ class StreamWorker(Supervision):
         try:
             self._init_producer()
         except KafkaException as exc:
+            if exc.args[0].retriable():
+                raise BrokerUnavailable(
+                    f"no Kafka broker at SMOKE_KAFKA_BOOTSTRAP={self.s.kafka_bootstrap} "
+                    f"answered while the worker initialised its transactions "
+                    f"({exc.args[0].str()}): start the brokers, or fix the address"
+                ) from None
             if exc.args[0].name() != "TRANSACTIONAL_ID_AUTHORIZATION_FAILED":
                 raise
             raise ConfigError(
@@ -382,10 +399,11 @@ class StreamWorker(Supervision):
         log.info("worker stopped")
 
     def run(self, idle_stop_s: float | None = None, max_seconds: float | None = None) -> None:
-        """Consume until stopped (or idle for `idle_stop_s`, or after `max_seconds`)."""
-        self.open()
-        started = last_data = time.monotonic()
+        """Consume until stopped (or idle for `idle_stop_s`, or after `max_seconds`). A stop
+        while it waits for the brokers to start ends it before it has begun."""
         try:
+            self.open()
+            started = last_data = time.monotonic()
             while not self.stopping:
                 if self.poll_once() or not self.consumer.assignment():
                     last_data = time.monotonic()  # idle only counts once partitions are ours
@@ -397,6 +415,8 @@ class StreamWorker(Supervision):
                     break
             if self.stopping:
                 log.info("stop requested: the batch in hand is finished; closing")
+        except StopRequested as exc:
+            log.info("stop requested while waiting for the brokers to %s: closing", exc)
         finally:
             self.close()
 
@@ -699,13 +719,18 @@ class StreamWorker(Supervision):
             # A daemon thread: one stuck in librdkafka never holds up the process's exit.
             thread = threading.Thread(target=run, name="txn-call", daemon=True)
             thread.start()
-            thread.join(deadline)
+            ends = time.monotonic() + deadline
+            while thread.is_alive() and time.monotonic() < ends:
+                thread.join(0.2)
+                if self.stopping and not self.in_transaction:  # waiting for the brokers
+                    self.abandoned.append(producer)  # the call still holds it
+                    raise StopRequested(what)
             if thread.is_alive():
                 raise TransactionStuck(f"could not {what}: no answer in {deadline:.0f} s")
             if failed:
                 raise failed[0]
 
-        _retrying(bounded, what)
+        _retrying(bounded, what, stop=lambda: self.stopping and not self.in_transaction)
 
     def _transaction(self, open_: bool) -> None:
         self.in_transaction = open_
@@ -855,9 +880,12 @@ def _why(event: dict[str, Any]) -> str:
     return "".join(f"; {k}: {v}" for k, v in parts if v)
 
 
-def _retrying(call: Any, what: str, timeout_s: float = 120.0) -> None:
+def _retrying(
+    call: Any, what: str, timeout_s: float = 120.0, stop: Callable[[], bool] = lambda: False
+) -> None:
     """Call a transactional producer method, again while it fails with a retriable error
-    (a coordinator is moving after a broker died); other errors go to the caller."""
+    (a coordinator is moving after a broker died) unless `stop()`; other errors go to the
+    caller."""
     from confluent_kafka import KafkaException
 
     deadline = time.monotonic() + timeout_s
@@ -869,6 +897,8 @@ def _retrying(call: Any, what: str, timeout_s: float = 120.0) -> None:
             err = exc.args[0]
             if not err.retriable() or time.monotonic() > deadline:
                 raise
+            if stop():
+                raise StopRequested(what) from None
             log.warning("could not %s yet (%s): retrying", what, err)
             time.sleep(0.5)
 

@@ -67,3 +67,44 @@ def test_a_worker_without_an_abandoned_producer_fails_as_usual(tmp_path):
     )
     assert done.returncode == 1 and "Traceback" in done.stderr
     assert "RuntimeError: 4 new producers within a minute" in done.stderr
+
+
+@pytest.mark.slow  # the worker's first request waits 10 s for an answer
+def test_sigterm_while_no_broker_answers_ends_the_worker_at_once(tmp_path):
+    """A worker waiting for brokers that never come (a wrong address, brokers still
+    starting) stops on SIGTERM, as `docker stop` and `make down` expect: it does not go
+    on retrying its start-up for minutes."""
+    import os
+    import signal
+    import time
+
+    from smoke_platform.procs import free_port
+
+    env = {
+        **os.environ,
+        "SMOKE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "SMOKE_SERVICE_URL": "http://127.0.0.1:9",
+        "SMOKE_WORKER_ID": "stop-test",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "smoke_platform.cli", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "waiting for it" not in log.read_text():  # its first request went unanswered
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(12)  # into the start-up's retries
+        proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        code = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert code == 0, log.read_text()
+    assert time.monotonic() - stopped < 15
+    assert "stop requested while waiting for the brokers" in log.read_text()
