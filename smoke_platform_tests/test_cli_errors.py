@@ -112,6 +112,39 @@ def test_a_busy_port_for_the_stack_names_the_port_and_the_option(tmp_path):
     _short_error(result, str(port), "--broker-port", "already in use")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("produce", "--count", "-5"),
+        ("produce", "--seed", "-5"),
+        ("worker", "--idle-stop", "-5"),
+        ("generate", "--seed", "-5"),
+        ("generate", "--rows", "99999999999999999999"),
+        ("up", "--count", "-1"),
+    ],
+)
+def test_a_number_out_of_range_names_the_option_and_the_range(args, tmp_path):
+    """Refused by the command line's own parsing (its usage line and a boxed message),
+    before anything runs."""
+    work = tmp_path / "work"
+    work.mkdir()
+    result = smoke(*args, cwd=work)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in out, out
+    assert f"Invalid value for '{args[1]}'" in out and ("greater" in out or "less" in out), out
+    assert list(work.iterdir()) == []
+
+
+def test_generate_into_a_folder_or_import_from_a_file_says_which_it_is(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    _short_error(smoke("generate", "--out", str(folder), "--overwrite"), "is a folder")
+    assert list(folder.iterdir()) == []
+    file = tmp_path / "predictions.parquet"
+    file.write_bytes(b"PAR1")
+    _short_error(smoke("tables", "import", str(file)), str(file), "a file")
+
+
 def test_generate_never_replaces_a_file_unless_told(tmp_path):
     out = tmp_path / "readings.csv"
     out.write_text("mine\n")

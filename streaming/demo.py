@@ -151,7 +151,8 @@ def _summary(settings: StreamSettings, echo: Any) -> dict:
             f"end-to-end latency (reading time -> prediction written): p50 {lat.median():.0f} ms, "
             f"p99 {lat.quantile(0.99):.0f} ms"
         )
-    echo(
-        f"stream outputs under {settings.stream_dir}/ (Delta tables: predictions, alerts, trouble)"
-    )
+    from streaming.table_maintenance import tables_under
+
+    names = ", ".join(tables_under(settings.stream_dir)) or "none"
+    echo(f"stream outputs under {settings.stream_dir}/ (Delta tables: {names})")
     return {"predictions": len(preds), "alerts": alerts, "latency_ms": lat}

@@ -21,8 +21,8 @@ def generate(
     out: Path | None = typer.Option(
         None, help="CSV to write [default: data/generated/smoke_detection_iot.csv under SMOKE_HOME]"
     ),
-    rows: int = typer.Option(60_000, min=1),
-    seed: int = typer.Option(0),
+    rows: int = typer.Option(60_000, min=1, max=10_000_000),
+    seed: int = typer.Option(0, min=0),
     sensors: int = typer.Option(8, min=1),
     overwrite: bool = typer.Option(False, help="replace the CSV if it exists"),
 ) -> None:
@@ -31,6 +31,10 @@ def generate(
     from smoke_platform.core.simulate import generate_kaggle
 
     out = out or under_home("data/generated/smoke_detection_iot.csv")
+    if out.is_dir():
+        from smoke_platform.errors import UserError
+
+        raise UserError(f"--out {out} is a folder: name the CSV file to write")
     if out.exists() and not overwrite:
         typer.echo(f"{out} exists: pass --overwrite to replace it, or --out another path", err=True)
         raise typer.Exit(2)
@@ -60,8 +64,10 @@ def demo(
 ) -> None:
     """The end-to-end demo on embedded defaults: every asset, every check, every report.
 
-    Everything it writes goes to a new folder of its own, data/demo/<time>/ (under
-    SMOKE_HOME): nothing of an earlier run or of a deployment is read, replaced or deleted."""
+    Its data, reports and stream outputs go to a new folder of its own, data/demo/<time>/
+    (under SMOKE_HOME); the trained models are added to the model store (BENTOML_HOME) and
+    the runs to Dagster's history (DAGSTER_HOME). Nothing of an earlier run or of a
+    deployment is replaced or deleted."""
 
     run = demo_run_folder(typer.echo)
     ok, elapsed, reports = materialize_all("*")
@@ -98,7 +104,14 @@ def demo(
             logs=run / "logs",
             while_up=monitoring_reports,
         )
-    typer.echo(f"Everything this run wrote is under {run}/")
+    from smoke_platform.core.settings import ToolHomes
+
+    homes = ToolHomes()
+    typer.echo(
+        f"This run's data, reports and stream outputs are under {run}/; its models are in "
+        f"the model store {homes.bentoml_home}/ and its runs in Dagster's history "
+        f"{homes.dagster_home}/."
+    )
     typer.echo("Serve it: `make serve` (bentoml serve smoke_detector:latest on 127.0.0.1:3001).")
     typer.echo(f"Open the Dagster UI on it: `SMOKE_HOME={run} make ui` (http://127.0.0.1:3000).")
     raise typer.Exit(0 if ok else 1)

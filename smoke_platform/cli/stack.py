@@ -26,7 +26,7 @@ def up(
         [], help=f"restrict the producer to these scenarios ({', '.join(SCENARIO_NAMES)})"
     ),
     speed: str = typer.Option("realtime", help="producer pace: realtime, a factor, or max"),
-    count: int | None = typer.Option(None, help="producer stops after this many readings"),
+    count: int | None = typer.Option(None, min=0, help="producer stops after this many readings"),
     spark: bool = typer.Option(True, help="run the Spark window job"),
 ) -> None:
     """Start the whole stack as local processes (no Docker); `smoke down` stops it."""

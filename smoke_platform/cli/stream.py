@@ -39,9 +39,9 @@ def produce(
     scenario: list[str] = typer.Option(
         [], help=f"restrict live sessions to these scenarios ({', '.join(SCENARIO_NAMES)})"
     ),
-    count: int | None = typer.Option(None, help="stop after this many readings"),
+    count: int | None = typer.Option(None, min=0, help="stop after this many readings"),
     speed: str = typer.Option("max", help="'max', 'realtime' (1 Hz timing) or a speed-up factor"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
     stamp_now: bool = typer.Option(False, help="event time = send time (latency tests)"),
     sensor_prefix: str = typer.Option(
         "manual-",
@@ -96,7 +96,7 @@ def produce(
 
 @app.command()
 def worker(
-    idle_stop: float | None = typer.Option(None, help="exit after this many idle seconds"),
+    idle_stop: float | None = typer.Option(None, min=0.0, help="exit after this many idle seconds"),
 ) -> None:
     """Run a stream worker (one consumer-group member) until SIGTERM/SIGINT."""
     import logging

@@ -74,7 +74,11 @@ def import_(
     from streaming.table_maintenance import import_parquet
 
     if not path.is_dir():
-        raise UserError(f"PATH {path}: no such folder")
+        what = "a file" if path.exists() else "no such folder"
+        raise UserError(
+            f"PATH {path}: {what}; give the folder holding the old output "
+            "(predictions/, alerts/ with date=YYYY-MM-DD/ Parquet files)"
+        )
     stream, _ = _roots()
     try:
         done = import_parquet(path, stream)

@@ -125,7 +125,7 @@ def _verdicts_section(rep: MarkdownReport, outcomes: pd.DataFrame | None) -> dic
     if not f["alerts"]:
         rep.text(
             "No alert registered with operators' verdicts yet (`operator_labels`: "
-            "`smoke alerts resolve ID --verdict fire|false_alarm|test|unknown`)."
+            "`smoke alerts resolve ID --verdict fire|false_alarm|test|unknown --by NAME`)."
         )
         return f
     precision = "n/a" if f["precision"] is None else f"{f['precision']:.2f}"

@@ -56,7 +56,8 @@ def test_the_demo_runs_end_to_end_quietly_and_leaves_what_was_there(tmp_path):
     # ... and what the model itself weighed: its features' contributions to the score.
     model_why = r"why \(the model\): \w+=\S+ \([+-]\d+\.\d\d (log-odds|probability)\)"
     assert re.search(model_why, out), out
-    [run] = re.findall(r"Everything this run wrote is under (\S+)/$", out, re.MULTILINE)
+    [run] = re.findall(r"stream outputs are under (\S+)/;", out, re.MULTILINE)
+    assert re.search(r"Delta tables: alerts, predictions(, trouble)?\)", out), out
     assert Path(run).parent == home / "data" / "demo"
     assert all(Path(r).is_relative_to(run) for r in reports)
     # The reports ran while the demo's service was up: its health is a fact, not an alarm.
