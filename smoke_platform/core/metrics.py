@@ -42,7 +42,9 @@ def recall_at_far(y: np.ndarray, scores: np.ndarray, far: float) -> float:
 
 
 def detection_latency(frame: pd.DataFrame, alarms: np.ndarray) -> dict[str, Any]:
-    """Per fire session: seconds from the first fire-labelled reading to the first alarm."""
+    """Per fire session: seconds from the first fire-labelled reading to the first alarm;
+    and `reading_interval_s`, the median time between a session's readings (a sensor's
+    period: a stream time-stamped as it was sent, faster than real time, shows less)."""
     data = pd.DataFrame(
         {
             "session": frame["session_id"].to_numpy(),
@@ -57,7 +59,9 @@ def detection_latency(frame: pd.DataFrame, alarms: np.ndarray) -> dict[str, Any]
         hits = grp.loc[grp["alarm"], "t"]
         per_session[str(session)] = float(hits.iloc[0] - onset) if len(hits) else None
     detected = np.array([v for v in per_session.values() if v is not None])
+    gaps = data.groupby("session", sort=False)["t"].diff().dropna()
     return {
+        "reading_interval_s": float(gaps.median()) if len(gaps) else None,
         "fire_sessions": len(per_session),
         "missed_sessions": sum(v is None for v in per_session.values()),
         "median_s": float(np.median(detected)) if len(detected) else None,

@@ -193,6 +193,8 @@ class _ReadingBase(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+READING_PERIOD_S = 1.0  # a sensor reports once a second (the reference data's 1 Hz)
+
 # `Reading` is the Kafka message value and the BentoML input type.
 Reading: type[pydantic.BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
     "Reading",

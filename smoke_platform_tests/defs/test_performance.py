@@ -56,6 +56,7 @@ def test_performance_metrics_equal_a_hand_computation(
     assert_html_twin(tmp_path / "r" / "performance" / "report.md", charts=1)
     assert "Detection latency: median 1.0 s" in text  # onset t=2, first alarm t=3
     assert "in event time (from the fire's first labelled reading" in text
+    assert "compressed" not in text  # readings a second apart, as sensors send them
     # Service health from the running service's own endpoints.
     assert meta["service_ready"].value is True
     assert meta["service_model_version"].value == served_model.version
@@ -153,10 +154,10 @@ def test_a_report_on_a_model_missing_from_the_store_fails_saying_what_to_do(tmp_
     assert "smoke materialize" in message
 
 
-def _stream(tmp_path, sessions, labels, probs, version):
+def _stream(tmp_path, sessions, labels, probs, version, period="s"):
     """Worker output for labelled readings at 1 Hz (sensor = session), threshold 0.5."""
     n = len(labels)
-    ts = pd.date_range("2026-11-27T10:00:00Z", periods=n, freq="s").map(lambda t: t.isoformat())
+    ts = pd.date_range("2026-11-27T10:00:00Z", periods=n, freq=period).map(lambda t: t.isoformat())
     preds = pd.DataFrame(
         {
             "sensor_id": [f"sensor-{s}" for s in sessions],
@@ -172,3 +173,19 @@ def _stream(tmp_path, sessions, labels, probs, version):
         }
     )
     Tables(tmp_path / "processed_stream").append("predictions", preds)
+
+
+def test_latencies_of_a_replay_stamped_as_sent_are_said_to_be_compressed(tmp_path):
+    """`make demo` replays at 30x and stamps each reading as it is sent: the report says
+    its latencies are that much shorter than a sensor's, from the readings' spacing."""
+    from smoke_platform.reports.performance import write_performance_report
+    from streaming.tables import read_outputs
+
+    labels = [0, 0, 1, 1, 1, 1, 1, 0]
+    probs = [0.1, 0.1, 0.2, 0.3, 0.9, 0.9, 0.9, 0.1]
+    _stream(tmp_path, ["a"] * 8, labels, probs, "perf_test_model:v1", period="40ms")
+    preds = read_outputs(tmp_path / "processed_stream", "predictions")
+    path, _ = write_performance_report(preds, 0.5, {}, tmp_path / "r")
+    text = path.read_text()
+    assert "Detection latency: median 0.1 s" in text  # 2 readings after the onset
+    assert "0.04 s apart" in text and "about 25x faster than real time" in text
