@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,24 @@ class PartitionSink:
         if self.topic_id and previous and previous != self.topic_id:
             state = {"hwm": -1, "sensors": {}}
         return state
+
+    def _platform_path(self, subject: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", subject)
+        return self.root / "_state" / f"platform-{safe}.json"
+
+    def load_platform(self, subject: str) -> dict[str, float]:
+        """The platform conditions `subject` (a worker instance) had open when it last
+        stored them: condition -> since (epoch seconds); {} if none or unreadable."""
+        try:
+            found = json.loads(self._platform_path(subject).read_text())
+            return {str(k): float(v) for k, v in found.items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return {}
+
+    def write_platform(self, subject: str, open_: dict[str, float]) -> None:
+        """What `subject` has open now, atomically (after its signals are stored)."""
+        path = self._platform_path(subject)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(open_)))
 
     def write(self, partition: int, state: dict[str, Any]) -> None:
         """The partition's state, atomically (the batch's last step)."""

@@ -103,6 +103,8 @@ class Supervision:
         # pending goes first, so no state is ahead of the tables.
         self.flush()
         self.tables.append("trouble", events)
+        if any(e["partition"] is None for e in events):
+            self._remember_platform()
         for partition in sorted({e["partition"] for e in events if e["partition"] is not None}):
             self.sink.write(partition, self.core.snapshot(partition))
         self._announce_trouble(events)
@@ -112,6 +114,12 @@ class Supervision:
         mine = [e for e in events if e["partition"] is None]
         if mine:
             self.tables.append("trouble", mine)
+            self._remember_platform()
+
+    def _remember_platform(self) -> None:
+        """The platform conditions open now, stored once their signals are (a restarted
+        worker neither opens them again nor forgets to restore them)."""
+        self.sink.write_platform(self.platform.subject, self.platform.open)
 
     def _sensor_gauges(self) -> None:
         totals = {"known": 0, "silent": 0, "stuck": 0}

@@ -294,6 +294,8 @@ class StreamWorker(Supervision):
         self.preflight()
         if self.stopping:
             raise StopRequested("answer its first request")
+        # The platform conditions this instance left open when it last ran.
+        self.platform.open = self.sink.load_platform(self.platform.subject)
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         loading = self.scorer.local.preload()
         # The served model's explainer, before a batch's raised alert (inside its

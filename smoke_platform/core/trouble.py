@@ -73,11 +73,13 @@ class TroubleConfig:
 
 class PlatformWatch:
     """The platform's own faults as trouble signals (`platform`): each condition opens once
-    when it starts and is `restored` when it ends."""
+    when it starts and is `restored` when it ends. `open` outlives the process (the worker
+    stores it beside the partitions' state): a restarted instance whose condition still
+    holds does not open it again, and restores the one it had open."""
 
-    def __init__(self, subject: str) -> None:
+    def __init__(self, subject: str, open_: dict[str, float] | None = None) -> None:
         self.subject = subject  # e.g. the worker instance
-        self.open: dict[str, float] = {}  # condition -> since
+        self.open: dict[str, float] = dict(open_ or {})  # condition -> since
 
     def update(self, condition: str, bad: bool, at: float, detail: str) -> list[dict[str, Any]]:
         since = self.open.get(condition)

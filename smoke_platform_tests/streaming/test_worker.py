@@ -321,6 +321,36 @@ def test_a_worker_started_before_its_broker_learns_the_topics_id_when_assigned(
     assert states and {s.get("topic_id") for s in states} == {known}
 
 
+def test_a_restarted_worker_keeps_its_open_platform_signal_and_restores_it(
+    make_settings, open_service, served_model
+):
+    """The service is down across a restart of the worker: one `scoring_fallback` signal,
+    not one per run; the run that sees the service again restores that one."""
+    from streaming.scoring import CircuitBreaker, FallbackScorer, LocalScorer, RemoteScorer
+
+    settings = make_settings()  # a service URL nothing answers
+
+    def without_service():
+        return FallbackScorer(
+            RemoteScorer(settings.service_url, "", 2.0),
+            LocalScorer(served_model.version),
+            CircuitBreaker(3, 30.0),
+        )
+
+    for seed in (21, 22):  # two runs of the same instance, the service down in both
+        _produce(settings, 50, seed=seed, sensors=2)
+        StreamWorker(settings, scorer=without_service()).run(idle_stop_s=4)
+    _produce(settings, 50, seed=23, sensors=2)
+    StreamWorker(settings.model_copy(update={"service_url": open_service})).run(idle_stop_s=4)
+    trouble = [
+        json.loads(m.value()) for m in read_topic(settings.kafka_bootstrap, settings.trouble_topic)
+    ]
+    fallback = [t for t in trouble if t["subject"].startswith("scoring_fallback:")]
+    assert [t["event"] for t in fallback] == ["open", "restored"], fallback
+    assert len({t["trouble_id"] for t in fallback}) == 1
+    assert len(read_outputs(settings.stream_dir, "predictions")) == 150
+
+
 def test_no_model_to_score_with_ends_the_worker_and_dead_letters_nothing(
     make_settings, open_service
 ):
