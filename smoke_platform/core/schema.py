@@ -42,7 +42,8 @@ class FieldSpec:
         """Human-readable allowed range, used in every error message."""
         if self.min is not None and self.max is not None:
             kind = "integer" if self.dtype == "int" else "number"
-            return f"a JSON {kind}, {self.min:g} to {self.max:g} {self.unit}".rstrip()
+            lo, hi = (f"{int(v)}" if kind == "integer" else f"{v:g}" for v in (self.min, self.max))
+            return f"a JSON {kind}, {lo} to {hi} {self.unit}".rstrip()
         if self.dtype == "datetime":
             return "an ISO-8601 timestamp or Unix seconds, " + reading_time_window().describe()
         if self.dtype == "str":
@@ -88,7 +89,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     _m("nc0_5", "NC0.5", "#/cm³", 0, 100_000, "particle count < 0.5 µm"),
     _m("nc1_0", "NC1.0", "#/cm³", 0, 100_000, "particle count < 1.0 µm"),
     _m("nc2_5", "NC2.5", "#/cm³", 0, 100_000, "particle count < 2.5 µm"),
-    FieldSpec("cnt", "CNT", "int", "", "sample counter, restarts per session", 0, None, False),
+    FieldSpec("cnt", "CNT", "int", "", "sample counter, restarts per session", 0, 2**31 - 1, False),
     FieldSpec("fire_alarm", "Fire Alarm", "int", "", "label: 1 = fire", 0, 1, False),
     FieldSpec("session_id", None, "str", "", "recording session (never a feature)", required=False),
     FieldSpec("scenario", None, "str", "", "simulated scenario name, if known", required=False),

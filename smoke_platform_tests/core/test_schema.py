@@ -58,6 +58,7 @@ def test_json_bytes_parse_like_dicts():
         ({"ts": "yesterday"}, "ts", "'yesterday'", "ISO-8601"),
         ({"colour": "red"}, "colour", "'red'", "only the fields"),
         ({"fire_alarm": 2}, "fire_alarm", "2", "0 to 1"),
+        ({"cnt": 10**40}, "cnt", str(10**40), "0 to 2147483647"),
     ],
 )
 def test_bad_reading_error_names_field_value_and_allowed(change, field, value_text, allowed_text):
