@@ -38,6 +38,9 @@ from smoke_platform.core.settings import ToolHomes, home, under_home
 from smoke_platform.errors import UserError
 
 FORMAT = 1
+# The parts whose folder is a tool's own variable (a backup with another value than the
+# runs had finds nothing there).
+_TOOL_HOMES = {"bentoml": "BENTOML_HOME", "dagster": "DAGSTER_HOME"}
 # BentoML's scratch folders: rebuilt on start (the metrics folder is emptied every time).
 SKIP = {"prometheus_multiproc_dir", "tmp", ".cache"}
 
@@ -167,6 +170,11 @@ def backup(out: Path, echo=print) -> dict:  # type: ignore[no-untyped-def]
             )
             tables |= versions
             echo(f"  {part.name:<8} {files[part.name]:>6} files  from {part.path}")
+            if part.name in _TOOL_HOMES and not files[part.name]:
+                echo(
+                    f"  warning: nothing in {part.path}: is {_TOOL_HOMES[part.name]} the one "
+                    "your runs used? (`make` sets it to the checkout's; set it as it was)"
+                )
         for name, version in tables.items():
             echo(f"  table {name} at version {version}")
         manifest["files"] = files
