@@ -136,6 +136,24 @@ class RemoteScorer:
         )
 
 
+def _load_retrying(load: Any, tag: str, attempts: int = 3, pause_s: float = 0.5) -> Any:
+    """`load(tag)`, again after a pause when it fails for another reason than the model
+    being absent: BentoML writes a model's `model.yaml` in place, so a reader may meet it
+    half-written while another process saves into the same store."""
+    from bentoml.exceptions import NotFound
+
+    for attempt in range(attempts):
+        try:
+            return load(tag)
+        except NotFound:
+            raise
+        except Exception as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("loading %s failed (%s: %s): again", tag, type(exc).__name__, exc)
+            time.sleep(pause_s)
+
+
 class ModelUnavailable(RuntimeError):
     """No model can score: the service failed and the local fallback model cannot be
     loaded. The environment's failure (no model promoted yet, a store that cannot be
@@ -188,7 +206,7 @@ class LocalScorer:
                 from smoke_platform.modelstore import load_model
 
                 try:
-                    model = load_model(self.tag)
+                    model = _load_retrying(load_model, self.tag)
                 except Exception as exc:
                     raise ModelUnavailable(
                         f"no model to score with: the service did not answer and the local "

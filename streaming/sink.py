@@ -94,7 +94,7 @@ class PartitionSink:
 
     def _platform_path(self, subject: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", subject)
-        return self.root / "_state" / f"platform-{safe}.json"
+        return self.root / "_state" / "platform" / f"{safe}.json"  # apart from partitions
 
     def load_platform(self, subject: str) -> dict[str, float]:
         """The platform conditions `subject` (a worker instance) had open when it last

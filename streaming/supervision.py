@@ -29,6 +29,8 @@ class Supervision:
     producer: Any
     consumer: Any
     judged_at: float
+    opened_at: float
+    platform_stored: dict[str, float]
     dead_times: list[tuple[float, int]]
     stopping: bool
     in_transaction: bool
@@ -70,20 +72,24 @@ class Supervision:
             caught_up = lag is not None and lag < self.s.batch_size
             events += self.core.judge(partition, wall, caught_up)
         total = sum(lag or 0 for lag in lags.values())
-        events += self.platform.update(
-            "consumer_lag",
-            total > self.s.trouble_lag_messages,
-            wall,
-            f"{total} messages behind (bound {self.s.trouble_lag_messages})",
-        )
+        if lags and all(lag is not None for lag in lags.values()):  # judged on every lag
+            events += self.platform.update(
+                "consumer_lag",
+                total > self.s.trouble_lag_messages,
+                wall,
+                f"{total} messages behind (bound {self.s.trouble_lag_messages})",
+            )
         self.dead_times = [(t, n) for t, n in self.dead_times if wall - t <= 60.0]
         dead = sum(n for _, n in self.dead_times)
-        events += self.platform.update(
-            "dead_letter_rate",
-            dead > self.s.trouble_dead_letters_per_min,
-            wall,
-            f"{dead} dead letters in the last minute (bound {self.s.trouble_dead_letters_per_min})",
-        )
+        too_many = dead > self.s.trouble_dead_letters_per_min
+        if too_many or wall - self.opened_at >= 60.0:  # a quiet minute only once it had one
+            events += self.platform.update(
+                "dead_letter_rate",
+                too_many,
+                wall,
+                f"{dead} dead letters in the last minute "
+                f"(bound {self.s.trouble_dead_letters_per_min})",
+            )
         self._sensor_gauges()
         if not events:
             return
@@ -96,7 +102,7 @@ class Supervision:
         except (KafkaException, RuntimeError) as exc:  # RuntimeError: TransactionStuck
             # Not published: judged again at the next tick (the state was not stored).
             log.warning("trouble signals not published (%s): judged again", exc)
-            self._abort_after_failure()
+            self._abort_after_failure()  # (its rewind: the platform's conditions as stored)
             return
         # Judged between batches: stored in one commit (the platform's own signals too),
         # then each partition's state, which remembers them open; what batches left
@@ -120,6 +126,7 @@ class Supervision:
         """The platform conditions open now, stored once their signals are (a restarted
         worker neither opens them again nor forgets to restore them)."""
         self.sink.write_platform(self.platform.subject, self.platform.open)
+        self.platform_stored = dict(self.platform.open)
 
     def _sensor_gauges(self) -> None:
         totals = {"known": 0, "silent": 0, "stuck": 0}

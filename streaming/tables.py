@@ -20,13 +20,13 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from smoke_platform.core.days import utc_days
 
 KINDS = ("predictions", "alerts", "trouble")
 COMMIT_ATTEMPTS = 8
@@ -99,7 +99,8 @@ class Tables:
             if not mine or firsts[partition] >= done:
                 out += mine
                 continue
-            held = read_outputs(self.root, kind, {str(e["ts"])[:10] for e in mine})
+            days = utc_days(pa.array([str(e["ts"]) for e in mine], pa.string()))
+            held = read_outputs(self.root, kind, set(days.to_pylist()))
             if not held.empty:
                 held = held[held["partition"] == partition]
             seen = set(held[list(key)].itertuples(index=False, name=None)) if len(held) else set()
@@ -282,28 +283,6 @@ def to_arrow(rows: list[dict[str, Any]] | pd.DataFrame, schema: Any = None) -> p
             arrays[name] = pa.nulls(len(rows), type_)
     ordered = [n for n in known if n in arrays]
     return pa.table({n: arrays[n] for n in ordered + [n for n in arrays if n not in known]})
-
-
-def utc_days(ts: Any) -> Any:
-    """The UTC day (`YYYY-MM-DD`, "None" for a null) of each ISO 8601 time: a reading at
-    01:00+14:00 belongs to the day before in UTC, as the tables' days are UTC days. A time
-    without an offset is UTC already; one Arrow cannot read, its own first ten
-    characters."""
-    try:
-        days = pc.cast(pc.cast(pc.cast(ts, pa.timestamp("ns", "UTC")), pa.date32()), pa.string())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # naive times among them
-        days = pa.array([_utc_day(t) for t in ts.to_pylist()], pa.string())
-    return pc.fill_null(days, "None")
-
-
-def _utc_day(text: str | None) -> str | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return text[:10]
-    return (moment.astimezone(UTC) if moment.tzinfo else moment).date().isoformat()
 
 
 # Before a table's first commit, the types of its columns are inferred from this many rows

@@ -104,6 +104,9 @@ class StreamWorker(Supervision):
         )
         self.platform = PlatformWatch(settings.instance_id())
         self.judged_at = 0.0  # monotonic time of the last supervision tick
+        self.opened_at = time.time()  # when it started judging (see `supervise`)
+        # The platform conditions open as last stored (`_rewind` goes back to them).
+        self.platform_stored: dict[str, float] = {}
         self.dead_times: list[tuple[float, int]] = []  # (time, dead letters) of recent batches
         self.metrics = WorkerMetrics()
         self.scorer = scorer or FallbackScorer(
@@ -134,6 +137,7 @@ class StreamWorker(Supervision):
         self.notifier = Notifier(settings.webhook_url, source="stream-worker")
         self.replay_until: dict[int, int] = {}  # partition -> committed offset to replay up to
         self.stopping = False
+        self.started = False  # open() done: a stop from then on finishes the batch
         self.in_transaction = False
         self.recovered_at = 0.0  # monotonic time the last failed transaction was recovered
         self.lag_at = 0.0  # monotonic time consumer lag was last measured
@@ -295,7 +299,8 @@ class StreamWorker(Supervision):
         if self.stopping:
             raise StopRequested("answer its first request")
         # The platform conditions this instance left open when it last ran.
-        self.platform.open = self.sink.load_platform(self.platform.subject)
+        self.platform_stored = self.sink.load_platform(self.platform.subject)
+        self.platform.open = dict(self.platform_stored)
         self.metrics.serve(self.s.worker_metrics_port, self.s.worker_metrics_host)
         loading = self.scorer.local.preload()
         # The served model's explainer, before a batch's raised alert (inside its
@@ -328,6 +333,8 @@ class StreamWorker(Supervision):
         )
         gc.freeze()  # see `_then_freeze`; and again once the local model is loaded
         threading.Thread(target=_then_freeze(loading.join), name="gc-freeze", daemon=True).start()
+        self.opened_at = time.time()
+        self.started = True
 
     def _principal(self) -> str:
         return principal(self.s.kafka())
@@ -724,7 +731,7 @@ class StreamWorker(Supervision):
             ends = time.monotonic() + deadline
             while thread.is_alive() and time.monotonic() < ends:
                 thread.join(0.2)
-                if self.stopping and not self.in_transaction:  # waiting for the brokers
+                if self.stopping and not self.started:  # waiting for the brokers at start
                     self.abandoned.append(producer)  # the call still holds it
                     raise StopRequested(what)
             if thread.is_alive():
@@ -732,7 +739,7 @@ class StreamWorker(Supervision):
             if failed:
                 raise failed[0]
 
-        _retrying(bounded, what, stop=lambda: self.stopping and not self.in_transaction)
+        _retrying(bounded, what, stop=lambda: self.stopping and not self.started)
 
     def _transaction(self, open_: bool) -> None:
         self.in_transaction = open_
@@ -744,6 +751,7 @@ class StreamWorker(Supervision):
         by now (a fenced transaction), and the failed batch may have changed the state it
         would store; the replay from the stored state derives it again."""
         self.pending.clear()
+        self.platform.open = dict(self.platform_stored)  # signals of the batch unstored
         assignment = self.consumer.assignment()
         self._resume(assignment)
         for tp in assignment:

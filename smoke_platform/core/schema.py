@@ -38,18 +38,22 @@ class FieldSpec:
     measurement: bool = False
     history: bool = False  # supplied by a client that keeps the sensor's history
 
+    def number(self, value: float) -> str:
+        """A bound of this field as a person reads it (an integer field's in full)."""
+        return f"{int(value)}" if self.dtype == "int" else f"{value:g}"
+
     def allowed(self) -> str:
         """Human-readable allowed range, used in every error message."""
         if self.min is not None and self.max is not None:
             kind = "integer" if self.dtype == "int" else "number"
-            lo, hi = (f"{int(v)}" if kind == "integer" else f"{v:g}" for v in (self.min, self.max))
+            lo, hi = self.number(self.min), self.number(self.max)
             return f"a JSON {kind}, {lo} to {hi} {self.unit}".rstrip()
         if self.dtype == "datetime":
             return "an ISO-8601 timestamp or Unix seconds, " + reading_time_window().describe()
         if self.dtype == "str":
             return ID_ALLOWED
         if self.dtype in ("int", "float"):
-            lower = f", at least {self.min:g}" if self.min is not None else ""
+            lower = f", at least {self.number(self.min)}" if self.min is not None else ""
             return f"a JSON {'integer' if self.dtype == 'int' else 'number'}{lower}"
         return f"a {self.dtype}"
 
@@ -478,14 +482,14 @@ def check_frame(frame: Any, limit: int = MAX_REPORTED_ERRORS) -> list[FieldError
                 flag(
                     spec,
                     finite & (values < spec.min),
-                    f"Input should be greater than or equal to {spec.min:g}",
+                    f"Input should be greater than or equal to {spec.number(spec.min)}",
                     "greater_than_equal",
                 )
             if spec.max is not None:
                 flag(
                     spec,
                     finite & (values > spec.max),
-                    f"Input should be less than or equal to {spec.max:g}",
+                    f"Input should be less than or equal to {spec.number(spec.max)}",
                     "less_than_equal",
                 )
             continue

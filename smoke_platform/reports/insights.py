@@ -24,12 +24,21 @@ def alert_outcomes(predictions: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFr
     return out.drop(columns="fire_alarm")
 
 
+def _days(ts: pd.Series) -> pd.Series:
+    """Each time's UTC day, as the stream tables file it."""
+    import pyarrow as pa
+
+    from smoke_platform.core.days import utc_days
+
+    return pd.Series(utc_days(pa.array(ts.astype(str), pa.string())).to_pylist(), ts.index)
+
+
 def insights(
     predictions: pd.DataFrame, alerts: pd.DataFrame, windows: pd.DataFrame
 ) -> dict[str, Any]:
     """The week's figures (all derived from the frames; the report renders them)."""
     preds = predictions.copy()
-    preds["date"] = preds["ts"].str[:10]
+    preds["date"] = _days(preds["ts"])
     outcomes = alert_outcomes(preds, alerts)
     judged = outcomes.dropna(subset=["true_alert"])
     labelled = preds[preds["fire_alarm"].notna()]
@@ -41,7 +50,7 @@ def insights(
         anomaly_share=("anomaly", "mean"),
     )
     daily["alerts_opened"] = (
-        outcomes.groupby(outcomes["ts"].str[:10]).size().reindex(daily.index).fillna(0)
+        outcomes.groupby(_days(outcomes["ts"])).size().reindex(daily.index).fillna(0)
     )
     if not windows.empty and "quality_score" in windows:
         day = pd.to_datetime(windows["window_start"], utc=True).dt.strftime("%Y-%m-%d")

@@ -349,6 +349,14 @@ def test_a_restarted_worker_keeps_its_open_platform_signal_and_restores_it(
     assert [t["event"] for t in fallback] == ["open", "restored"], fallback
     assert len({t["trouble_id"] for t in fallback}) == 1
     assert len(read_outputs(settings.stream_dir, "predictions")) == 150
+    # A signal of a transaction that failed was never stored: the rewind forgets it too.
+    worker = StreamWorker(settings)
+    worker.platform_stored = {"consumer_lag": 1.0}
+    worker.platform.open = dict(worker.platform_stored)
+    assert worker.platform.update("scoring_fallback", True, 2.0, "down")
+    worker._rewind()
+    assert worker.platform.open == {"consumer_lag": 1.0}
+    worker.consumer.close()
 
 
 def test_no_model_to_score_with_ends_the_worker_and_dead_letters_nothing(
