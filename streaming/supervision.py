@@ -72,10 +72,11 @@ class Supervision:
             caught_up = lag is not None and lag < self.s.batch_size
             events += self.core.judge(partition, wall, caught_up)
         total = sum(lag or 0 for lag in lags.values())
-        if lags and all(lag is not None for lag in lags.values()):  # judged on every lag
+        behind = total > self.s.trouble_lag_messages  # on the lags known
+        if behind or (lags and None not in lags.values()):  # caught up: on every lag
             events += self.platform.update(
                 "consumer_lag",
-                total > self.s.trouble_lag_messages,
+                behind,
                 wall,
                 f"{total} messages behind (bound {self.s.trouble_lag_messages})",
             )
