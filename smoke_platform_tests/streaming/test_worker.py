@@ -359,6 +359,21 @@ def test_a_restarted_worker_keeps_its_open_platform_signal_and_restores_it(
     worker.consumer.close()
 
 
+def test_a_backlog_is_a_consumer_lag_signal_restored_once_caught_up(make_settings, open_service):
+    """Far behind its topic at start (more than SMOKE_TROUBLE_LAG_MESSAGES), the worker
+    says so as a platform trouble signal, and restores it once it has caught up."""
+    settings = make_settings(open_service, trouble_lag_messages=40, batch_size=20)
+    _produce(settings, 600, seed=31, sensors=3)
+    StreamWorker(settings).run(idle_stop_s=4)
+    trouble = [
+        json.loads(m.value()) for m in read_topic(settings.kafka_bootstrap, settings.trouble_topic)
+    ]
+    lag = [t for t in trouble if t["subject"].startswith("consumer_lag:")]
+    assert [t["event"] for t in lag] == ["open", "restored"], lag
+    assert len({t["trouble_id"] for t in lag}) == 1
+    assert len(read_outputs(settings.stream_dir, "predictions")) == 600
+
+
 def test_no_model_to_score_with_ends_the_worker_and_dead_letters_nothing(
     make_settings, open_service
 ):
