@@ -4,13 +4,18 @@ Docker-free stack (`smoke up`) and the tests."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smoke_platform.core.settings import PathSettings, under_home
+from smoke_platform.core.settings import (
+    KafkaSettings,
+    PathSettings,
+    is_set,
+    under_home,
+    variable,
+)
 from smoke_platform.procs import (
     ManagedProcess,
     ProcessFailed,
@@ -167,11 +172,11 @@ def up(cfg: StackConfig, echo: Callable[[str], object] = print) -> dict[str, str
         local = StreamSettings(kafka_bootstrap=bootstrap, kafka_security_protocol="PLAINTEXT")
         create_topics(bootstrap, platform_topics(local, cfg.partitions))
         echo(f"broker        {bootstrap} (topics with {cfg.partitions} partitions)")
-        exported = os.environ.get("SMOKE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
-        if exported.upper() != "PLAINTEXT":
+        protocol = variable(KafkaSettings, "kafka_security_protocol")
+        if is_set(protocol):
             echo(
-                f"              SMOKE_KAFKA_SECURITY_PROTOCOL={exported} is not used: the "
-                "stack's processes talk PLAINTEXT to its own broker"
+                f"              {protocol} (set in this shell) is not used: the stack's "
+                "processes talk PLAINTEXT to its own broker"
             )
         service_url = f"http://127.0.0.1:{cfg.service_port}"
         env = {
