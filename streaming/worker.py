@@ -80,7 +80,7 @@ class TransactionStuck(RuntimeError):
 
 
 class StopRequested(Exception):
-    """SIGTERM/SIGINT while the worker waits for the brokers outside a transaction."""
+    """SIGTERM/SIGINT while the worker still waits for its brokers at start (`open`)."""
 
 
 class BrokerUnavailable(RuntimeError):

@@ -342,12 +342,7 @@ def test_a_restarted_worker_keeps_its_open_platform_signal_and_restores_it(
         StreamWorker(settings, scorer=without_service()).run(idle_stop_s=4)
     _produce(settings, 50, seed=23, sensors=2)
     StreamWorker(settings.model_copy(update={"service_url": open_service})).run(idle_stop_s=4)
-    trouble = [
-        json.loads(m.value()) for m in read_topic(settings.kafka_bootstrap, settings.trouble_topic)
-    ]
-    fallback = [t for t in trouble if t["subject"].startswith("scoring_fallback:")]
-    assert [t["event"] for t in fallback] == ["open", "restored"], fallback
-    assert len({t["trouble_id"] for t in fallback}) == 1
+    _assert_opened_and_restored_once(settings, "scoring_fallback")
     assert len(read_outputs(settings.stream_dir, "predictions")) == 150
     # A signal of a transaction that failed was never stored: the rewind forgets it too.
     worker = StreamWorker(settings)
@@ -359,18 +354,23 @@ def test_a_restarted_worker_keeps_its_open_platform_signal_and_restores_it(
     worker.consumer.close()
 
 
+def _assert_opened_and_restored_once(settings, condition: str) -> None:
+    """The platform signal `condition` on the trouble topic: one open, one restored."""
+    trouble = [
+        json.loads(m.value()) for m in read_topic(settings.kafka_bootstrap, settings.trouble_topic)
+    ]
+    mine = [t for t in trouble if t["subject"].startswith(f"{condition}:")]
+    assert [t["event"] for t in mine] == ["open", "restored"], mine
+    assert len({t["trouble_id"] for t in mine}) == 1
+
+
 def test_a_backlog_is_a_consumer_lag_signal_restored_once_caught_up(make_settings, open_service):
     """Far behind its topic at start (more than SMOKE_TROUBLE_LAG_MESSAGES), the worker
     says so as a platform trouble signal, and restores it once it has caught up."""
     settings = make_settings(open_service, trouble_lag_messages=40, batch_size=20)
     _produce(settings, 600, seed=31, sensors=3)
     StreamWorker(settings).run(idle_stop_s=4)
-    trouble = [
-        json.loads(m.value()) for m in read_topic(settings.kafka_bootstrap, settings.trouble_topic)
-    ]
-    lag = [t for t in trouble if t["subject"].startswith("consumer_lag:")]
-    assert [t["event"] for t in lag] == ["open", "restored"], lag
-    assert len({t["trouble_id"] for t in lag}) == 1
+    _assert_opened_and_restored_once(settings, "consumer_lag")
     assert len(read_outputs(settings.stream_dir, "predictions")) == 600
 
 
